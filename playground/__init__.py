@@ -1,0 +1,1 @@
+"""Shared plumbing for the activations playground services (CLI, errors, embedded Postgres)."""

@@ -1,0 +1,63 @@
+"""Session-wide real parts: a throwaway Postgres, the tiny Llama-3.1 model, and the real
+engine and SAE services started once per session (they are slow to start)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from playground.pgembed import embedded_postgres
+from tests.support.servers import serve_subcommand
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def pg_uri(tmp_path_factory):
+    """URI of a throwaway real Postgres server for the whole session (deleted afterwards)."""
+    data_dir = tmp_path_factory.mktemp("pg") / "data"
+    with embedded_postgres(data_dir, delete_on_exit=True) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny random-weight Llama-3.1 (32 layers, real tokenizer), built offline."""
+    from engine.tiny.build import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama-3.1")
+
+
+@pytest.fixture(scope="session")
+def demo_sae_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A random JumpReLU SAE at layer 16 of the tiny model, SAELens layout."""
+    from engine.sae.demo import build_demo_sae
+
+    return build_demo_sae(tiny_model_dir, tmp_path_factory.mktemp("saes") / "demo-l16")
+
+
+@pytest.fixture(scope="session")
+def engine_url(tiny_model_dir, artifacts_dir):
+    """The real vLLM engine service on the tiny model, one per session."""
+    with serve_subcommand(
+        ["engine", "--model", str(tiny_model_dir)],
+        log_path=artifacts_dir / "engine.log",
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sae_url(tiny_model_dir, demo_sae_dir, artifacts_dir):
+    """The real SAE service on the tiny model with the demo SAE, one per session."""
+    with serve_subcommand(
+        ["sae", "--model", str(tiny_model_dir), "--sae-dir", str(demo_sae_dir)],
+        log_path=artifacts_dir / "sae.log",
+    ) as url:
+        yield url
