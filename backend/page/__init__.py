@@ -1,0 +1,1 @@
+"""The /playground/activations page, served by the backend."""
