@@ -1,0 +1,201 @@
+"""Modal deploy: the engine, the SAE service and the backend as three separately deployable apps.
+
+Names are namespaced by ``PLAYGROUND_ENV`` (``staging`` by default, or ``prod``) so staging and prod
+never share an app, a volume or a secret::
+
+    PLAYGROUND_ENV=staging modal deploy modal_deploy.py::engine_app
+    PLAYGROUND_ENV=staging modal deploy modal_deploy.py::sae_app
+    PLAYGROUND_ENV=staging modal run modal_deploy.py::backend_app.migrate
+    PLAYGROUND_ENV=staging modal deploy modal_deploy.py::backend_app
+
+The two model services each run in their own GPU container (nothing shared with the MAX injection
+servers); the backend is CPU only and carries no weights. See docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import modal
+
+ENVIRONMENTS = ("staging", "prod")
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+DEFAULT_SAE_ID = "llama_scope_lxr_8x"
+DEFAULT_SAE_LAYER = 16
+GPU = "H100"
+PYTHON_VERSION = "3.11"
+HF_CACHE_DIR = "/hf-cache"
+SOURCE_PACKAGES = ("playground", "engine", "backend")
+# Libraries the backend never imports: keeping them out keeps its image small and CPU-only.
+MODEL_LIBRARIES = ("torch", "transformers", "tokenizers", "tiktoken", "safetensors")
+PYPROJECT = Path(__file__).resolve().parent / "pyproject.toml"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every Modal object name for one environment."""
+
+    env: str
+
+    @property
+    def engine_app(self) -> str:
+        return f"activations-engine-{self.env}"
+
+    @property
+    def sae_app(self) -> str:
+        return f"activations-sae-{self.env}"
+
+    @property
+    def backend_app(self) -> str:
+        return f"activations-backend-{self.env}"
+
+    @property
+    def hf_cache_volume(self) -> str:
+        return f"hf-cache-{self.env}"
+
+    @property
+    def hf_secret(self) -> str:
+        """Holds ``HF_TOKEN`` (the Llama weights are gated)."""
+        return f"playground-hf-{self.env}"
+
+    @property
+    def backend_secret(self) -> str:
+        """Holds ``DATABASE_URL`` and the ``PLAYGROUND_*`` service URLs."""
+        return f"playground-backend-{self.env}"
+
+
+def deploy_env() -> str:
+    env = os.environ.get("PLAYGROUND_ENV", "staging").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"PLAYGROUND_ENV must be one of {ENVIRONMENTS}, not {env!r}")
+    return env
+
+
+def project_dependencies(*extras: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Requirements from our pyproject (plus ``extras``), minus packages named in ``exclude``.
+
+    Inside a running container the pyproject is not there and images are not rebuilt, so an
+    empty list is fine.
+    """
+    if not PYPROJECT.exists():
+        return []
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in extras:
+        requirements += project["optional-dependencies"][extra]
+    return [req for req in requirements if _requirement_name(req) not in exclude]
+
+
+def _requirement_name(requirement: str) -> str:
+    name = requirement
+    for stop in "<>=!~[; ":
+        name = name.split(stop, 1)[0]
+    return name.strip().lower()
+
+
+def _image(requirements: list[str], env: dict[str, str]) -> modal.Image:
+    # Only our own packages are added, with every file (the page's static files, alembic's
+    # migrations), not just the .py files Modal takes by default.
+    return (
+        modal.Image.debian_slim(python_version=PYTHON_VERSION)
+        .uv_pip_install(*requirements)
+        .env(env)
+        .add_local_python_source(*SOURCE_PACKAGES, ignore=["**/__pycache__", "**/*.pyc"])
+    )
+
+
+NAMES = Names(deploy_env())
+MODEL_SERVICE_ENV = {
+    "PLAYGROUND_ENV": NAMES.env,
+    "HF_HOME": HF_CACHE_DIR,
+    "HF_HUB_ENABLE_HF_TRANSFER": "0",
+    # The old engine's debug storage crashed staging; it stays off in every deployed image.
+    "CONCORDANCE_ENABLE_FULLPASS_DEBUG": "0",
+}
+ENGINE_ENV = {**MODEL_SERVICE_ENV, "ENGINE_MODEL": DEFAULT_MODEL}
+SAE_ENV = {
+    **MODEL_SERVICE_ENV,
+    "SAE_SERVICE_MODEL": DEFAULT_MODEL,
+    "SAE_SERVICE_SAE_IDS": f"{DEFAULT_SAE_ID}:{DEFAULT_SAE_LAYER}",
+}
+BACKEND_ENV = {
+    "PLAYGROUND_ENV": NAMES.env,
+    "PLAYGROUND_DEFAULT_SAE_ID": DEFAULT_SAE_ID,
+    "PLAYGROUND_DEFAULT_SAE_LAYER": str(DEFAULT_SAE_LAYER),
+}
+
+hf_cache = modal.Volume.from_name(NAMES.hf_cache_volume, create_if_missing=True)
+hf_secret = modal.Secret.from_name(NAMES.hf_secret, required_keys=["HF_TOKEN"])
+backend_secret = modal.Secret.from_name(NAMES.backend_secret, required_keys=["DATABASE_URL"])
+
+engine_image = _image(project_dependencies("gpu"), ENGINE_ENV)
+sae_image = _image(project_dependencies(), SAE_ENV)
+backend_image = _image(project_dependencies(exclude=MODEL_LIBRARIES), BACKEND_ENV)
+
+engine_app = modal.App(NAMES.engine_app)
+sae_app = modal.App(NAMES.sae_app)
+backend_app = modal.App(NAMES.backend_app)
+
+
+@engine_app.function(
+    image=engine_image,
+    gpu=GPU,
+    volumes={HF_CACHE_DIR: hf_cache},
+    secrets=[hf_secret],
+    scaledown_window=900,
+    startup_timeout=1200,
+    timeout=600,
+)
+@modal.concurrent(max_inputs=64)
+@modal.asgi_app()
+def engine_web():
+    """The vLLM generation service (POST /generate, /tokenize; GET /health)."""
+    from engine.generation.app import create_app
+
+    return create_app()
+
+
+@sae_app.function(
+    image=sae_image,
+    gpu=GPU,
+    volumes={HF_CACHE_DIR: hf_cache},
+    secrets=[hf_secret],
+    scaledown_window=900,
+    startup_timeout=1200,
+    timeout=600,
+)
+@modal.concurrent(max_inputs=16)
+@modal.asgi_app()
+def sae_web():
+    """The SAE feature service (POST /extract_features, /analyze_features; GET /saes)."""
+    from engine.sae.app import create_app
+
+    return create_app()
+
+
+@backend_app.function(image=backend_image, secrets=[backend_secret], scaledown_window=300)
+@modal.concurrent(max_inputs=100)
+@modal.asgi_app()
+def backend_web():
+    """The product API and the /playground/activations page."""
+    from backend.app import create_app
+
+    return create_app()
+
+
+@backend_app.function(image=backend_image, secrets=[backend_secret], timeout=600)
+def migrate(revision: str = "head", confirm_env: str = "") -> str:
+    """Alembic upgrade against this environment's DATABASE_URL.
+
+    ``confirm_env`` must name the environment, so a command pasted from staging's runbook cannot
+    migrate prod by accident.
+    """
+    if confirm_env != NAMES.env:
+        raise ValueError(f"pass --confirm-env {NAMES.env} to migrate the {NAMES.env} database")
+    from backend.db.migrate import upgrade
+
+    upgrade(os.environ["DATABASE_URL"], revision)
+    return f"{NAMES.env} database at {revision}"

@@ -1,0 +1,166 @@
+"""The Modal wiring, checked offline: import modal_deploy with the real `modal` package (no
+credentials, nothing deployed) and read back what each app would deploy.
+
+Modal has no public API to read a function's spec or an image's layers before deploying, so a few
+private attributes of modal 1.6 are read here (`_spec_`, `_webhook_config`, image loaders).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+modal = pytest.importorskip("modal")
+from modal._image import _Image  # noqa: E402
+from modal._utils.async_utils import synchronizer  # noqa: E402
+from modal.mount import _Mount  # noqa: E402
+from modal_proto import api_pb2  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(monkeypatch, env: str | None):
+    """A fresh import of modal_deploy under PLAYGROUND_ENV=env (None: unset)."""
+    if env is None:
+        monkeypatch.delenv("PLAYGROUND_ENV", raising=False)
+    else:
+        monkeypatch.setenv("PLAYGROUND_ENV", env)
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    sys.modules.pop("modal_deploy", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module("modal_deploy")
+
+
+def app_functions(app) -> dict:
+    return dict(synchronizer._translate_in(app)._local_state.functions)
+
+
+def image_layers(image) -> tuple[list[str], list[tuple[Path, str]]]:
+    """Dockerfile commands (base first) and files mounted by an image, without building it."""
+    commands: list[str] = []
+    files: list[tuple[Path, str]] = []
+
+    def visit(obj) -> None:
+        if isinstance(obj, _Mount):
+            for entry in obj._entries:
+                files.extend(entry.get_files_to_upload())
+            return
+        if not isinstance(obj, _Image):
+            return
+        for dep in obj._deps():
+            visit(dep)
+        dockerfile_function = inspect.getclosurevars(obj._load).nonlocals.get("dockerfile_function")
+        if dockerfile_function:
+            commands.extend(dockerfile_function("2024.10").commands)
+
+    visit(synchronizer._translate_in(image))
+    return commands, files
+
+
+def image_env(image) -> dict[str, str]:
+    commands, _ = image_layers(image)
+    env = {}
+    for command in commands:
+        if command.startswith("ENV "):
+            key, _, value = command[4:].partition("=")
+            env[key] = value
+    return env
+
+
+def pip_installs(image) -> str:
+    commands, _ = image_layers(image)
+    return " ".join(c for c in commands if "pip install" in c and "modal_requirements" not in c)
+
+
+def names_of(objects) -> list[str]:
+    return sorted(synchronizer._translate_in(obj)._name for obj in objects)
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_three_apps_namespaced_by_environment(monkeypatch, env):
+    deploy = load(monkeypatch, env)
+    assert deploy.engine_app.name == f"activations-engine-{env}"
+    assert deploy.sae_app.name == f"activations-sae-{env}"
+    assert deploy.backend_app.name == f"activations-backend-{env}"
+    assert set(app_functions(deploy.engine_app)) == {"engine_web"}
+    assert set(app_functions(deploy.sae_app)) == {"sae_web"}
+    assert set(app_functions(deploy.backend_app)) == {"backend_web", "migrate"}
+    for fn in (deploy.engine_web, deploy.sae_web):
+        assert names_of(fn._spec_.volumes.values()) == [f"hf-cache-{env}"]
+        assert names_of(fn._spec_.secrets) == [f"playground-hf-{env}"]
+    for fn in (deploy.backend_web, deploy.migrate):
+        assert names_of(fn._spec_.secrets) == [f"playground-backend-{env}"]
+    for image in (deploy.engine_image, deploy.sae_image, deploy.backend_image):
+        assert image_env(image)["PLAYGROUND_ENV"] == env
+
+
+def test_default_environment_is_staging_and_unknown_is_refused(monkeypatch):
+    assert load(monkeypatch, None).NAMES.env == "staging"
+    with pytest.raises(ValueError, match="PLAYGROUND_ENV"):
+        load(monkeypatch, "production-ish")
+
+
+def test_model_services_own_a_gpu_container_with_the_hf_cache(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    for fn in (deploy.engine_web, deploy.sae_web):
+        spec = fn._spec_
+        assert spec.gpus == "H100"
+        assert list(spec.volumes) == [deploy.HF_CACHE_DIR]
+        raw = synchronizer._translate_in(fn)
+        assert raw._webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP
+    # Separate apps, so separate containers: no GPU shared with anything else.
+    assert deploy.engine_web._spec_.image is not deploy.sae_web._spec_.image
+
+    engine_env = image_env(deploy.engine_image)
+    assert engine_env["HF_HOME"] == deploy.HF_CACHE_DIR
+    assert engine_env["ENGINE_MODEL"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert engine_env["CONCORDANCE_ENABLE_FULLPASS_DEBUG"] == "0"
+    assert "vllm" in pip_installs(deploy.engine_image)
+    sae_env = image_env(deploy.sae_image)
+    assert sae_env["HF_HOME"] == deploy.HF_CACHE_DIR
+    assert sae_env["SAE_SERVICE_MODEL"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert "torch" in pip_installs(deploy.sae_image)
+
+
+def test_backend_is_cpu_only_and_carries_no_weights(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    for fn in (deploy.backend_web, deploy.migrate):
+        assert fn._spec_.gpus is None
+        assert fn._spec_.volumes == {}
+    raw = synchronizer._translate_in(deploy.backend_web)
+    assert raw._webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP
+    installs = pip_installs(deploy.backend_image)
+    assert "fastapi" in installs and "asyncpg" in installs
+    for library in ("torch", "transformers", "vllm", "safetensors"):
+        assert f"'{library}" not in installs, library
+    env = image_env(deploy.backend_image)
+    assert "HF_HOME" not in env and "HF_TOKEN" not in env
+    assert env["PLAYGROUND_DEFAULT_SAE_ID"] == "llama_scope_lxr_8x"
+
+
+def test_images_ship_our_sources_with_the_page_and_migrations(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    _, files = image_layers(deploy.backend_image)
+    remote = {str(path) for _, path in files}
+    assert "/root/backend/page/router.py" in remote
+    static = REPO_ROOT / "backend" / "page" / "static"
+    for page_file in static.iterdir():
+        assert f"/root/backend/page/static/{page_file.name}" in remote
+    assert not any(path.endswith(".pyc") or "__pycache__" in path for path in remote)
+    _, engine_files = image_layers(deploy.engine_image)
+    assert any(str(path).startswith("/root/engine/") for _, path in engine_files)
+
+
+def test_migrate_refuses_another_environment(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    with pytest.raises(ValueError, match="--confirm-env staging"):
+        deploy.migrate.local(confirm_env="prod")
+    deploy = load(monkeypatch, "prod")
+    with pytest.raises(ValueError, match="--confirm-env prod"):
+        deploy.migrate.local()
