@@ -31,7 +31,10 @@ HF_CACHE_DIR = "/hf-cache"
 SOURCE_PACKAGES = ("playground", "engine", "backend")
 # Libraries the backend never imports: keeping them out keeps its image small and CPU-only.
 MODEL_LIBRARIES = ("torch", "transformers", "tokenizers", "tiktoken", "safetensors")
-PYPROJECT = Path(__file__).resolve().parent / "pyproject.toml"
+REPO_ROOT = Path(__file__).resolve().parent
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+# backend.db.migrate looks for alembic's scripts two levels above itself: /root/backend/db -> /.
+MIGRATIONS_REMOTE_DIR = "/migrations"
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,9 @@ backend_secret = modal.Secret.from_name(NAMES.backend_secret, required_keys=["DA
 
 engine_image = _image(project_dependencies("gpu"), ENGINE_ENV)
 sae_image = _image(project_dependencies(), SAE_ENV)
-backend_image = _image(project_dependencies(exclude=MODEL_LIBRARIES), BACKEND_ENV)
+backend_image = _image(project_dependencies(exclude=MODEL_LIBRARIES), BACKEND_ENV).add_local_dir(
+    REPO_ROOT / "migrations", MIGRATIONS_REMOTE_DIR, ignore=["**/__pycache__", "**/*.pyc"]
+)
 
 engine_app = modal.App(NAMES.engine_app)
 sae_app = modal.App(NAMES.sae_app)

@@ -152,6 +152,10 @@ def test_images_ship_our_sources_with_the_page_and_migrations(monkeypatch):
     static = REPO_ROOT / "backend" / "page" / "static"
     for page_file in static.iterdir():
         assert f"/root/backend/page/static/{page_file.name}" in remote
+    # backend.db.migrate resolves alembic's folder as /migrations inside the container.
+    assert "/migrations/env.py" in remote
+    versions = REPO_ROOT / "migrations" / "versions"
+    assert {f"/migrations/versions/{p.name}" for p in versions.glob("*.py")} <= remote
     assert not any(path.endswith(".pyc") or "__pycache__" in path for path in remote)
     _, engine_files = image_layers(deploy.engine_image)
     assert any(str(path).startswith("/root/engine/") for _, path in engine_files)
