@@ -1,0 +1,1 @@
+"""SAE service: per-token SAE features at a residual layer of a served model."""

@@ -1,0 +1,175 @@
+"""Dynamic batching: requests that arrive while a batch computes are gathered into the next
+one: one right-padded forward (up to the highest layer any of them reads), then per SAE one
+encode matmul over every real token of the batch (chunked to bound memory) and one
+``torch.topk``. No Python loop over positions for the maths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.sae.encoder import SaeMeta
+from engine.sae.registry import SaeRegistry
+from engine.sae.residual import ResidualModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodeJob:
+    token_ids: list[int]
+    meta: SaeMeta
+    top_k: int | None = None  # extract: the k largest activations per position
+    feature_ids: list[int] | None = None  # analyze: these features at every position
+    future: asyncio.Future | None = field(default=None, repr=False)
+
+
+@dataclass
+class EncodeResult:
+    top_values: list[list[float]] | None = None  # [T][k]
+    top_indices: list[list[int]] | None = None
+    feature_acts: list[list[float]] | None = None  # [F][T]
+    batch_size: int = 1
+    compute_ms: float = 0.0
+
+
+def compute_batch(
+    model: ResidualModel, registry: SaeRegistry, jobs: list[EncodeJob], chunk_tokens: int
+) -> list[EncodeResult]:
+    """The maths for one batch (runs in a worker thread)."""
+    started = time.perf_counter()
+    lengths = [len(job.token_ids) for job in jobs]
+    ids = torch.zeros((len(jobs), max(lengths)), dtype=torch.long)
+    for row, job in enumerate(jobs):
+        ids[row, : lengths[row]] = torch.tensor(job.token_ids, dtype=torch.long)
+    residuals = model.residuals(ids, {job.meta.layer for job in jobs})
+
+    results = [EncodeResult(batch_size=len(jobs)) for _ in jobs]
+    groups: dict[tuple[str, int], list[int]] = collections.defaultdict(list)
+    for index, job in enumerate(jobs):
+        groups[(job.meta.sae_id, job.meta.layer)].append(index)
+    for indices in groups.values():
+        meta = jobs[indices[0]].meta
+        encoder = registry.encoder(meta)
+        resid = residuals[meta.layer]
+        x = torch.cat([resid[i, : lengths[i]] for i in indices])  # real tokens only, [N, d]
+        k = max((jobs[i].top_k or 0) for i in indices)
+        wanted = sorted({f for i in indices for f in (jobs[i].feature_ids or [])})
+        top_v, top_i, picked = [], [], []
+        for start in range(0, x.shape[0], chunk_tokens):
+            acts = encoder.encode(x[start : start + chunk_tokens])
+            if k:
+                values, idx = torch.topk(acts, k, dim=-1)
+                top_v.append(values.float().cpu())
+                top_i.append(idx.cpu())
+            if wanted:
+                picked.append(acts[:, wanted].float().cpu())
+        all_v = torch.cat(top_v) if top_v else None
+        all_i = torch.cat(top_i) if top_i else None
+        all_picked = torch.cat(picked) if picked else None
+        offset = 0
+        column = {f: c for c, f in enumerate(wanted)}
+        for i in indices:
+            rows = slice(offset, offset + lengths[i])
+            offset += lengths[i]
+            job = jobs[i]
+            if job.top_k:
+                results[i].top_values = all_v[rows, : job.top_k].tolist()
+                results[i].top_indices = all_i[rows, : job.top_k].tolist()
+            if job.feature_ids:
+                cols = [column[f] for f in job.feature_ids]
+                results[i].feature_acts = all_picked[rows][:, cols].T.tolist()
+    elapsed = (time.perf_counter() - started) * 1000
+    for result in results:
+        result.compute_ms = elapsed
+    return results
+
+
+class Batcher:
+    """One worker task owns the model; callers ``await submit(job)``."""
+
+    def __init__(
+        self,
+        model: ResidualModel,
+        registry: SaeRegistry,
+        *,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        wait_ms: float,
+        chunk_tokens: int,
+    ) -> None:
+        self.model, self.registry = model, registry
+        self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
+        self.wait_s = wait_ms / 1000
+        self.chunk_tokens = chunk_tokens
+        self._queue: asyncio.Queue[EncodeJob] = asyncio.Queue()
+        self._carry: collections.deque[EncodeJob] = collections.deque()
+        self._task: asyncio.Task | None = None
+        self.batches_run = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sae-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, job: EncodeJob) -> EncodeResult:
+        job.future = asyncio.get_running_loop().create_future()
+        await self._queue.put(job)
+        return await job.future
+
+    def _next_job_nowait(self) -> EncodeJob | None:
+        if self._carry:
+            return self._carry.popleft()
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def _gather(self) -> list[EncodeJob]:
+        first = self._carry.popleft() if self._carry else await self._queue.get()
+        if self.wait_s:
+            await asyncio.sleep(self.wait_s)  # let simultaneous requests arrive
+        batch, longest = [first], len(first.token_ids)
+        while len(batch) < self.max_batch_size:
+            job = self._next_job_nowait()
+            if job is None:
+                break
+            new_longest = max(longest, len(job.token_ids))
+            if new_longest * (len(batch) + 1) > self.max_batch_tokens:
+                self._carry.appendleft(job)
+                break
+            batch.append(job)
+            longest = new_longest
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._gather()
+            live = [job for job in batch if not job.future.done()]  # skip cancelled callers
+            if not live:
+                continue
+            try:
+                results = await asyncio.to_thread(
+                    compute_batch, self.model, self.registry, live, self.chunk_tokens
+                )
+            except Exception as exc:  # one bad batch must not kill the worker
+                logger.exception("SAE batch failed")
+                for job in live:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            self.batches_run += 1
+            for job, result in zip(live, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(result)

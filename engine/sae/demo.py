@@ -1,0 +1,98 @@
+"""A demo SAE for a model with no released SAE (the tiny test model): random JumpReLU weights
+in the SAELens layout, thresholds set from the model's own residuals so that a reasonable
+number of features (about 3% of 512) fire per token. Marked demo: its features mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+DEMO_SAE_ID = "demo_random"
+DEMO_D_SAE = 512
+FIRE_RATE = 0.03
+SAMPLE_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Sparse autoencoders split a model's residual stream into features.",
+    "def add(a, b):\n    return a + b\n",
+    "Paris is the capital of France, and Berlin is the capital of Germany.",
+    "Write a haiku about the sea at night.",
+    "1, 2, 3, 5, 8, 13, 21, 34, 55",
+]
+
+
+def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int = 0) -> Path:
+    """Write the demo SAE for ``model_dir``'s residual stream at ``layer`` to ``out_dir``
+    (idempotent: a complete folder is reused). Returns ``out_dir``."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS
+    from engine.sae.residual import ResidualModel
+
+    out_dir = Path(out_dir)
+    if (out_dir / SAELENS_CFG).is_file() and (out_dir / SAELENS_WEIGHTS).is_file():
+        return out_dir
+    cpu = torch.device("cpu")
+    model = ResidualModel.load(str(model_dir), device=cpu, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    resid = torch.cat(
+        [
+            model.residuals(torch.tensor([tokenizer(text)["input_ids"]]), {layer})[layer][0]
+            for text in SAMPLE_TEXTS
+        ]
+    ).double()
+    d_in = resid.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    w_dec = torch.randn(DEMO_D_SAE, d_in, generator=gen, dtype=torch.float64)
+    w_dec /= w_dec.norm(dim=-1, keepdim=True)
+    w_enc = w_dec.T.clone() / resid.norm(dim=-1).mean()  # pre-activations of order 1
+    b_dec = resid.mean(dim=0)
+    b_enc = torch.zeros(DEMO_D_SAE, dtype=torch.float64)
+    pre = (resid - b_dec) @ w_enc + b_enc
+    threshold = torch.quantile(pre, 1 - FIRE_RATE, dim=0).clamp(min=1e-3)
+    tensors = {
+        "W_enc": w_enc,
+        "W_dec": w_dec,
+        "b_enc": b_enc,
+        "b_dec": b_dec,
+        "threshold": threshold,
+    }
+    cfg = {
+        "architecture": "jumprelu",
+        "d_in": d_in,
+        "d_sae": DEMO_D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "model_name": str(model_dir),
+            "hook_name": f"blocks.{layer}.hook_resid_post",
+            "hook_layer": layer,
+            "prepend_bos": True,
+        },
+        # Read by this service (SAELens ignores unknown keys).
+        "sae_id": DEMO_SAE_ID,
+        "demo": True,
+        "description": f"DEMO: random JumpReLU SAE (seed {seed}) at layer {layer}; "
+        "features have no meaning",
+    }
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        save_file(
+            {k: v.float().contiguous() for k, v in tensors.items()}, staging / SAELENS_WEIGHTS
+        )
+        (staging / SAELENS_CFG).write_text(json.dumps(cfg, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,108 @@
+"""Wire models of the SAE service (contracts.md, "SAE service")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Static outer bounds; the service applies the tighter configured ones (model context,
+# SAE width, settings) and answers 422 with a specific code.
+MAX_TOKENS_ON_WIRE = 131072
+MAX_TOP_K_ON_WIRE = 4096
+MAX_FEATURE_IDS_ON_WIRE = 4096
+
+Segment = Literal["prompt", "output"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token_ids: list[int] = Field(min_length=1, max_length=MAX_TOKENS_ON_WIRE)
+    sae_id: str | None = Field(default=None, min_length=1, max_length=200)
+    layer: int | None = Field(default=None, ge=0, le=1000)
+    output_start: int | None = Field(default=None, ge=0, le=MAX_TOKENS_ON_WIRE)
+
+
+class ExtractRequest(_Request):
+    """The full sequence (prompt then output); ``sae_id``/``layer`` None -> the default SAE."""
+
+    top_k: int = Field(default=20, ge=1, le=MAX_TOP_K_ON_WIRE)
+
+
+class AnalyzeRequest(_Request):
+    feature_ids: list[int] = Field(min_length=1, max_length=MAX_FEATURE_IDS_ON_WIRE)
+
+
+class FeatureActivation(BaseModel):
+    feature_id: int
+    activation: float
+
+
+class TokenInfo(BaseModel):
+    position: int
+    token_id: int
+    token: str
+    segment: Segment
+    special: bool
+
+
+class TimelineEntry(TokenInfo):
+    features: list[FeatureActivation]
+
+
+class ExtractResponse(BaseModel):
+    sae_id: str
+    layer: int
+    d_sae: int
+    model_id: str
+    top_k: int
+    feature_timeline: list[TimelineEntry]
+    batch_size: int  # requests computed together with this one
+    timings_ms: dict[str, float]
+
+
+class FeatureTrace(BaseModel):
+    feature_id: int
+    activations: list[float]  # one per position
+    max_activation: float
+    argmax_position: int
+    explanation: str | None = None
+
+
+class AnalyzeResponse(BaseModel):
+    sae_id: str
+    layer: int
+    d_sae: int
+    model_id: str
+    tokens: list[TokenInfo]
+    features: list[FeatureTrace]
+
+
+class SaeRef(BaseModel):
+    sae_id: str
+    layer: int
+
+
+class SaeInfo(BaseModel):
+    sae_id: str
+    layers: list[int]
+    d_in: int
+    d_sae: int
+    architecture: str
+    model_id: str | None
+    demo: bool
+    description: str | None
+
+
+class SaesResponse(BaseModel):
+    default: SaeRef
+    saes: list[SaeInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_id: str
+    device: str
+    dtype: str
+    loaded_saes: list[SaeRef]

@@ -1,0 +1,106 @@
+"""Which SAEs this process serves: ``(sae_id, layer)`` -> folder, and an LRU of loaded ones.
+
+Folders come from settings (``--sae-dir``); each is one SAE folder or a folder of them (e.g. a
+whole Llama Scope release, one sub-folder per layer). Metadata is read at start-up; weights
+load on first use and stay until ``max_loaded`` others are newer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from engine.sae.encoder import SaeEncoder, SaeMeta
+from engine.sae.layouts import detect_layout, load_weights, read_meta
+from playground.errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+SaeKey = tuple[str, int]
+
+
+def discover(folder: Path) -> list[SaeMeta]:
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"SAE folder {folder} does not exist")
+    if detect_layout(folder) is not None:
+        return [read_meta(folder)]
+    found = [read_meta(sub) for sub in sorted(folder.iterdir()) if detect_layout(sub)]
+    if not found:
+        raise ValueError(f"{folder}: neither an SAE folder nor a folder of SAE folders")
+    return sorted(found, key=lambda m: m.layer)
+
+
+class SaeRegistry:
+    def __init__(
+        self, folders: list[Path], *, max_loaded: int, device, dtype, labels_filename: str
+    ):
+        self.entries: dict[SaeKey, SaeMeta] = {}
+        for folder in folders:
+            for meta in discover(folder):
+                key = (meta.sae_id, meta.layer)
+                if key in self.entries:
+                    raise ValueError(f"SAE {key} is served from two folders")
+                self.entries[key] = meta
+        self.default: SaeKey = next(iter(self.entries))
+        self.max_loaded = max_loaded
+        self.device, self.dtype = device, dtype
+        self.labels_filename = labels_filename
+        self._loaded: OrderedDict[SaeKey, SaeEncoder] = OrderedDict()
+        self._labels: dict[SaeKey, dict[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, sae_id: str | None, layer: int | None) -> SaeMeta:
+        """The SAE a request names (None -> defaults); 404 for an unknown SAE or layer."""
+        sae_id = sae_id or self.default[0]
+        layers = sorted(lay for sid, lay in self.entries if sid == sae_id)
+        if not layers:
+            known = sorted({sid for sid, _ in self.entries})
+            raise NotFound(f"unknown sae_id {sae_id!r}; served: {known}", code="sae_not_found")
+        if layer is None:
+            layer = self.default[1] if sae_id == self.default[0] else layers[0]
+        if layer not in layers:
+            raise NotFound(
+                f"sae_id {sae_id!r} has no SAE at layer {layer}; layers: {layers}",
+                code="sae_layer_not_found",
+            )
+        return self.entries[(sae_id, layer)]
+
+    def encoder(self, meta: SaeMeta) -> SaeEncoder:
+        key = (meta.sae_id, meta.layer)
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            logger.info("loading SAE %s from %s", key, meta.folder)
+            enc = SaeEncoder(meta, load_weights(meta), device=self.device, dtype=self.dtype)
+            self._loaded[key] = enc
+            while len(self._loaded) > self.max_loaded:
+                evicted, _ = self._loaded.popitem(last=False)
+                logger.info("evicted SAE %s", evicted)
+            return enc
+
+    def loaded(self) -> list[SaeKey]:
+        with self._lock:
+            return list(self._loaded)
+
+    def labels(self, meta: SaeMeta) -> dict[int, str]:
+        """Explanations from ``labels.json`` beside the SAE: ``{"123": "text"}`` or a
+        Neuronpedia-style list ``[{"index": 123, "description": "text"}]``."""
+        key = (meta.sae_id, meta.layer)
+        if key not in self._labels:
+            path = meta.folder / self.labels_filename
+            labels: dict[int, str] = {}
+            if path.is_file():
+                raw = json.loads(path.read_text())
+                items = (
+                    raw.items()
+                    if isinstance(raw, dict)
+                    else ((r.get("index", r.get("feature_id")), r.get("description")) for r in raw)
+                )
+                labels = {int(k): str(v) for k, v in items if k is not None and v}
+            self._labels[key] = labels
+        return self._labels[key]

@@ -1,0 +1,89 @@
+"""The residual stream after decoder block L, running blocks 0..L only.
+
+Layer L means TransformerLens ``blocks.L.hook_resid_post`` = HF ``hidden_states[L + 1]`` = the
+output of ``model.layers[L]``. The forward below mirrors ``LlamaModel.forward`` with the model's
+own modules (embeddings, rotary embedding, causal mask, decoder layers) and stops after the
+highest layer asked for; blocks above it (and the final norm) never run. Works for the
+Llama-style decoders in transformers (Llama, Mistral, Qwen2).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import AutoModel
+from transformers.masking_utils import create_causal_mask
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dtype == "auto":
+        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    return dev, getattr(torch, dtype)
+
+
+class ResidualModel:
+    def __init__(self, base: torch.nn.Module, *, device: torch.device, dtype: torch.dtype):
+        self.base = base.eval()
+        self.config = base.config
+        self.device, self.dtype = device, dtype
+        self.n_layers = int(self.config.num_hidden_layers)
+        self.vocab_size = int(self.config.vocab_size)
+        self.max_positions = int(getattr(self.config, "max_position_embeddings", 1 << 30))
+        self.d_model = int(self.config.hidden_size)
+
+    @classmethod
+    def load(cls, model: str, *, device, dtype, keep_layers: int | None = None) -> ResidualModel:
+        """Load the base decoder (no LM head). ``keep_layers``: keep only blocks 0..keep-1."""
+        base = AutoModel.from_pretrained(model, dtype=dtype, local_files_only=True)
+        if keep_layers is not None and keep_layers < len(base.layers):
+            # Blocks above every served layer are never run: don't hold them in memory.
+            base.layers = base.layers[:keep_layers]
+        base.to(device)
+        self = cls(base, device=device, dtype=dtype)
+        self.n_layers = int(base.config.num_hidden_layers)
+        self.available_layers = len(base.layers)
+        return self
+
+    @property
+    def kept_layers(self) -> int:
+        return len(self.base.layers)
+
+    @torch.inference_mode()
+    def residuals(self, input_ids: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
+        """input_ids [B, T] (right-padded) -> {L: residual after block L, [B, T, d_model]}.
+
+        Right padding needs no padding mask: under the causal mask a real token only attends
+        to earlier positions, which are real; outputs at padded positions are ignored.
+        """
+        last = max(layers)
+        if last >= self.kept_layers:
+            raise ValueError(f"layer {last} is not loaded (kept {self.kept_layers} blocks)")
+        base = self.base
+        input_ids = input_ids.to(self.device)
+        hidden = base.embed_tokens(input_ids)
+        position_ids = torch.arange(hidden.shape[1], device=self.device).unsqueeze(0)
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden,
+            attention_mask=None,
+            past_key_values=None,
+            position_ids=position_ids,
+        )
+        position_embeddings = base.rotary_emb(hidden, position_ids=position_ids)
+        out: dict[int, torch.Tensor] = {}
+        for index in range(last + 1):
+            hidden = base.layers[index](
+                hidden,
+                attention_mask=mask,
+                position_ids=position_ids,
+                position_embeddings=position_embeddings,
+            )
+            if index in layers:
+                out[index] = hidden
+        return out

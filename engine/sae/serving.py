@@ -1,0 +1,147 @@
+"""The SAE service's logic: validate a request against the model and SAE, run it through the
+batcher, shape the answer."""
+
+from __future__ import annotations
+
+from engine.sae.batching import Batcher, EncodeJob
+from engine.sae.encoder import SaeMeta
+from engine.sae.protocol import (
+    AnalyzeRequest,
+    ExtractRequest,
+    SaeInfo,
+    SaeRef,
+    SaesResponse,
+)
+from engine.sae.registry import SaeRegistry
+from engine.sae.residual import ResidualModel
+from engine.sae.settings import Settings
+from engine.sae.tokens import TokenTable
+from playground.errors import InvalidRequest
+
+
+class SaeService:
+    def __init__(
+        self,
+        settings: Settings,
+        model: ResidualModel,
+        tokens: TokenTable,
+        registry: SaeRegistry,
+        batcher: Batcher,
+    ) -> None:
+        self.settings = settings
+        self.model, self.tokens, self.registry, self.batcher = model, tokens, registry, batcher
+        self.model_id = settings.served_model_id
+        self.max_len = min(settings.max_sequence_tokens, model.max_positions)
+
+    def _check_sequence(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
+        meta = self.registry.resolve(req.sae_id, req.layer)
+        ids = req.token_ids
+        if len(ids) > self.max_len:
+            raise InvalidRequest(
+                f"{len(ids)} tokens is past the context limit of {self.max_len}",
+                code="sequence_too_long",
+            )
+        bad = next((t for t in ids if not 0 <= t < self.model.vocab_size), None)
+        if bad is not None:
+            raise InvalidRequest(
+                f"token id {bad} is outside the vocabulary [0, {self.model.vocab_size})",
+                code="token_id_out_of_vocab",
+            )
+        if req.output_start is not None and req.output_start > len(ids):
+            raise InvalidRequest(
+                f"output_start {req.output_start} is past the sequence ({len(ids)} tokens)",
+                code="output_start_out_of_range",
+            )
+        return meta
+
+    async def extract(self, req: ExtractRequest) -> dict:
+        meta = self._check_sequence(req)
+        limit = min(self.settings.max_top_k, meta.d_sae)
+        if req.top_k > limit:
+            raise InvalidRequest(
+                f"top_k {req.top_k} is out of bounds [1, {limit}]", code="top_k_out_of_bounds"
+            )
+        result = await self.batcher.submit(EncodeJob(req.token_ids, meta, top_k=req.top_k))
+        timeline = self.tokens.describe(req.token_ids, req.output_start)
+        for entry, values, indices in zip(
+            timeline, result.top_values, result.top_indices, strict=True
+        ):
+            # topk is already descending; zero activations are left out.
+            entry["features"] = [
+                {"feature_id": f, "activation": v}
+                for v, f in zip(values, indices, strict=True)
+                if v > 0
+            ]
+        return {
+            **self._header(meta),
+            "top_k": req.top_k,
+            "feature_timeline": timeline,
+            "batch_size": result.batch_size,
+            "timings_ms": {"compute": round(result.compute_ms, 3)},
+        }
+
+    async def analyze(self, req: AnalyzeRequest) -> dict:
+        meta = self._check_sequence(req)
+        if len(req.feature_ids) > self.settings.max_feature_ids:
+            raise InvalidRequest(
+                f"at most {self.settings.max_feature_ids} feature_ids per request",
+                code="too_many_feature_ids",
+            )
+        bad = next((f for f in req.feature_ids if not 0 <= f < meta.d_sae), None)
+        if bad is not None:
+            raise InvalidRequest(
+                f"feature_id {bad} is outside [0, {meta.d_sae})", code="feature_id_out_of_range"
+            )
+        job = EncodeJob(req.token_ids, meta, feature_ids=list(req.feature_ids))
+        result = await self.batcher.submit(job)
+        labels = self.registry.labels(meta)
+        features = []
+        for fid, acts in zip(req.feature_ids, result.feature_acts, strict=True):
+            argmax = max(range(len(acts)), key=acts.__getitem__)
+            features.append(
+                {
+                    "feature_id": fid,
+                    "activations": acts,
+                    "max_activation": acts[argmax],
+                    "argmax_position": argmax,
+                    "explanation": labels.get(fid),
+                }
+            )
+        return {
+            **self._header(meta),
+            "tokens": self.tokens.describe(req.token_ids, req.output_start),
+            "features": features,
+        }
+
+    def _header(self, meta: SaeMeta) -> dict:
+        return {
+            "sae_id": meta.sae_id,
+            "layer": meta.layer,
+            "d_sae": meta.d_sae,
+            "model_id": self.model_id,
+        }
+
+    def saes(self) -> SaesResponse:
+        by_id: dict[str, list[SaeMeta]] = {}
+        for meta in self.registry.entries.values():
+            by_id.setdefault(meta.sae_id, []).append(meta)
+        infos = []
+        for sae_id, metas in by_id.items():
+            first = metas[0]
+            infos.append(
+                SaeInfo(
+                    sae_id=sae_id,
+                    layers=sorted(m.layer for m in metas),
+                    d_in=first.d_in,
+                    d_sae=first.d_sae,
+                    architecture=first.architecture,
+                    model_id=first.model_id,
+                    demo=any(m.demo for m in metas),
+                    description=first.description,
+                )
+            )
+        sae_id, layer = self.registry.default
+        return SaesResponse(default=SaeRef(sae_id=sae_id, layer=layer), saes=infos)
+
+    def loaded(self) -> list[SaeRef]:
+        return [SaeRef(sae_id=s, layer=lay) for s, lay in self.registry.loaded()]

@@ -1,0 +1,48 @@
+"""The SAE service's one settings object (env prefix ``SAE_SERVICE_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SAE_SERVICE_", env_ignore_empty=True, extra="ignore"
+    )
+
+    # HF folder (or HF id already in the local cache: no hub at run time).
+    model: str
+    # Name reported as ``model_id``; defaults to ``model``.
+    model_id: str | None = None
+    # SAE folders, each a SAELens or Llama Scope layout, or a folder of such folders. The first
+    # folder's SAE is the default. Env: comma-separated paths.
+    sae_dirs: Annotated[list[Path], NoDecode] = Field(min_length=1)
+    device: str = "auto"  # auto -> cuda if available, else cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 GPU, f32 CPU
+    max_loaded_saes: int = Field(default=4, ge=1, le=64)
+    # Keep only the decoder blocks that some registered SAE reads (blocks above are never run).
+    drop_unused_layers: bool = True
+    max_sequence_tokens: int = Field(default=8192, ge=1)
+    max_top_k: int = Field(default=256, ge=1)
+    max_feature_ids: int = Field(default=256, ge=1)
+    # Batching: requests arriving while a batch runs are gathered into the next one.
+    max_batch_size: int = Field(default=32, ge=1)
+    max_batch_tokens: int = Field(default=16384, ge=1)  # padded tokens per forward
+    batch_wait_ms: float = Field(default=2.0, ge=0)
+    encode_chunk_tokens: int = Field(default=2048, ge=1)  # bounds the [tokens, d_sae] buffer
+    labels_filename: str = "labels.json"
+
+    @field_validator("sae_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def served_model_id(self) -> str:
+        return self.model_id or self.model
