@@ -1,0 +1,1 @@
+"""The /playground/activations product API."""

@@ -1,0 +1,184 @@
+"""Wire models of the /playground/activations API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,199}$"
+MAX_PROMPT_CHARS = 32_000
+MAX_TOKENS = 8192
+MAX_SAE_TOP_K = 128
+MAX_SAE_LAYER = 255
+MAX_PAGE = 1000
+MAX_POSITION = 1_000_000
+
+
+class ActivationRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model_id: str | None = Field(None, max_length=200, description="empty/unknown: the default")
+    max_tokens: int = Field(128, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, le=1000, description="0 disables top-k sampling")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    chat: bool = Field(True, description="wrap the prompt in the model's chat template")
+    collect_activations: bool = True
+    inline_sae: bool = True
+    sae_id: str | None = Field(None, pattern=SAE_ID_PATTERN, description="None: the default SAE")
+    sae_layer: int | None = Field(None, ge=0, le=MAX_SAE_LAYER)
+    sae_top_k: int = Field(20, ge=1, le=MAX_SAE_TOP_K)
+    request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN)
+
+
+class RunOutput(BaseModel):
+    text: str
+    token_ids: list[int]
+    prompt_token_ids: list[int]
+    finish_reason: str | None
+
+
+class FeatureActivation(BaseModel):
+    feature_id: int
+    activation: float
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    position: int
+    token_id: int
+    token: str | None = None
+    segment: Literal["prompt", "output"] | None = None
+    special: bool | None = None
+    features: list[FeatureActivation]
+
+
+class TopFeature(BaseModel):
+    feature_id: int
+    max_activation: float
+    hits: int = Field(description="positions where the feature is in that position's top-k")
+    mean_activation: float = Field(description="mean activation over those positions")
+    max_position: int
+    max_token_id: int
+
+
+class RunPreview(BaseModel):
+    sae_id: str
+    sae_layer: int
+    sae_top_k: int
+    feature_timeline: list[TimelineEntry]
+    top_features: list[TopFeature]
+    row_count: int
+
+
+class Timings(BaseModel):
+    engine: float | None = None
+    sae: float | None = None
+    db: float | None = None
+    total: float | None = None
+
+
+class RunError(BaseModel):
+    code: str
+    message: str
+    upstream: str | None = None
+
+
+class ActivationRunResponse(BaseModel):
+    request_id: str
+    created_at: datetime
+    status: Literal["ok", "failed"]
+    model_id: str
+    prompt: str
+    output: RunOutput | None
+    preview: RunPreview | None = Field(description="null when activations were not collected")
+    error: RunError | None = None
+    events: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    timings_ms: Timings
+
+
+class ActivationRow(BaseModel):
+    step: int | None = Field(description="index within the output; null for prompt positions")
+    token_position: int
+    feature_id: int
+    activation_value: float
+    rank: int = Field(description="1-based rank within its position")
+    token_id: int | None
+    token: str | None
+
+
+class RowsResponse(BaseModel):
+    request_id: str
+    total: int
+    limit: int
+    offset: int
+    rows: list[ActivationRow]
+
+
+class TopFeaturesResponse(BaseModel):
+    request_id: str
+    segment: Literal["all", "prompt", "output"]
+    include_special: bool
+    top_features: list[TopFeature]
+
+
+class RunSummary(BaseModel):
+    request_id: str
+    created_at: datetime
+    updated_at: datetime
+    model_id: str
+    prompt_preview: str
+    status: Literal["ok", "failed"]
+    error: RunError | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    finish_reason: str | None
+    sae_id: str | None
+    sae_layer: int | None
+    sae_top_k: int | None
+    has_preview: bool
+    pruned: bool
+    timings_ms: Timings
+
+
+class RunsPage(BaseModel):
+    runs: list[RunSummary]
+    next_cursor: str | None
+
+
+class ModelCount(BaseModel):
+    model_id: str
+    runs: int
+
+
+class SummaryResponse(BaseModel):
+    total_runs: int
+    ok_runs: int
+    failed_runs: int
+    with_preview: int
+    pruned_runs: int
+    runs_last_24h: int
+    first_run_at: datetime | None
+    last_run_at: datetime | None
+    models: list[ModelCount]
+
+
+class Check(BaseModel):
+    ok: bool
+    latency_ms: float | None
+    error: str | None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    postgres: Check
+    engine: Check
+    sae: Check
+    error: RunError | None = Field(None, description="set when Postgres is down (503)")

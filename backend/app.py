@@ -1,0 +1,96 @@
+"""The backend FastAPI app: product API for activations, the SAE proxy, the injection proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from backend.activations.api_router import router as activations_router
+from backend.activations.service import ActivationService
+from backend.db.pool import create_pool
+from backend.features.api_router import router as features_router
+from backend.features.service import FeatureService
+from backend.injection.api_router import router as injection_router
+from backend.injection.proxy import InjectionProxy
+from backend.page.router import router as page_router
+from backend.settings import Settings
+from backend.upstreams import engine as engine_upstream
+from backend.upstreams import sae as sae_upstream
+from backend.upstreams.client import JsonUpstream, new_http_client
+from playground.errors import install_error_handlers
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.database_url:
+            raise RuntimeError(
+                "DATABASE_URL is not set (`playground backend` starts an embedded Postgres)"
+            )
+        async with AsyncExitStack() as stack:
+            pool = await create_pool(settings)
+            stack.push_async_callback(_close_pool, pool)
+            connect = settings.playground_connect_timeout_s
+            # One HTTP client (connection pool) per upstream.
+            engine_http = new_http_client(
+                settings.playground_activations_hf_url,
+                timeout=settings.playground_engine_timeout_s,
+                connect_timeout=connect,
+            )
+            sae_http = new_http_client(
+                settings.playground_sae_url,
+                timeout=settings.playground_sae_timeout_s,
+                connect_timeout=connect,
+            )
+            injection_http = new_http_client(
+                "", timeout=settings.playground_injection_timeout_s, connect_timeout=connect
+            )
+            for client in (engine_http, sae_http, injection_http):
+                stack.push_async_callback(client.aclose)
+
+            engine = JsonUpstream(engine_upstream.NAME, engine_http)
+            sae = sae_upstream.SaeClient(JsonUpstream(sae_upstream.NAME, sae_http))
+            app.state.settings = settings
+            app.state.pool = pool
+            app.state.activations = ActivationService(
+                settings, pool, engine_upstream.EngineClient(engine), sae, engine
+            )
+            app.state.features = FeatureService(settings, sae)
+            app.state.injection = InjectionProxy(settings, injection_http)
+            yield
+
+    app = FastAPI(
+        title="Activations playground backend",
+        version="0.1.0",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(activations_router)
+    app.include_router(features_router)
+    app.include_router(injection_router)
+    app.include_router(page_router)
+
+    @app.get("/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        """Liveness: 200 once the app has started (its lifespan connected to Postgres)."""
+        return {"status": "ok"}
+
+    return app
+
+
+async def _close_pool(pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), timeout=10)
+    except TimeoutError:
+        logger.warning("postgres pool did not close in 10 s; terminating it")
+        pool.terminate()

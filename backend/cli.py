@@ -1,0 +1,130 @@
+"""`playground backend`, `playground migrate`, `playground prune`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration like 7d/12h/30m/90s: {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _add_database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Postgres URL (default: $DATABASE_URL, else the embedded server in "
+        "$PLAYGROUND_DATA_DIR/pg)",
+    )
+
+
+@contextmanager
+def _database(database_url: str | None) -> Iterator[tuple[str, bool]]:
+    """Yield (url, embedded): the given/env URL, or the embedded server started for us."""
+    from backend.settings import Settings
+    from playground.pgembed import embedded_postgres
+
+    settings = Settings()
+    url = database_url or settings.database_url
+    if url:
+        yield url, False
+        return
+    with embedded_postgres(settings.playground_data_dir / "pg") as uri:
+        yield uri, True
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    _add_database_argument(parser)
+    parser.add_argument(
+        "--migrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run migrations before serving (default: only for the embedded Postgres)",
+    )
+    parser.add_argument("--log-level", default="info")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.db.migrate import upgrade
+    from backend.settings import Settings
+    from playground.pgembed import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
+    logging.basicConfig(level=args.log_level.upper())
+    with _database(args.database_url) as (url, embedded):
+        if args.migrate if args.migrate is not None else embedded:
+            upgrade(url)
+        settings = Settings(database_url=url)
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_database_argument(parser)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--revision", default="head", help="upgrade to this revision (head)")
+    group.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (or base)")
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from backend.db.migrate import current_revision, downgrade, upgrade
+    from playground.pgembed import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
+    with _database(args.database_url) as (url, _):
+        if args.downgrade:
+            downgrade(url, args.downgrade)
+        else:
+            upgrade(url, args.revision)
+        print(f"database at revision {asyncio.run(current_revision(url))}")
+    return 0
+
+
+def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_database_argument(parser)
+    parser.add_argument(
+        "--older-than",
+        type=parse_duration,
+        default=parse_duration("7d"),
+        help="delete previews older than this (7d, 12h, 30m, 90s, 2w; default 7d)",
+    )
+
+
+def prune(args: argparse.Namespace) -> int:
+    from playground.pgembed import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
+    with _database(args.database_url) as (url, _):
+        count = asyncio.run(_prune(url, args.older_than))
+    print(f"pruned {count} previews older than {args.older_than}")
+    return 0
+
+
+async def _prune(url: str, older_than: timedelta) -> int:
+    import asyncpg
+
+    from backend.db import queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await queries.prune_previews(conn, older_than)
+    finally:
+        await conn.close()

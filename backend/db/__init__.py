@@ -1,0 +1,1 @@
+"""Postgres access: the pool, the named queries, the migrations driver."""

@@ -1,0 +1,74 @@
+"""Run the alembic migrations under migrations/ programmatically, over asyncpg."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+HEAD = "0014_add_activation_run_previews"
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+async def _run_async(database_url: str, action: Callable[[Config], None]) -> None:
+    # The embedded server's URI is a Unix-socket URI that only asyncpg parses; hand SQLAlchemy
+    # a connection factory instead of a URL.
+    engine = create_async_engine(
+        "postgresql+asyncpg://",
+        async_creator=lambda: asyncpg.connect(database_url),
+        poolclass=NullPool,
+    )
+
+    def run(sync_connection) -> None:
+        config = _config()
+        config.attributes["connection"] = sync_connection
+        action(config)
+
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(run)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def _run(database_url: str, action: Callable[[Config], None]) -> None:
+    coro_factory = lambda: _run_async(database_url, action)  # noqa: E731
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro_factory())
+        return
+    # Called from inside an event loop (app start-up, async tests): run on a fresh loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    _run(database_url, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    _run(database_url, lambda config: command.downgrade(config, revision))
+
+
+async def current_revision(database_url: str) -> str | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
+        return await conn.fetchval("SELECT version_num FROM alembic_version") if exists else None
+    finally:
+        await conn.close()

@@ -1,0 +1,54 @@
+"""The asyncpg pool, and the mapping of "Postgres is not there" to one 503 error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from backend.settings import Settings
+from playground.errors import ServiceUnavailable
+
+# Errors that mean the database (not the query) is unavailable; anything else is a bug.
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    assert settings.database_url, "database_url must be resolved before the app starts"
+    return await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.playground_db_pool_min,
+        max_size=settings.playground_db_pool_max,
+        timeout=settings.playground_connect_timeout_s,
+        command_timeout=settings.playground_db_timeout_s,
+    )
+
+
+@asynccontextmanager
+async def postgres_errors() -> AsyncIterator[None]:
+    """Turn connection-level failures into 503 naming postgres."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise ServiceUnavailable(
+            f"postgres unavailable: {type(exc).__name__}: {exc}",
+            upstream="postgres",
+        ) from exc
+
+
+@asynccontextmanager
+async def connection(
+    pool: asyncpg.Pool, acquire_timeout: float
+) -> AsyncIterator[asyncpg.Connection]:
+    async with postgres_errors(), pool.acquire(timeout=acquire_timeout) as conn:
+        yield conn

@@ -1,0 +1,223 @@
+"""All SQL the backend runs, as named functions over an asyncpg connection."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime, timedelta
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """One row of activation_run_index (column order = field order)."""
+
+    request_id: str
+    created_at: datetime
+    updated_at: datetime
+    model_id: str
+    prompt_preview: str
+    status: str  # ok | failed
+    error_code: str | None
+    error_message: str | None
+    error_upstream: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    finish_reason: str | None
+    sae_id: str | None
+    sae_layer: int | None
+    sae_top_k: int | None
+    has_preview: bool
+    engine_ms: float | None
+    sae_ms: float | None
+    total_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    """One row of activation_run_previews; ``feature_timeline`` is JSON text."""
+
+    request_id: str
+    created_at: datetime
+    updated_at: datetime
+    model_id: str
+    prompt: str
+    output_text: str
+    output_token_ids: list[int]
+    prompt_token_ids: list[int]
+    finish_reason: str | None
+    sae_id: str | None
+    sae_layer: int | None
+    sae_top_k: int | None
+    feature_timeline: str
+    timeline_packed: bytes | None
+    timeline_tokens: list[str] | None
+
+
+INDEX_COLUMNS = [f.name for f in fields(IndexRow)]
+PREVIEW_COLUMNS = [f.name for f in fields(PreviewRow)]
+
+
+def _upsert_sql(table: str, columns: list[str], extra_set: str = "") -> str:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "request_id")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"ON CONFLICT (request_id) DO UPDATE SET {updates}{extra_set}"
+    )
+
+
+# A re-run replaces the whole row, including a previous prune mark.
+_UPSERT_INDEX = _upsert_sql("activation_run_index", INDEX_COLUMNS, ", pruned_at = NULL")
+_UPSERT_PREVIEW = _upsert_sql("activation_run_previews", PREVIEW_COLUMNS)
+
+
+async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow | None) -> None:
+    """Write a run's index row and its preview (or the absence of one) in one transaction.
+
+    The index row is locked first by every writer, so concurrent runs with the same id
+    serialise on it and the last to commit leaves a consistent pair.
+    """
+    async with conn.transaction():
+        await conn.execute(_UPSERT_INDEX, *astuple(index))
+        if preview is not None:
+            await conn.execute(_UPSERT_PREVIEW, *astuple(preview))
+        else:
+            await conn.execute(
+                "DELETE FROM activation_run_previews WHERE request_id = $1", index.request_id
+            )
+
+
+_RUN_SELECT = """
+SELECT i.request_id, i.created_at, i.updated_at, i.model_id, i.prompt_preview, i.status,
+       i.error_code, i.error_message, i.error_upstream, i.prompt_tokens, i.output_tokens,
+       i.finish_reason, i.sae_id, i.sae_layer, i.sae_top_k, i.has_preview, i.pruned_at,
+       i.engine_ms, i.sae_ms, i.total_ms
+"""
+
+
+async def get_run(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record | None:
+    """The index row joined with its preview; ``feature_timeline`` comes back as JSON text."""
+    return await conn.fetchrow(
+        _RUN_SELECT
+        + """,
+       p.request_id IS NOT NULL AS stored, p.prompt, p.output_text, p.output_token_ids,
+       p.prompt_token_ids, p.finish_reason AS p_finish_reason, p.sae_id AS p_sae_id,
+       p.sae_layer AS p_sae_layer, p.sae_top_k AS p_sae_top_k,
+       p.feature_timeline::text AS feature_timeline, p.timeline_packed
+FROM activation_run_index i
+LEFT JOIN activation_run_previews p ON p.request_id = i.request_id
+WHERE i.request_id = $1
+""",
+        request_id,
+    )
+
+
+async def get_timeline(
+    conn: asyncpg.Connection, request_id: str, *, with_tokens: bool
+) -> asyncpg.Record | None:
+    """What rows/top-features need: the packed timeline (the JSON only when no packed copy)."""
+    tokens = "p.timeline_tokens" if with_tokens else "NULL::text[]"
+    return await conn.fetchrow(
+        f"""
+SELECT i.status, i.pruned_at, p.request_id IS NOT NULL AS stored, p.sae_id IS NOT NULL AS collected,
+       cardinality(p.prompt_token_ids) AS output_start, p.timeline_packed,
+       {tokens} AS timeline_tokens,
+       CASE WHEN p.timeline_packed IS NULL THEN p.feature_timeline::text END AS feature_timeline
+FROM activation_run_index i
+LEFT JOIN activation_run_previews p ON p.request_id = i.request_id
+WHERE i.request_id = $1
+""",
+        request_id,
+    )
+
+
+async def list_runs(
+    conn: asyncpg.Connection,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None,
+    status: str | None,
+) -> list[asyncpg.Record]:
+    """Newest first; keyset pagination on (created_at, request_id)."""
+    return await conn.fetch(
+        _RUN_SELECT
+        + """
+FROM activation_run_index i
+WHERE ($1::timestamptz IS NULL OR (i.created_at, i.request_id) < ($1, $2))
+  AND ($3::text IS NULL OR i.status = $3)
+ORDER BY i.created_at DESC, i.request_id DESC
+LIMIT $4
+""",
+        before[0] if before else None,
+        before[1] if before else None,
+        status,
+        limit,
+    )
+
+
+async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+SELECT count(*) AS total_runs,
+       count(*) FILTER (WHERE status = 'ok') AS ok_runs,
+       count(*) FILTER (WHERE status = 'failed') AS failed_runs,
+       count(*) FILTER (WHERE has_preview) AS with_preview,
+       count(*) FILTER (WHERE pruned_at IS NOT NULL) AS pruned_runs,
+       count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS runs_last_24h,
+       min(created_at) AS first_run_at,
+       max(created_at) AS last_run_at
+FROM activation_run_index
+"""
+    )
+
+
+async def runs_per_model(conn: asyncpg.Connection, limit: int = 20) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT model_id, count(*) AS runs FROM activation_run_index "
+        "GROUP BY model_id ORDER BY runs DESC, model_id LIMIT $1",
+        limit,
+    )
+
+
+async def prune_previews(conn: asyncpg.Connection, older_than: timedelta) -> int:
+    """Delete previews older than ``older_than``; their index rows stay, marked pruned."""
+    async with conn.transaction():
+        deleted = await conn.fetch(
+            "DELETE FROM activation_run_previews WHERE created_at < now() - $1::interval "
+            "RETURNING request_id",
+            older_than,
+        )
+        ids = [r["request_id"] for r in deleted]
+        await conn.execute(
+            "UPDATE activation_run_index SET pruned_at = now(), has_preview = false "
+            "WHERE request_id = ANY($1::text[])",
+            ids,
+        )
+    return len(ids)
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+async def copy_runs(
+    conn: asyncpg.Connection, index: list[IndexRow], previews: list[PreviewRow]
+) -> None:
+    """Bulk insert (benchmark seeding): COPY both tables in one transaction."""
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            "activation_run_index", records=[astuple(r) for r in index], columns=INDEX_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "activation_run_previews",
+            records=[astuple(r) for r in previews],
+            columns=PREVIEW_COLUMNS,
+        )
+
+
+async def select_preview_row(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record | None:
+    """The bare SELECT of a whole preview row (the benchmark's baseline)."""
+    return await conn.fetchrow(
+        "SELECT * FROM activation_run_previews WHERE request_id = $1", request_id
+    )

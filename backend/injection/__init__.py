@@ -1,0 +1,1 @@
+"""The injection playground: an OpenAI-compatible proxy to the MAX servers."""

@@ -1,0 +1,105 @@
+"""The injection playground's proxy: model key -> MAX OpenAI-compatible server and model name.
+
+Kept exactly as the Rust backend had it: ``llama-3.1-8b`` is served by PLAYGROUND_LLAMA_8B_URL
+as ``modularai/Llama-3.1-8B-Instruct-GGUF``; ``qwen-14b`` by PLAYGROUND_QWEN_14B_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import orjson
+from fastapi.responses import Response, StreamingResponse
+
+from backend.injection.protocol import ChatCompletionRequest
+from backend.settings import Settings
+from backend.upstreams.client import raise_for_status, transport_errors
+from playground.errors import UpstreamError, UpstreamUnavailable
+
+logger = logging.getLogger(__name__)
+
+LLAMA_8B_UPSTREAM_MODEL = "modularai/Llama-3.1-8B-Instruct-GGUF"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    key: str
+    base_url: str | None
+    upstream_model: str
+
+
+def targets(settings: Settings) -> dict[str, Target]:
+    return {
+        "llama-3.1-8b": Target(
+            "llama-3.1-8b", settings.playground_llama_8b_url, LLAMA_8B_UPSTREAM_MODEL
+        ),
+        "qwen-14b": Target(
+            "qwen-14b", settings.playground_qwen_14b_url, settings.playground_qwen_14b_model
+        ),
+    }
+
+
+def _chat_path(base_url: str) -> str:
+    return "/chat/completions" if base_url.endswith("/v1") else "/v1/chat/completions"
+
+
+class InjectionProxy:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.targets = targets(settings)
+        self.http = http
+        self.admin_key = settings.playground_admin_key
+
+    async def chat(self, req: ChatCompletionRequest) -> Response:
+        target = self.targets[req.model]
+        name = target.key
+        if not target.base_url:
+            raise UpstreamUnavailable(f"{name}: its server URL is not configured", upstream=name)
+        payload = {**req.model_dump(exclude_unset=True), "model": target.upstream_model}
+        if req.stream:
+            payload["stream"] = True
+        headers = {"content-type": "application/json"}
+        if self.admin_key:
+            headers["authorization"] = f"Bearer {self.admin_key}"
+        request = self.http.build_request(
+            "POST",
+            target.base_url + _chat_path(target.base_url),
+            content=orjson.dumps(payload),
+            headers=headers,
+        )
+        async with transport_errors(name):
+            response = await self.http.send(request, stream=True)
+        if response.status_code >= 400 or not req.stream:
+            try:
+                async with transport_errors(name):
+                    await response.aread()
+            finally:
+                await response.aclose()
+            raise_for_status(name, response)
+            try:
+                orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamError(f"{name} answered invalid JSON", upstream=name) from exc
+            return Response(
+                response.content, status_code=response.status_code, media_type="application/json"
+            )
+        return StreamingResponse(
+            _relay(name, response),
+            status_code=response.status_code,
+            media_type=response.headers.get("content-type", "text/event-stream"),
+            headers={"cache-control": "no-cache"},
+        )
+
+
+async def _relay(name: str, response: httpx.Response) -> AsyncIterator[bytes]:
+    """Pass the upstream's bytes through as they arrive (SSE chunks stay intact)."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        # Headers are sent already: all we can do is end the stream and say why in the log.
+        logger.warning("%s stream broke: %s: %s", name, type(exc).__name__, exc)
+    finally:
+        await response.aclose()

@@ -1,0 +1,133 @@
+"""One JSON-over-HTTP client for every upstream, with one mapping of failures to errors.
+
+Connection refused -> 503 upstream_unavailable; past the timeout -> 504 upstream_timeout;
+5xx, garbage or a wrong shape -> 502 upstream_error; a 4xx about the caller's input -> 422.
+Every error names the upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from playground.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+T = TypeVar("T")
+
+# Upstream 4xx that mean "your input is wrong" rather than "we called it wrongly".
+_CALLER_ERRORS = {400, 404, 422}
+
+
+def new_http_client(base_url: str, *, timeout: float, connect_timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
+
+
+def _upstream_message(response: httpx.Response) -> str:
+    """The upstream's own error message when it speaks our error shape, else a snippet."""
+    try:
+        body = orjson.loads(response.content)
+        if isinstance(body, dict):
+            error = body.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                return error["message"]
+            if isinstance(body.get("detail"), str):
+                return body["detail"]
+    except orjson.JSONDecodeError:
+        pass
+    return response.text[:200]
+
+
+def raise_for_status(name: str, response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    message = _upstream_message(response)
+    if response.status_code in _CALLER_ERRORS:
+        raise InvalidRequest(
+            f"{name} rejected the request ({response.status_code}): {message}",
+            code="upstream_rejected",
+            upstream=name,
+        )
+    raise UpstreamError(f"{name} answered {response.status_code}: {message}", upstream=name)
+
+
+@asynccontextmanager
+async def transport_errors(name: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except httpx.ConnectTimeout as exc:
+        raise UpstreamUnavailable(f"{name} unreachable (connect timeout)", upstream=name) from exc
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"{name} timed out ({type(exc).__name__})", upstream=name) from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamUnavailable(f"{name} unreachable: {exc}", upstream=name) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{name} failed: {type(exc).__name__}: {exc}", upstream=name) from exc
+
+
+class JsonUpstream:
+    """A named upstream: JSON requests in, validated JSON out."""
+
+    def __init__(self, name: str, http: httpx.AsyncClient) -> None:
+        self.name = name
+        self.http = http
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+    ) -> Any:
+        """Send; return the parsed JSON body (any shape)."""
+        content = orjson.dumps(json) if json is not None else None
+        headers = {"content-type": "application/json"} if content is not None else None
+        async with transport_errors(self.name):
+            response = await self.http.request(method, path, content=content, headers=headers)
+        raise_for_status(self.name, response)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"{self.name} answered with invalid JSON: {response.text[:100]!r}",
+                upstream=self.name,
+            ) from exc
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        adapter: TypeAdapter[T],
+        *,
+        json: Any = None,
+    ) -> tuple[T, Any]:
+        """Send; validate the body against ``adapter``; return (model, raw parsed body)."""
+        raw = await self.request(method, path, json=json)
+        try:
+            return adapter.validate_python(raw), raw
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UpstreamError(
+                f"{self.name} answered an unexpected shape: {where}: {first['msg']}",
+                upstream=self.name,
+            ) from exc
+
+    async def health(self) -> None:
+        """GET /health; raises the mapped error unless it answers 2xx."""
+        async with transport_errors(self.name):
+            response = await self.http.get("/health")
+        raise_for_status(self.name, response)

@@ -1,0 +1,50 @@
+"""The HF inference engine (PLAYGROUND_ACTIVATIONS_HF_URL): POST /generate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from backend.upstreams.client import JsonUpstream
+
+NAME = "engine"
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    model_id: str | None = None
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int | None = None
+    chat: bool = True
+    request_id: str | None = None
+
+
+class GenerateResponse(BaseModel):
+    # Upstream answers may grow fields (contracts.md); we keep what we use.
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str | None = None
+    model_id: str = Field(min_length=1)
+    output_text: str
+    output_token_ids: list[int]
+    prompt_token_ids: list[int] = Field(default_factory=list)
+    finish_reason: Literal["stop", "length"] | str | None = None
+
+
+_RESPONSE = TypeAdapter(GenerateResponse)
+
+
+class EngineClient:
+    def __init__(self, upstream: JsonUpstream) -> None:
+        self.upstream = upstream
+
+    async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        body = request.model_dump()
+        result, _ = await self.upstream.call("POST", "/generate", _RESPONSE, json=body)
+        return result

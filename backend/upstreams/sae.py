@@ -1,0 +1,91 @@
+"""The SAE service (PLAYGROUND_SAE_URL): feature extraction, analysis, the SAE list.
+
+Timelines are not validated here with pydantic (tens of thousands of small objects would cost
+tens of ms per run): the caller checks them while packing (backend/activations/packed.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from backend.upstreams.client import JsonUpstream
+
+NAME = "sae"
+
+
+class ExtractRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token_ids: list[int]
+    sae_id: str
+    layer: int
+    top_k: int
+    output_start: int | None = None
+
+
+class ExtractEnvelope(BaseModel):
+    """The extract answer minus the timeline entries (checked separately, see module doc)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sae_id: str
+    layer: int
+    d_sae: int | None = None
+    model_id: str | None = None
+    feature_timeline: list[Any]
+
+
+class SaeDefault(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sae_id: str
+    layer: int
+
+
+class SaeInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    sae_id: str
+    layers: list[int]
+    d_in: int | None = None
+    d_sae: int | None = None
+    architecture: str | None = None
+    model_id: str | None = None
+    demo: bool = False
+    description: str | None = None
+
+
+class SaeList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    default: SaeDefault | None = None
+    saes: list[SaeInfo]
+
+
+_ENVELOPE = TypeAdapter(ExtractEnvelope)
+_SAE_LIST = TypeAdapter(SaeList)
+_ANALYSIS = TypeAdapter(dict[str, Any])
+
+
+class SaeClient:
+    def __init__(self, upstream: JsonUpstream) -> None:
+        self.upstream = upstream
+
+    @property
+    def name(self) -> str:
+        return self.upstream.name
+
+    async def extract(self, request: ExtractRequest) -> tuple[ExtractEnvelope, dict[str, Any]]:
+        """Returns the checked envelope and the raw body (whose timeline the caller checks)."""
+        body = request.model_dump(exclude_none=True)
+        return await self.upstream.call("POST", "/extract_features", _ENVELOPE, json=body)
+
+    async def analyze(self, body: dict[str, Any]) -> dict[str, Any]:
+        result, _ = await self.upstream.call("POST", "/analyze_features", _ANALYSIS, json=body)
+        return result
+
+    async def list_saes(self) -> SaeList:
+        result, _ = await self.upstream.call("GET", "/saes", _SAE_LIST)
+        return result

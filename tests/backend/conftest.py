@@ -1,0 +1,112 @@
+"""Backend test parts: a fresh migrated database per module on the session's real Postgres,
+stub upstreams as real HTTP servers, and the backend app served over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from backend.app import create_app
+from backend.db.migrate import upgrade
+from backend.settings import Settings
+from tests.backend import stubs
+from tests.support.servers import free_port, serve_app
+
+
+def database_uri(server_uri: str, name: str) -> str:
+    parts = urlsplit(server_uri)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def create_database(server_uri: str) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(server_uri)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return database_uri(server_uri, name)
+
+
+@pytest.fixture(scope="session")
+def stub_states():
+    return {name: stubs.StubState() for name in ("engine", "sae", "llama", "qwen")}
+
+
+@pytest.fixture(scope="session")
+def stub_urls(stub_states):
+    with (
+        serve_app(stubs.engine_app(stub_states["engine"])) as engine,
+        serve_app(stubs.sae_app(stub_states["sae"])) as sae,
+        serve_app(stubs.openai_app(stub_states["llama"], "llama")) as llama,
+        serve_app(stubs.openai_app(stub_states["qwen"], "qwen")) as qwen,
+    ):
+        yield {"engine": engine, "sae": sae, "llama": llama, "qwen": qwen}
+
+
+@pytest.fixture(autouse=True)
+def reset_stubs(stub_states):
+    for state in stub_states.values():
+        state.mode = "ok"
+        state.calls.clear()
+    yield
+    for state in stub_states.values():
+        state.mode = "ok"
+
+
+@pytest.fixture(scope="module")
+async def db_uri(pg_uri) -> str:
+    """A fresh database for this module, migrated to head."""
+    uri = await create_database(pg_uri)
+    upgrade(uri)
+    return uri
+
+
+def backend_settings(db: str, urls: dict[str, str], **overrides) -> Settings:
+    values = {
+        "database_url": db,
+        "playground_activations_hf_url": urls["engine"],
+        "playground_sae_url": urls["sae"],
+        "playground_llama_8b_url": urls["llama"],
+        "playground_qwen_14b_url": urls["qwen"] + "/v1",
+        "playground_admin_key": "admin-secret",
+        "playground_engine_timeout_s": 1.0,
+        "playground_sae_timeout_s": 1.0,
+        "playground_injection_timeout_s": 1.0,
+        "playground_health_timeout_s": 1.0,
+        "playground_db_timeout_s": 5.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def backend_url(db_uri, stub_urls):
+    with serve_app(create_app(backend_settings(db_uri, stub_urls))) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(backend_url) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=backend_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+async def db(db_uri) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(db_uri)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"

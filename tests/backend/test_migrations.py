@@ -1,0 +1,122 @@
+"""Alembic upgrade/downgrade against a real server, and adoption of a pre-existing 0013 table."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
+from tests.backend.conftest import create_database
+
+
+async def _tables(uri: str) -> set[str]:
+    conn = await asyncpg.connect(uri)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r["tablename"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_downgrade_roundtrip(pg_uri):
+    uri = await create_database(pg_uri)
+    upgrade(uri)
+    assert await current_revision(uri) == HEAD
+    assert {"activation_run_index", "activation_run_previews"} <= await _tables(uri)
+
+    downgrade(uri, "0013_add_activation_run_index")
+    assert await current_revision(uri) == "0013_add_activation_run_index"
+    tables = await _tables(uri)
+    assert "activation_run_previews" not in tables
+    assert "activation_run_index" in tables
+
+    downgrade(uri, "base")
+    assert not {"activation_run_index", "activation_run_previews"} & await _tables(uri)
+
+    upgrade(uri)  # and back up again
+    assert await current_revision(uri) == HEAD
+
+
+async def test_previews_schema(pg_uri):
+    uri = await create_database(pg_uri)
+    upgrade(uri)
+    conn = await asyncpg.connect(uri)
+    try:
+        cols = {
+            r["column_name"]: r["data_type"]
+            for r in await conn.fetch(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'activation_run_previews'"
+            )
+        }
+        assert cols["output_token_ids"] == "ARRAY"
+        assert cols["prompt_token_ids"] == "ARRAY"
+        assert cols["feature_timeline"] == "jsonb"
+        indexdef = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'activation_run_previews' "
+            "AND indexname = 'activation_run_previews_created_at_idx'"
+        )
+        assert "created_at DESC" in indexdef
+        # Keyed to the index row, and deleted with it.
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id) VALUES ('a', 'm')"
+        )
+        await conn.execute(
+            "INSERT INTO activation_run_previews (request_id, created_at, updated_at, model_id,"
+            " prompt, output_text, output_token_ids, feature_timeline)"
+            " VALUES ('a', now(), now(), 'm', 'p', 'o', '{1,2}', '[]')"
+        )
+        await conn.execute("DELETE FROM activation_run_index WHERE request_id = 'a'")
+        assert await conn.fetchval("SELECT count(*) FROM activation_run_previews") == 0
+        try:
+            await conn.execute(
+                "INSERT INTO activation_run_previews (request_id, created_at, updated_at,"
+                " model_id, prompt, output_text, output_token_ids, feature_timeline)"
+                " VALUES ('orphan', now(), now(), 'm', 'p', 'o', '{}', '[]')"
+            )
+        except asyncpg.ForeignKeyViolationError:
+            pass
+        else:
+            raise AssertionError("a preview without an index row was accepted")
+    finally:
+        await conn.close()
+
+
+async def test_0013_adopts_existing_table(pg_uri):
+    """Staging already has activation_run_index from the Rust backend's SQL migration."""
+    uri = await create_database(pg_uri)
+    conn = await asyncpg.connect(uri)
+    try:
+        await conn.execute(
+            "CREATE TABLE activation_run_index (request_id TEXT PRIMARY KEY,"
+            " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), model_id TEXT)"
+        )
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id) VALUES ('legacy', 'old')"
+        )
+    finally:
+        await conn.close()
+
+    upgrade(uri)
+    assert await current_revision(uri) == HEAD
+    conn = await asyncpg.connect(uri)
+    try:
+        row = await conn.fetchrow(
+            "SELECT request_id, model_id, status, has_preview, prompt_preview "
+            "FROM activation_run_index WHERE request_id = 'legacy'"
+        )
+        assert dict(row) == {
+            "request_id": "legacy",
+            "model_id": "old",
+            "status": "ok",
+            "has_preview": False,
+            "prompt_preview": "",
+        }
+        with_bad_status = "UPDATE activation_run_index SET status = 'weird'"
+        try:
+            await conn.execute(with_bad_status)
+        except asyncpg.CheckViolationError:
+            pass
+        else:
+            raise AssertionError("status check constraint missing")
+    finally:
+        await conn.close()
