@@ -28,6 +28,10 @@ DEFAULT_SAE_LAYER = 16
 GPU = "H100"
 PYTHON_VERSION = "3.11"
 HF_CACHE_DIR = "/hf-cache"
+# Llama Scope's layer-16 residual SAE (SAELens release llama_scope_lxr_8x, id l16r_8x).
+SAE_REPO = "fnlp/Llama3_1-8B-Base-LXR-8x"
+SAE_FOLDER = f"Llama3_1-8B-Base-L{DEFAULT_SAE_LAYER}R-8x"
+SAE_ROOT = f"{HF_CACHE_DIR}/saes"
 SOURCE_PACKAGES = ("playground", "engine", "backend")
 # Libraries the backend never imports: keeping them out keeps its image small and CPU-only.
 MODEL_LIBRARIES = ("torch", "transformers", "tokenizers", "tiktoken", "safetensors")
@@ -122,7 +126,8 @@ ENGINE_ENV = {**MODEL_SERVICE_ENV, "ENGINE_MODEL": DEFAULT_MODEL}
 SAE_ENV = {
     **MODEL_SERVICE_ENV,
     "SAE_SERVICE_MODEL": DEFAULT_MODEL,
-    "SAE_SERVICE_SAE_IDS": f"{DEFAULT_SAE_ID}:{DEFAULT_SAE_LAYER}",
+    # The SAE service reads weights offline: `fetch_weights` puts both into the volume first.
+    "SAE_SERVICE_SAE_DIRS": f"{SAE_ROOT}/{SAE_FOLDER}",
 }
 BACKEND_ENV = {
     "PLAYGROUND_ENV": NAMES.env,
@@ -179,6 +184,22 @@ def sae_web():
     from engine.sae.app import create_app
 
     return create_app()
+
+
+@sae_app.function(
+    image=sae_image, volumes={HF_CACHE_DIR: hf_cache}, secrets=[hf_secret], timeout=3600
+)
+def fetch_weights() -> list[str]:
+    """Download the model and the SAE into the HF cache volume (CPU only; run once per env).
+
+    The engine (vLLM) would download the model itself; the SAE service never downloads.
+    """
+    from huggingface_hub import snapshot_download
+
+    model = snapshot_download(DEFAULT_MODEL, allow_patterns=["*.json", "*.safetensors"])
+    sae = snapshot_download(SAE_REPO, allow_patterns=[f"{SAE_FOLDER}/*"], local_dir=SAE_ROOT)
+    hf_cache.commit()
+    return [model, f"{sae}/{SAE_FOLDER}"]
 
 
 @backend_app.function(image=backend_image, secrets=[backend_secret], scaledown_window=300)

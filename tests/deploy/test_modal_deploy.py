@@ -89,9 +89,9 @@ def test_three_apps_namespaced_by_environment(monkeypatch, env):
     assert deploy.sae_app.name == f"activations-sae-{env}"
     assert deploy.backend_app.name == f"activations-backend-{env}"
     assert set(app_functions(deploy.engine_app)) == {"engine_web"}
-    assert set(app_functions(deploy.sae_app)) == {"sae_web"}
+    assert set(app_functions(deploy.sae_app)) == {"sae_web", "fetch_weights"}
     assert set(app_functions(deploy.backend_app)) == {"backend_web", "migrate"}
-    for fn in (deploy.engine_web, deploy.sae_web):
+    for fn in (deploy.engine_web, deploy.sae_web, deploy.fetch_weights):
         assert names_of(fn._spec_.volumes.values()) == [f"hf-cache-{env}"]
         assert names_of(fn._spec_.secrets) == [f"playground-hf-{env}"]
     for fn in (deploy.backend_web, deploy.migrate):
@@ -126,6 +126,9 @@ def test_model_services_own_a_gpu_container_with_the_hf_cache(monkeypatch):
     assert sae_env["HF_HOME"] == deploy.HF_CACHE_DIR
     assert sae_env["SAE_SERVICE_MODEL"] == "meta-llama/Llama-3.1-8B-Instruct"
     assert "torch" in pip_installs(deploy.sae_image)
+    # The SAE service never downloads: its SAE folder lies in the volume fetch_weights fills.
+    assert sae_env["SAE_SERVICE_SAE_DIRS"].startswith(deploy.HF_CACHE_DIR + "/")
+    assert deploy.fetch_weights._spec_.gpus is None
 
 
 def test_backend_is_cpu_only_and_carries_no_weights(monkeypatch):
