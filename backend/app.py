@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from backend.activations.api_router import router as activations_router
 from backend.activations.service import ActivationService
@@ -18,6 +17,7 @@ from backend.features.service import FeatureService
 from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
 from backend.page.router import router as page_router
+from backend.responses import OrjsonResponse
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Activations playground backend",
         version="0.1.0",
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
         lifespan=lifespan,
     )
     install_error_handlers(app)

@@ -1,6 +1,6 @@
 """Routes of /playground/activations: parse, call the service, answer JSON.
 
-Handlers return ORJSONResponse directly: the service builds plain dicts (timelines embedded as
+Handlers return OrjsonResponse directly: the service builds plain dicts (timelines embedded as
 already-serialised JSON), so FastAPI's re-validation through the response model is skipped;
 the models still document the schema.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import ORJSONResponse
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
@@ -27,6 +26,7 @@ from backend.activations.protocol import (
     TopFeaturesResponse,
 )
 from backend.deps import ActivationsDep
+from backend.responses import OrjsonResponse
 from playground.errors import ERROR_RESPONSES, NotImplementedYet
 
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
@@ -39,7 +39,7 @@ MAX_FEATURE_ID = 2**31 - 1
 @router.post("/run", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
 async def run(body: ActivationRunRequest, service: ActivationsDep):
     """Generate with the engine, extract SAE features on the full sequence, store, answer."""
-    return ORJSONResponse(await service.run(body))
+    return OrjsonResponse(await service.run(body))
 
 
 @router.get("/runs", response_model=RunsPage, responses=ERROR_RESPONSES)
@@ -50,25 +50,25 @@ async def runs(
     status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
 ):
     """Recent runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    return ORJSONResponse(await service.list_runs(limit=limit, cursor=cursor, status=status))
+    return OrjsonResponse(await service.list_runs(limit=limit, cursor=cursor, status=status))
 
 
 @router.get("/summary", response_model=SummaryResponse, responses=ERROR_RESPONSES)
 async def summary(service: ActivationsDep):
-    return ORJSONResponse(await service.summary())
+    return OrjsonResponse(await service.summary())
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
 async def health(service: ActivationsDep):
     """Postgres, engine and SAE service: 200 (``ok``/``degraded``), 503 when Postgres is down."""
     status_code, body = await service.health()
-    return ORJSONResponse(body, status_code=status_code)
+    return OrjsonResponse(body, status_code=status_code)
 
 
 @router.get("/{request_id}", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
 async def get_run(request_id: RequestId, service: ActivationsDep):
     """The stored run; 404 unknown, 410 when its preview was pruned."""
-    return ORJSONResponse(await service.get_run(request_id))
+    return OrjsonResponse(await service.get_run(request_id))
 
 
 @router.get("/{request_id}/rows", response_model=RowsResponse, responses=ERROR_RESPONSES)
@@ -85,7 +85,7 @@ async def rows(
 ):
     """Rows (position x feature) derived from the stored timeline; positions in [start, end)."""
     flt = RowFilter(feature_id, token_start, token_end, rank_max, segment, limit, offset)
-    return ORJSONResponse(await service.rows(request_id, flt))
+    return OrjsonResponse(await service.rows(request_id, flt))
 
 
 @router.get(
@@ -102,7 +102,7 @@ async def top_features(
     result = await service.top_features(
         request_id, segment=segment, include_special=include_special, limit=limit
     )
-    return ORJSONResponse(result)
+    return OrjsonResponse(result)
 
 
 @router.get("/{request_id}/feature-deltas", responses=ERROR_RESPONSES)

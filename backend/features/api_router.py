@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 
 from backend.deps import FeaturesDep
 from backend.features.protocol import (
@@ -13,6 +12,7 @@ from backend.features.protocol import (
     ExtractFeaturesRequest,
     ExtractFeaturesResponse,
 )
+from backend.responses import OrjsonResponse
 from backend.upstreams.sae import SaeList
 from playground.errors import ERROR_RESPONSES
 
@@ -22,16 +22,16 @@ router = APIRouter(prefix="/playground/features", tags=["features"])
 @router.post("/extract", response_model=ExtractFeaturesResponse, responses=ERROR_RESPONSES)
 async def extract(body: ExtractFeaturesRequest, service: FeaturesDep):
     """Per-position top-k SAE features of a token sequence."""
-    return ORJSONResponse(await service.extract(body))
+    return OrjsonResponse(await service.extract(body))
 
 
 @router.post("/analyze", response_model=dict[str, Any], responses=ERROR_RESPONSES)
 async def analyze(body: AnalyzeFeaturesRequest, service: FeaturesDep):
     """Chosen features' activations at every position (the SAE service's answer)."""
-    return ORJSONResponse(await service.analyze(body))
+    return OrjsonResponse(await service.analyze(body))
 
 
 @router.get("/saes", response_model=SaeList, responses=ERROR_RESPONSES)
 async def saes(service: FeaturesDep):
     """The SAEs the SAE service can serve, and its default."""
-    return ORJSONResponse(await service.list_saes())
+    return OrjsonResponse(await service.list_saes())

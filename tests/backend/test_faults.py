@@ -1,0 +1,146 @@
+"""Upstream faults: the right status naming the upstream, a failed index row, no preview, and
+a server that keeps serving. Plus concurrent runs with one request_id."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from backend.app import create_app
+from tests.backend.conftest import backend_settings
+from tests.support.servers import serve_app
+
+FAULTS = [
+    ("slow", 504, "upstream_timeout"),
+    ("error500", 502, "upstream_error"),
+    ("garbage", 502, "upstream_error"),
+    ("wrong_shape", 502, "upstream_error"),
+]
+
+
+@pytest.mark.parametrize(("mode", "status", "code"), FAULTS)
+@pytest.mark.parametrize("upstream", ["engine", "sae"])
+async def test_upstream_fault(client, db, stub_states, upstream, mode, status, code):
+    stub_states[upstream].mode = mode
+    request_id = f"fault-{upstream}-{mode}"
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": "fault test", "request_id": request_id}
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["upstream"]) == (code, upstream)
+    assert upstream in error["message"]
+    index = await db.fetchrow(
+        "SELECT status, error_code, error_upstream, has_preview FROM activation_run_index "
+        "WHERE request_id = $1",
+        request_id,
+    )
+    assert dict(index) == {
+        "status": "failed",
+        "error_code": code,
+        "error_upstream": upstream,
+        "has_preview": False,
+    }
+    previews = "SELECT count(*) FROM activation_run_previews WHERE request_id = $1"
+    assert await db.fetchval(previews, request_id) == 0
+    got = (await client.get(f"/playground/activations/{request_id}")).json()
+    assert got["status"] == "failed" and got["error"]["upstream"] == upstream
+    assert got["output"] is None and got["preview"] is None
+    rows = await client.get(f"/playground/activations/{request_id}/rows")
+    assert rows.status_code == 404 and rows.json()["error"]["code"] == "no_preview"
+
+    stub_states[upstream].mode = "ok"
+    ok = await client.post("/playground/activations/run", json={"prompt": "after the fault"})
+    assert ok.status_code == 200
+
+
+async def test_sae_bad_timeline_and_rejection(client, db, stub_states):
+    stub_states["sae"].mode = "bad_timeline"
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "bad-timeline"}
+    )
+    assert response.status_code == 502
+    assert response.json()["error"]["upstream"] == "sae"
+    assert "timeline" in response.json()["error"]["message"]
+    stub_states["sae"].mode = "ok"
+    # The SAE service says the SAE does not exist: the caller's input, so 422, still recorded.
+    response = await client.post(
+        "/playground/activations/run",
+        json={"prompt": "x", "request_id": "rejected", "sae_id": "unknown_sae"},
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (error["code"], error["upstream"]) == ("upstream_rejected", "sae")
+    status = "SELECT status FROM activation_run_index WHERE request_id = 'rejected'"
+    assert await db.fetchval(status) == "failed"
+
+
+async def test_failure_replaces_previous_preview(client, db, stub_states):
+    ok = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "then-fails"}
+    )
+    assert ok.status_code == 200
+    stub_states["sae"].mode = "error500"
+    failed = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "then-fails"}
+    )
+    assert failed.status_code == 502
+    previews = "SELECT count(*) FROM activation_run_previews WHERE request_id = 'then-fails'"
+    assert await db.fetchval(previews) == 0
+    index = await db.fetchrow(
+        "SELECT status, has_preview FROM activation_run_index WHERE request_id = 'then-fails'"
+    )
+    assert (index["status"], index["has_preview"]) == ("failed", False)
+
+
+@pytest.mark.parametrize("down", ["engine", "sae"])
+async def test_upstream_down(db_uri, db, stub_urls, dead_url, down):
+    urls = {**stub_urls, down: dead_url}
+    with serve_app(create_app(backend_settings(db_uri, urls))) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            request_id = f"down-{down}"
+            response = await client.post(
+                "/playground/activations/run", json={"prompt": "x", "request_id": request_id}
+            )
+            assert response.status_code == 503
+            error = response.json()["error"]
+            assert (error["code"], error["upstream"]) == ("upstream_unavailable", down)
+            status = "SELECT status FROM activation_run_index WHERE request_id = $1"
+            assert await db.fetchval(status, request_id) == "failed"
+            health = await client.get("/playground/activations/health")
+            assert health.status_code == 200
+            body = health.json()
+            assert body["status"] == "degraded" and body[down]["ok"] is False
+            if down == "engine":
+                # The SAE proxy does not depend on the engine.
+                saes = await client.get("/playground/features/saes")
+                assert saes.status_code == 200
+
+
+async def test_fifty_concurrent_runs_same_id(client, db):
+    """Fifty runs racing on one request_id leave exactly one consistent index+preview pair."""
+    prompts = [f"concurrent prompt number {i}" for i in range(50)]
+
+    async def one(prompt: str, collect: bool) -> int:
+        response = await client.post(
+            "/playground/activations/run",
+            json={"prompt": prompt, "request_id": "race", "collect_activations": collect},
+        )
+        return response.status_code
+
+    statuses = await asyncio.gather(*(one(p, i % 3 != 0) for i, p in enumerate(prompts)))
+    assert statuses == [200] * 50
+    index = await db.fetch("SELECT * FROM activation_run_index WHERE request_id = 'race'")
+    previews = await db.fetch("SELECT * FROM activation_run_previews WHERE request_id = 'race'")
+    assert len(index) == 1 and len(previews) == 1
+    i, p = index[0], previews[0]
+    # Both rows come from the same run.
+    assert i["prompt_preview"] == p["prompt"] and p["prompt"] in prompts
+    assert i["output_tokens"] == len(p["output_token_ids"])
+    assert i["created_at"] == p["created_at"]
+    assert i["has_preview"] == (p["sae_id"] is not None)
+    assert i["sae_id"] == p["sae_id"]
+    got = (await client.get("/playground/activations/race")).json()
+    assert got["prompt"] == p["prompt"]
