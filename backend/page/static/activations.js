@@ -46,8 +46,9 @@
   // ---- API -------------------------------------------------------------------------------
 
   class ApiError extends Error {
-    constructor({ code, message, upstream, details }, status) {
+    constructor({ code, message, upstream, details }, status, body = null) {
       super(message || "request failed");
+      this.body = body;
       this.code = code || "error";
       this.upstream = upstream || null;
       this.details = details || null;
@@ -80,7 +81,7 @@
         code: `http_${response.status}`,
         message: (text || response.statusText || "request failed").slice(0, 300),
       };
-      throw new ApiError(error, response.status);
+      throw new ApiError(error, response.status, body);
     }
     return body;
   }
@@ -123,7 +124,9 @@
     try {
       health = await api(`${API}/health`);
     } catch (err) {
-      failure = err;
+      // 503 still carries the checks (Postgres down); anything else: the backend is unreachable.
+      if (err.body && err.body.postgres) health = err.body;
+      else failure = err;
     }
     for (const pill of pills) {
       const name = pill.dataset.service;
@@ -250,6 +253,7 @@
     } catch (err) {
       status.textContent = "Failed";
       showError("The run failed", err);
+      loadRuns(true); // a failed run is recorded too
     } finally {
       clearInterval(tick);
       button.disabled = false;
@@ -280,7 +284,21 @@
     renderFeatureFocus();
     markActiveRun();
     state.rowsOffset = 0;
+    if (run.status === "failed" || !run.preview) {
+      clearTables(run.status === "failed" ? "This run failed: nothing to show." : "This run has no SAE preview.");
+      return;
+    }
     await Promise.all([loadTopFeatures(), loadRows()]);
+  }
+
+  function clearTables(message) {
+    state.topFeatures = [];
+    renderTopFeatures();
+    $("top-empty").textContent = message;
+    $("rows").querySelector("tbody").replaceChildren();
+    $("rows-range").textContent = message;
+    $("rows-prev").disabled = true;
+    $("rows-next").disabled = true;
   }
 
   const timeline = (run) => (run && run.preview && run.preview.feature_timeline) || [];
@@ -292,6 +310,7 @@
     const timings = run.timings_ms || {};
     const items = [
       ["Run", run.request_id],
+      ["Status", run.status === "failed" ? "failed" : null],
       ["Model", run.model_id],
       ["Created", formatTime(run.created_at)],
       ["Finish", output.finish_reason],
@@ -307,7 +326,12 @@
     );
     if (sae && sae.demo) summary.append(el("span", { class: "badge badge-demo" }, "demo SAE: random weights"));
     summary.append(el("div", { class: "kv kv-prompt" }, el("span", { class: "k" }, "Prompt"), el("span", { class: "v prompt-text" }, run.prompt || "")));
+    if (run.error) {
+      const where = run.error.upstream ? ` (upstream: ${run.error.upstream})` : "";
+      summary.append(el("div", { class: "run-error" }, `Failed: ${run.error.message}${where}`));
+    }
     $("output-empty").hidden = true;
+    $("token-area").hidden = !run.preview;
   }
 
   function positionStrength(entry) {
@@ -428,6 +452,7 @@
 
   async function loadTopFeatures() {
     if (!state.run) return;
+    if (!state.run.preview) return;
     const params = { limit: TOP_LIMIT, segment: $("top-segment").value };
     try {
       const body = await api(`${API}/${encodeURIComponent(state.run.request_id)}/top-features${query(params)}`);
@@ -533,7 +558,7 @@
   }
 
   async function loadRows() {
-    if (!state.run) return;
+    if (!state.run || !state.run.preview) return;
     const filters = rowFilters();
     const params = { ...filters, offset: state.rowsOffset };
     const tbody = $("rows").querySelector("tbody");
@@ -592,19 +617,21 @@
   }
 
   function runItem(run) {
-    const prompt = (run.prompt || run.prompt_preview || "").trim();
+    const prompt = (run.prompt_preview || run.prompt || "").trim();
+    const flags = [run.status === "failed" ? "failed" : null, run.pruned ? "pruned" : null].filter(Boolean);
     return el(
       "li",
       {},
       el(
         "button",
-        { type: "button", class: "run-item", dataset: { requestId: run.request_id }, title: prompt },
+        { type: "button", class: `run-item${flags.length ? " run-flagged" : ""}`, dataset: { requestId: run.request_id }, title: prompt },
         el("span", { class: "run-prompt" }, prompt.length > 90 ? `${prompt.slice(0, 90)}…` : prompt || "(empty prompt)"),
         el(
           "span",
           { class: "run-meta" },
           [formatTime(run.created_at), run.sae_id, run.model_id].filter(Boolean).join(" · "),
         ),
+        flags.length ? el("span", { class: "run-flags" }, flags.join(" · ")) : null,
       ),
     );
   }

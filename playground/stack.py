@@ -1,0 +1,383 @@
+"""`playground up`: the whole stack on one machine, with nothing to configure.
+
+Embedded Postgres (data kept in DATA_DIR/pg) and its migrations, the tiny Llama-3.1 and its demo
+SAE (built on first use), then `playground engine`, `playground sae` and `playground backend` as
+child processes, each in its own process group with its log in DATA_DIR/logs. Any part can be
+switched to the real thing: a model path or HF id, SAE folders, an external DATABASE_URL, or
+remote engine/SAE URLs (that service is then not started). Ctrl-C or SIGTERM stops every child,
+then Postgres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PAGE_PATH = "/playground/activations"
+TINY_MODEL_DIR = Path("models/tiny-llama-3.1")
+DEMO_SAE_DIR = Path("saes/demo-l16")
+DEMO_SAE_LAYER = 16
+PROGRESS_EVERY_S = 5.0
+STOP_GRACE_S = 20.0
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_env("PLAYGROUND_DATA_DIR", ".data")),
+        help="Postgres data, built models, logs (env PLAYGROUND_DATA_DIR; default .data)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("PLAYGROUND_PORT", "8000")),
+        help="the backend's port, which serves the page (env PLAYGROUND_PORT; default 8000)",
+    )
+    parser.add_argument(
+        "--host",
+        default=_env("PLAYGROUND_HOST", "127.0.0.1"),
+        help="the backend's bind address (env PLAYGROUND_HOST; default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--model",
+        default=_env("PLAYGROUND_MODEL"),
+        help="model folder or HF id for the engine and the SAE service "
+        "(env PLAYGROUND_MODEL; default: the tiny Llama-3.1, built on first use)",
+    )
+    parser.add_argument(
+        "--sae-dir",
+        action="append",
+        dest="sae_dirs",
+        type=Path,
+        default=None,
+        help="SAE folder, repeatable, the first is the default (env PLAYGROUND_SAE_DIRS, "
+        "comma-separated; default: the demo SAE at layer 16, built on first use)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=_env("DATABASE_URL"),
+        help="external Postgres (env DATABASE_URL; default: embedded, in DATA_DIR/pg)",
+    )
+    parser.add_argument(
+        "--engine-url",
+        default=_env("PLAYGROUND_ACTIVATIONS_HF_URL"),
+        help="use a running engine instead of starting one (env PLAYGROUND_ACTIVATIONS_HF_URL)",
+    )
+    parser.add_argument(
+        "--sae-url",
+        default=_env("PLAYGROUND_SAE_URL"),
+        help="use a running SAE service instead of starting one (env PLAYGROUND_SAE_URL)",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=float(_env("PLAYGROUND_STARTUP_TIMEOUT_S", "900")),
+        help="seconds each service may take to become healthy (default 900)",
+    )
+
+
+@dataclass
+class Service:
+    """One child process: a `playground` subcommand serving GET /health."""
+
+    name: str
+    args: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, host: str = "127.0.0.1") -> None:
+        cmd = [sys.executable, "-m", "playground.cli", *self.args]
+        cmd += ["--host", host, "--port", str(self.port)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop each group in order.
+            self.proc = subprocess.Popen(
+                cmd,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def last_log_line(self) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+                lines = log.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:160] if lines else ""
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM the whole group, then SIGKILL whatever is left after the grace period."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            print(f"  {self.name}: still running after {STOP_GRACE_S:.0f} s, killing it")
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class StartupFailed(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupFailed(
+                f"port {port} on {host} is busy ({exc.strerror}); pass --port"
+            ) from exc
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def wait_healthy(services: list[Service], timeout: float) -> None:
+    """Poll until every service answers GET /health with 200; print progress meanwhile."""
+    pending = {svc.name: svc for svc in services}
+    started = time.monotonic()
+    last_report = started
+    while pending:
+        for name, svc in list(pending.items()):
+            code = svc.exited()
+            if code is not None:
+                raise StartupFailed(
+                    f"{name} exited with {code} during start-up; log {svc.log_path}:\n"
+                    f"{svc.log_tail()}"
+                )
+            if svc.healthy():
+                say(f"  {name}: healthy at {svc.url} ({time.monotonic() - started:.0f} s)")
+                del pending[name]
+        now = time.monotonic()
+        if pending and now - started > timeout:
+            raise StartupFailed(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
+        if pending and now - last_report >= PROGRESS_EVERY_S:
+            last_report = now
+            for name, svc in pending.items():
+                say(f"  {name}: starting ({now - started:.0f} s) {svc.last_log_line()}")
+        time.sleep(0.5)
+
+
+def _timed(label: str, build: Callable[[], Path]) -> Path:
+    say(f"==> {label}")
+    t = time.monotonic()
+    path = build()
+    say(f"    done in {time.monotonic() - t:.1f} s: {path}")
+    return path
+
+
+def ensure_tiny_model(data_dir: Path) -> Path:
+    from engine.tiny.build import build_tiny_model, is_complete
+
+    out = data_dir / TINY_MODEL_DIR
+    if is_complete(out):
+        say(f"==> tiny Llama-3.1: {out}")
+        return out
+    return _timed(
+        f"building the tiny Llama-3.1 (first run only) in {out}", lambda: build_tiny_model(out)
+    )
+
+
+def ensure_demo_sae(model_dir: Path, data_dir: Path) -> Path:
+    from engine.sae.demo import build_demo_sae
+
+    out = data_dir / DEMO_SAE_DIR
+    if (out / "cfg.json").is_file() and (out / "sae_weights.safetensors").is_file():
+        say(f"==> demo SAE: {out}")
+        return out
+    return _timed(
+        f"building the demo SAE, layer {DEMO_SAE_LAYER}, random weights (first run only) in {out}",
+        lambda: build_demo_sae(model_dir, out, layer=DEMO_SAE_LAYER),
+    )
+
+
+def _default_sae(sae_url: str) -> tuple[str, int] | None:
+    """The SAE service's default SAE, so the backend's default matches what is served."""
+    try:
+        body = httpx.get(sae_url.rstrip("/") + "/saes", timeout=10).json()
+        return body["default"]["sae_id"], int(body["default"]["layer"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _ignore_signals_while_stopping() -> None:
+    # A second Ctrl-C must not abandon the children half-stopped.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def up(args: argparse.Namespace) -> int:
+    from playground.pgembed import embedded_postgres
+
+    data_dir = args.data_dir.expanduser().resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    children: list[Service] = []
+    with ExitStack() as stack:
+        try:
+            _check_port_free(args.host, args.port)
+            database_url = args.database_url
+            if database_url:
+                say("==> Postgres: using DATABASE_URL")
+            else:
+                say(f"==> Postgres: embedded server, data in {data_dir / 'pg'}")
+                stack.callback(say, "  postgres: stopped")  # runs after the server's cleanup
+                database_url = stack.enter_context(embedded_postgres(data_dir / "pg"))
+            say("==> migrations")
+            from backend.db.migrate import upgrade
+
+            upgrade(database_url)
+
+            need_model = not (args.engine_url and args.sae_url)
+            model = args.model
+            if need_model and model is None:
+                model = str(ensure_tiny_model(data_dir))
+            sae_dirs = args.sae_dirs or _env_paths("PLAYGROUND_SAE_DIRS")
+            if not args.sae_url and not sae_dirs:
+                if not Path(model).is_dir():
+                    raise StartupFailed(
+                        "--model is not a local folder: pass --sae-dir or --sae-url"
+                    )
+                sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
+
+            engine_url, sae_url = args.engine_url, args.sae_url
+            models = []
+            if not engine_url:
+                engine = Service(
+                    "engine", ["engine", "--model", model], free_port(), logs / "engine.log"
+                )
+                models.append(engine)
+                engine_url = engine.url
+            if not sae_url:
+                sae_args = ["sae", "--model", model]
+                for folder in sae_dirs:
+                    sae_args += ["--sae-dir", str(folder)]
+                sae = Service("sae", sae_args, free_port(), logs / "sae.log")
+                models.append(sae)
+                sae_url = sae.url
+            for svc in models:
+                say(f"==> starting {svc.name} (log {svc.log_path})")
+                svc.start()
+                children.append(svc)
+            if models:
+                say("==> loading models (progress below)")
+                wait_healthy(models, args.startup_timeout)
+
+            backend_env = {
+                "DATABASE_URL": database_url,
+                "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url.rstrip("/"),
+                "PLAYGROUND_SAE_URL": sae_url.rstrip("/"),
+                "PLAYGROUND_DATA_DIR": str(data_dir),
+            }
+            default_sae = _default_sae(sae_url)
+            if default_sae and not os.environ.get("PLAYGROUND_DEFAULT_SAE_ID"):
+                backend_env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
+                backend_env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
+            backend = Service(
+                "backend", ["backend", "--no-migrate"], args.port, logs / "backend.log", backend_env
+            )
+            say(f"==> starting backend (log {backend.log_path})")
+            backend.start(host=args.host)
+            children.append(backend)
+            wait_healthy([backend], args.startup_timeout)
+
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+            say("")
+            say(f"Ready: http://{host}:{args.port}{PAGE_PATH}")
+            say("Ctrl-C stops everything.")
+            return _watch(children)
+        except StartupFailed as exc:
+            say(f"error: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            return 0  # Ctrl-C is how one stops the stack: a clean stop is a success
+        finally:
+            _ignore_signals_while_stopping()
+            if children:
+                say("==> stopping")
+            for svc in reversed(children):
+                svc.stop()
+                say(f"  {svc.name}: stopped")
+    return 0
+
+
+def _env_paths(name: str) -> list[Path]:
+    raw = os.environ.get(name, "")
+    return [Path(part.strip()) for part in raw.split(",") if part.strip()]
+
+
+def _watch(children: list[Service]) -> int:
+    """Sleep until a signal; a child that dies takes the stack down (its log says why)."""
+    while True:
+        for svc in children:
+            code = svc.exited()
+            if code is not None:
+                say(f"error: {svc.name} exited with {code}; log {svc.log_path}:\n{svc.log_tail()}")
+                return 1
+        time.sleep(1.0)
+
+
+def main(args: argparse.Namespace) -> int:
+    from playground.pgembed import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
+    try:
+        return up(args)
+    except SystemExit:
+        # SIGTERM (turned into SystemExit): everything above has stopped cleanly.
+        return 0
