@@ -45,6 +45,7 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
             for text in SAMPLE_TEXTS
         ]
     ).double()
+    resid = torch.unique(resid, dim=0)  # BOS starts every text: one copy of its residual
     d_in = resid.shape[1]
     gen = torch.Generator().manual_seed(seed)
     w_dec = torch.randn(DEMO_D_SAE, d_in, generator=gen, dtype=torch.float64)
@@ -53,7 +54,10 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
     b_dec = resid.mean(dim=0)
     b_enc = torch.zeros(DEMO_D_SAE, dtype=torch.float64)
     pre = (resid - b_dec) @ w_enc + b_enc
-    threshold = torch.quantile(pre, 1 - FIRE_RATE, dim=0).clamp(min=1e-3)
+    # Midway between two adjacent sample values near the quantile: no sample sits on it.
+    ordered = torch.sort(pre, dim=0).values
+    m = round((1 - FIRE_RATE) * pre.shape[0])
+    threshold = ((ordered[m - 1] + ordered[m]) / 2).clamp(min=1e-3)
     tensors = {
         "W_enc": w_enc,
         "W_dec": w_dec,
