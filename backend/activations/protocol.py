@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,199}$"
@@ -34,6 +34,18 @@ class ActivationRunRequest(BaseModel):
     sae_layer: int | None = Field(None, ge=0, le=MAX_SAE_LAYER)
     sae_top_k: int = Field(20, ge=1, le=MAX_SAE_TOP_K)
     request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN)
+
+    @field_validator("prompt")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        # Postgres TEXT holds neither NUL nor lone surrogates; refuse them here, not with a 500.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("must be valid Unicode text") from exc
+        return value
 
 
 class RunOutput(BaseModel):

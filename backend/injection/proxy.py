@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from backend.injection.protocol import ChatCompletionRequest
 from backend.settings import Settings
 from backend.upstreams.client import raise_for_status, transport_errors
-from playground.errors import UpstreamError, UpstreamUnavailable
+from playground.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,14 @@ class InjectionProxy:
         headers = {"content-type": "application/json"}
         if self.admin_key:
             headers["authorization"] = f"Bearer {self.admin_key}"
+        try:
+            content = orjson.dumps(payload)
+        except (
+            orjson.JSONEncodeError
+        ) as exc:  # e.g. an integer past 64 bits in a passed-through field
+            raise InvalidRequest(f"body cannot be forwarded as JSON: {exc}") from exc
         request = self.http.build_request(
-            "POST",
-            target.base_url + _chat_path(target.base_url),
-            content=orjson.dumps(payload),
-            headers=headers,
+            "POST", target.base_url + _chat_path(target.base_url), content=content, headers=headers
         )
         async with transport_errors(name):
             response = await self.http.send(request, stream=True)
