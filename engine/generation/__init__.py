@@ -1,0 +1,1 @@
+"""The generation service: vLLM's async engine behind a small FastAPI app (contracts.md, Engine)."""

@@ -1,0 +1,36 @@
+"""The engine service's FastAPI app: the vLLM engine lives exactly as long as the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from engine.generation.api_router import router
+from engine.generation.runtime import open_engine
+from engine.generation.serving import GenerationService
+from engine.generation.settings import EngineSettings
+from playground.errors import install_error_handlers
+
+
+def create_app(settings: EngineSettings | None = None) -> FastAPI:
+    settings = settings or EngineSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_engine(settings) as engine:
+            app.state.settings = settings
+            app.state.generation = GenerationService.from_engine(engine, settings)
+            yield
+
+    app = FastAPI(
+        title="Activations playground engine",
+        description="Text generation with token IDs, on vLLM's async engine.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,82 @@
+"""Wire models of the engine service (contracts.md, "Engine")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Static ceilings; the tighter, deployment-specific bounds (context length, batch size, output
+# length) come from EngineSettings and are checked by the service with a structured 422.
+MAX_PROMPT_CHARS = 400_000
+MAX_BATCH_HARD = 1024
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateRequest(_Request):
+    prompt: str = Field(..., max_length=MAX_PROMPT_CHARS)
+    model_id: str | None = Field(
+        None, max_length=256, description="ignored if empty or unknown: the served model answers"
+    )
+    max_tokens: int = Field(128, ge=1, le=131072)
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="0 = greedy")
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, le=131072, description="0 = off")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="same seed, same output")
+    chat: bool = Field(True, description="wrap the prompt as one user turn in the chat template")
+    request_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    output_tokens: int
+
+
+class Timings(BaseModel):
+    queue: float = Field(description="ms from receipt to the first output token (queue+prefill)")
+    generate: float = Field(description="ms from the first output token to the last")
+    total: float = Field(description="ms from receipt to the answer")
+
+
+class GenerateResponse(BaseModel):
+    request_id: str
+    model_id: str
+    output_text: str
+    output_token_ids: list[int]
+    prompt_token_ids: list[int] = Field(
+        description="exactly what the model saw (template and BOS included)"
+    )
+    finish_reason: Literal["stop", "length", "abort"]
+    usage: Usage
+    timings_ms: Timings
+
+
+class BatchRequest(_Request):
+    requests: list[GenerateRequest] = Field(..., min_length=1, max_length=MAX_BATCH_HARD)
+
+
+class BatchResponse(BaseModel):
+    results: list[GenerateResponse]
+
+
+class TokenizeRequest(_Request):
+    text: str = Field(..., max_length=MAX_PROMPT_CHARS)
+    chat: bool = Field(True, description="as in /generate: the IDs /generate would feed")
+
+
+class TokenizeResponse(BaseModel):
+    token_ids: list[int]
+    tokens: list[str] = Field(description="each token decoded on its own")
+    count: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_id: str
+    backend: Literal["vllm"]
+    device: str
+    max_model_len: int
+    in_flight: int = Field(description="requests the engine has not finished")

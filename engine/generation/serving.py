@@ -1,0 +1,216 @@
+"""The generation service: prompt -> token IDs -> vLLM's AsyncLLM -> answer with token IDs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from engine.generation.protocol import (
+    BatchRequest,
+    BatchResponse,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    Timings,
+    TokenizeRequest,
+    TokenizeResponse,
+    Usage,
+)
+from engine.generation.runtime import device_name
+from engine.generation.settings import EngineSettings
+from playground.errors import InvalidRequest, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+logger = logging.getLogger(__name__)
+
+
+def _eos_ids(settings: EngineSettings, tokenizer: Any) -> list[int]:
+    """The model's EOS IDs from its generation config (Llama-3.1: 128001, 128008, 128009),
+    plus the tokenizer's own EOS."""
+    from transformers import GenerationConfig
+
+    ids: set[int] = set()
+    try:
+        config = GenerationConfig.from_pretrained(
+            settings.model, cache_dir=str(settings.hf_cache_dir or "") or None
+        )
+        eos = config.eos_token_id
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+    except (OSError, ValueError, json.JSONDecodeError):
+        logger.warning(
+            "no generation config for %s; stopping on the tokenizer's EOS", settings.model
+        )
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+class GenerationService:
+    """Owns the engine's use: tokenization, bounds, sampling parameters and answer shaping."""
+
+    def __init__(self, engine: AsyncLLM, tokenizer: Any, settings: EngineSettings) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.eos_ids = _eos_ids(settings, tokenizer)
+        self.device = device_name()
+
+    @classmethod
+    def from_engine(cls, engine: AsyncLLM, settings: EngineSettings) -> GenerationService:
+        # The engine's own tokenizer: our prompt IDs are tokenized exactly as vLLM would.
+        return cls(engine, engine.get_tokenizer(), settings)
+
+    # -- tokenization ------------------------------------------------------------------------
+
+    def encode(self, text: str, *, chat: bool) -> list[int]:
+        if chat:
+            # The template writes BOS itself and is encoded without special tokens: one BOS.
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
+            )
+        else:
+            ids = self.tokenizer.encode(text, add_special_tokens=True)
+        return [int(i) for i in ids]
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
+        ids = await asyncio.to_thread(self.encode, request.text, chat=request.chat)
+        tokens = [self.tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+        return TokenizeResponse(token_ids=ids, tokens=tokens, count=len(ids))
+
+    # -- generation --------------------------------------------------------------------------
+
+    def check_bounds(self, request: GenerateRequest, prompt_len: int, where: str = "") -> None:
+        limit = self.settings.max_model_len
+        if request.max_tokens > self.settings.max_output_tokens:
+            raise InvalidRequest(
+                f"{where}max_tokens {request.max_tokens} exceeds this engine's bound of "
+                f"{self.settings.max_output_tokens}",
+                code="max_tokens_too_large",
+            )
+        if prompt_len + request.max_tokens > limit:
+            raise InvalidRequest(
+                f"{where}prompt of {prompt_len} tokens plus max_tokens {request.max_tokens} "
+                f"exceeds the model's context of {limit} tokens",
+                code="context_length_exceeded",
+            )
+
+    def sampling_params(self, request: GenerateRequest):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=1,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=request.top_k,
+            seed=request.seed,
+            stop_token_ids=self.eos_ids,
+            skip_special_tokens=True,
+        )
+
+    async def _prepare(self, request: GenerateRequest, where: str = "") -> list[int]:
+        prompt_ids = await asyncio.to_thread(self.encode, request.prompt, chat=request.chat)
+        self.check_bounds(request, len(prompt_ids), where)
+        return prompt_ids
+
+    async def _run(self, request: GenerateRequest, prompt_ids: list[int]) -> GenerateResponse:
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        received = time.perf_counter()
+        request_id = request.request_id or uuid.uuid4().hex
+        # The client's request_id need not be unique; the engine's must be.
+        engine_id = f"{request_id}-{uuid.uuid4().hex[:8]}"
+        first_token_at = None
+        final = None
+        try:
+            async for output in self.engine.generate(
+                TokensPrompt(prompt_token_ids=prompt_ids),
+                self.sampling_params(request),
+                request_id=engine_id,
+            ):
+                if first_token_at is None and output.outputs[0].token_ids:
+                    first_token_at = time.perf_counter()
+                final = output
+        except EngineDeadError as exc:
+            raise ServiceUnavailable(f"the vLLM engine is dead: {exc}") from exc
+        except ValueError as exc:  # vLLM's own input validation
+            raise InvalidRequest(str(exc), code="engine_rejected") from exc
+        done = time.perf_counter()
+        completion = final.outputs[0]
+        first_token_at = first_token_at or done
+        output_ids = [int(i) for i in completion.token_ids]
+        return GenerateResponse(
+            request_id=request_id,
+            model_id=self.settings.model_id,
+            output_text=completion.text,
+            output_token_ids=output_ids,
+            prompt_token_ids=list(final.prompt_token_ids or prompt_ids),
+            finish_reason=completion.finish_reason or "abort",
+            usage=Usage(prompt_tokens=len(prompt_ids), output_tokens=len(output_ids)),
+            timings_ms=Timings(
+                queue=round((first_token_at - received) * 1000, 3),
+                generate=round((done - first_token_at) * 1000, 3),
+                total=round((done - received) * 1000, 3),
+            ),
+        )
+
+    async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        prompt_ids = await self._prepare(request)
+        return await self._run(request, prompt_ids)
+
+    async def generate_batch(self, batch: BatchRequest) -> BatchResponse:
+        """All requests go to the engine at once (continuous batching); answers keep order."""
+        if len(batch.requests) > self.settings.max_batch_requests:
+            raise InvalidRequest(
+                f"batch of {len(batch.requests)} requests exceeds the bound of "
+                f"{self.settings.max_batch_requests}",
+                code="batch_too_large",
+            )
+        # Validate every request before any reaches the engine.
+        prompts = [
+            await self._prepare(r, where=f"requests[{i}]: ") for i, r in enumerate(batch.requests)
+        ]
+        tasks = [
+            asyncio.ensure_future(self._run(r, p))
+            for r, p in zip(batch.requests, prompts, strict=True)
+        ]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one failed or the client left: abort the rest in the engine
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return BatchResponse(results=list(results))
+
+    # -- health ------------------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        """Requests the engine has not finished (shows that aborted requests really left)."""
+        return int(self.engine.output_processor.get_num_unfinished_requests())
+
+    async def health(self) -> HealthResponse:
+        if self.engine.errored:
+            raise ServiceUnavailable("the vLLM engine has failed")
+        try:
+            await self.engine.check_health()
+        except Exception as exc:  # any failure of the engine process means not ready
+            raise ServiceUnavailable(f"the vLLM engine is unhealthy: {exc}") from exc
+        return HealthResponse(
+            status="ok",
+            model_id=self.settings.model_id,
+            backend="vllm",
+            device=self.device,
+            max_model_len=self.settings.max_model_len,
+            in_flight=self.in_flight(),
+        )
