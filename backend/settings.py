@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     playground_health_timeout_s: float = Field(2.0, gt=0)
     playground_db_timeout_s: float = Field(10.0, gt=0)
 
+    # Runs are preview data: by default a commit does not wait for the WAL flush (a crash may
+    # lose the last fraction of a second of runs, never corrupts). True: wait, as usual.
+    playground_durable_writes: bool = False
+
     # Pool.
     playground_db_pool_min: int = Field(1, ge=0, le=100)
     playground_db_pool_max: int = Field(10, ge=1, le=100)

@@ -103,9 +103,7 @@ class ActivationService:
             timings["engine"] = _ms(t)
             preview = None
             if collect:
-                t = time.perf_counter()
-                preview = await self._extract(gen, sae_id, sae_layer, req.sae_top_k)
-                timings["sae"] = _ms(t)
+                preview = await self._extract(gen, sae_id, sae_layer, req.sae_top_k, timings)
         except ApiError as exc:
             if exc.upstream is not None:
                 await self._record_failure(req, request_id, created_at, gen, exc, timings, start)
@@ -147,10 +145,12 @@ class ActivationService:
         )
 
     async def _extract(
-        self, gen: GenerateResponse, sae_id: str, layer: int, top_k: int
+        self, gen: GenerateResponse, sae_id: str, layer: int, top_k: int, timings: dict
     ) -> tuple[packed.Timeline, list[str], bytes, str, int]:
-        """Call the SAE on the full sequence; check and pack its timeline."""
+        """Call the SAE on the full sequence; check and pack its timeline. Only the call
+        counts as SAE time; checking and packing are the backend's own."""
         full = gen.prompt_token_ids + gen.output_token_ids
+        t = time.perf_counter()
         envelope, _ = await self.sae.extract(
             ExtractRequest(
                 token_ids=full,
@@ -160,6 +160,7 @@ class ActivationService:
                 output_start=len(gen.prompt_token_ids),
             )
         )
+        timings["sae"] = _ms(t)
         try:
             timeline, tokens = packed.from_entries(envelope.feature_timeline)
         except packed.TimelineShapeError as exc:

@@ -31,6 +31,9 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.playground_db_pool_max,
         timeout=settings.playground_connect_timeout_s,
         command_timeout=settings.playground_db_timeout_s,
+        server_settings=(
+            {} if settings.playground_durable_writes else {"synchronous_commit": "off"}
+        ),
     )
 
 

@@ -58,34 +58,47 @@ INDEX_COLUMNS = [f.name for f in fields(IndexRow)]
 PREVIEW_COLUMNS = [f.name for f in fields(PreviewRow)]
 
 
-def _upsert_sql(table: str, columns: list[str], extra_set: str = "") -> str:
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "request_id")
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
-        f"ON CONFLICT (request_id) DO UPDATE SET {updates}{extra_set}"
-    )
+def _assignments(columns: list[str]) -> str:
+    return ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "request_id")
 
 
-# A re-run replaces the whole row, including a previous prune mark.
-_UPSERT_INDEX = _upsert_sql("activation_run_index", INDEX_COLUMNS, ", pruned_at = NULL")
-_UPSERT_PREVIEW = _upsert_sql("activation_run_previews", PREVIEW_COLUMNS)
+def _placeholders(first: int, count: int) -> str:
+    return ", ".join(f"${i}" for i in range(first, first + count))
+
+
+_N_INDEX = len(INDEX_COLUMNS)
+# One statement (one round trip, atomic): the index upsert feeds the preview write, so every
+# writer locks the index row first; concurrent runs with one id serialise on it and the last
+# to commit leaves a consistent pair. A re-run also clears an earlier prune mark.
+_UPSERT_INDEX_CTE = f"""
+WITH idx AS (
+  INSERT INTO activation_run_index ({", ".join(INDEX_COLUMNS)})
+  VALUES ({_placeholders(1, _N_INDEX)})
+  ON CONFLICT (request_id) DO UPDATE SET {_assignments(INDEX_COLUMNS)}, pruned_at = NULL
+  RETURNING request_id
+)
+"""
+_SAVE_WITH_PREVIEW = (
+    _UPSERT_INDEX_CTE
+    + f"""
+INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
+SELECT idx.request_id, {_placeholders(_N_INDEX + 1, len(PREVIEW_COLUMNS) - 1)} FROM idx
+ON CONFLICT (request_id) DO UPDATE SET {_assignments(PREVIEW_COLUMNS)}
+"""
+)
+_SAVE_WITHOUT_PREVIEW = (
+    _UPSERT_INDEX_CTE
+    + "DELETE FROM activation_run_previews p USING idx WHERE p.request_id = idx.request_id"
+)
 
 
 async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow | None) -> None:
-    """Write a run's index row and its preview (or the absence of one) in one transaction.
-
-    The index row is locked first by every writer, so concurrent runs with the same id
-    serialise on it and the last to commit leaves a consistent pair.
-    """
-    async with conn.transaction():
-        await conn.execute(_UPSERT_INDEX, *astuple(index))
-        if preview is not None:
-            await conn.execute(_UPSERT_PREVIEW, *astuple(preview))
-        else:
-            await conn.execute(
-                "DELETE FROM activation_run_previews WHERE request_id = $1", index.request_id
-            )
+    """Write a run's index row and its preview (or remove a stale one) atomically."""
+    if preview is not None:
+        assert preview.request_id == index.request_id
+        await conn.execute(_SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
+    else:
+        await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
 
 
 _RUN_SELECT = """

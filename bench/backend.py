@@ -1,0 +1,437 @@
+"""Benchmark of the backend's read and write paths against a real Postgres.
+
+    .venv/bin/python bench/backend.py            # 100,000 seeded runs, 2,048 x top-20 run
+    .venv/bin/python bench/backend.py --quick    # small smoke run (seconds)
+
+Starts a throwaway embedded Postgres (or uses --database-url), migrates it, seeds N runs with
+COPY, serves `playground backend` in its own process with instant stub upstreams (served from
+this process), then times each endpoint over HTTP, sequentially, and the bare asyncpg
+`SELECT * FROM activation_run_previews WHERE request_id = $1` of the same big preview row as
+the baseline. Prints p50/p99/req-s and each endpoint's p50 as a ratio to that baseline; writes
+JSON to bench/results/. `run` is reported with its own overhead: total minus the time spent
+waiting on the upstreams (the backend's own timings_ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backend.activations import packed  # noqa: E402
+from backend.db import queries  # noqa: E402
+from backend.db.migrate import upgrade  # noqa: E402
+from playground.pgembed import embedded_postgres  # noqa: E402
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+BIG_ID = "bench-big"
+
+
+# -- synthetic data ------------------------------------------------------------------------------
+
+
+def make_timeline(n_positions: int, top_k: int, output_start: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    entries = []
+    for p in range(n_positions):
+        special = p == 0 or (p < output_start and p % 97 == 1)
+        ids = rng.sample(range(32768), top_k)
+        acts = sorted((round(rng.uniform(0.05, 12.0), 4) for _ in ids), reverse=True)
+        entries.append(
+            {
+                "position": p,
+                "token_id": 128000 if p == 0 else 1000 + p % 5000,
+                "token": "<|begin_of_text|>" if p == 0 else f" tok{p}",
+                "segment": "prompt" if p < output_start else "output",
+                "special": special,
+                "features": [
+                    {"feature_id": f, "activation": a} for f, a in zip(ids, acts, strict=True)
+                ],
+            }
+        )
+    return entries
+
+
+def preview_row(request_id: str, created: datetime, timeline: list[dict], output_start: int):
+    tl, tokens = packed.from_entries(timeline)
+    token_ids = [e["token_id"] for e in timeline]
+    return queries.PreviewRow(
+        request_id=request_id,
+        created_at=created,
+        updated_at=created,
+        model_id=MODEL,
+        prompt="bench prompt",
+        output_text="bench output",
+        output_token_ids=token_ids[output_start:],
+        prompt_token_ids=token_ids[:output_start],
+        finish_reason="length",
+        sae_id="llama_scope_lxr_8x",
+        sae_layer=16,
+        sae_top_k=max((len(e["features"]) for e in timeline), default=0),
+        feature_timeline=orjson.dumps(timeline).decode(),
+        timeline_packed=packed.pack(tl),
+        timeline_tokens=tokens,
+    )
+
+
+def index_row(request_id: str, created: datetime, prompt_tokens: int, output_tokens: int):
+    return queries.IndexRow(
+        request_id=request_id,
+        created_at=created,
+        updated_at=created,
+        model_id=MODEL,
+        prompt_preview="bench prompt",
+        status="ok",
+        error_code=None,
+        error_message=None,
+        error_upstream=None,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        finish_reason="length",
+        sae_id="llama_scope_lxr_8x",
+        sae_layer=16,
+        sae_top_k=20,
+        has_preview=True,
+        engine_ms=100.0,
+        sae_ms=50.0,
+        total_ms=160.0,
+    )
+
+
+async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
+    """N small runs (8 positions x top-3 each) spread over 30 days, plus the big run."""
+    small_tl = make_timeline(8, 3, 4, seed=1)
+    small = preview_row("x", datetime.now(UTC), small_tl, 4)
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(url)
+    try:
+        batch = 10_000
+        for start in range(0, n_runs, batch):
+            idx, prev = [], []
+            for i in range(start, min(start + batch, n_runs)):
+                created = now - timedelta(seconds=i * 26)  # 100k runs over ~30 days
+                rid = f"seed-{i:07d}"
+                idx.append(index_row(rid, created, 4, 4))
+                prev.append(
+                    dataclasses.replace(
+                        small, request_id=rid, created_at=created, updated_at=created
+                    )
+                )
+            await queries.copy_runs(conn, idx, prev)
+        half = big_positions // 2
+        big_tl = make_timeline(big_positions, top_k, half, seed=2)
+        await queries.copy_runs(
+            conn, [index_row(BIG_ID, now, half, half)], [preview_row(BIG_ID, now, big_tl, half)]
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+# -- instant upstreams ---------------------------------------------------------------------------
+
+
+def stub_app(run_positions: int, top_k: int) -> FastAPI:
+    """Engine and SAE in one app; answers are prepared once so they cost ~nothing."""
+    half = run_positions // 2
+    tl = make_timeline(run_positions, top_k, half, seed=3)
+    ids = [e["token_id"] for e in tl]
+    generate = orjson.dumps(
+        {
+            "request_id": None,
+            "model_id": MODEL,
+            "output_text": "bench output",
+            "output_token_ids": ids[half:],
+            "prompt_token_ids": ids[:half],
+            "finish_reason": "length",
+        }
+    )
+    extract = orjson.dumps(
+        {"sae_id": "llama_scope_lxr_8x", "layer": 16, "d_sae": 32768, "feature_timeline": tl}
+    )
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.post("/generate")
+    async def gen(_: Request):
+        return Response(generate, media_type="application/json")
+
+    @app.post("/extract_features")
+    async def ext(_: Request):
+        return Response(extract, media_type="application/json")
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+def start_backend(db_url: str, upstream: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
+        "PLAYGROUND_SAE_URL": upstream,
+    }
+    cmd = [sys.executable, "-m", "playground.cli", "backend", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"backend exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("backend did not start")
+        time.sleep(0.2)
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def stats(samples_ms: list[float], elapsed_s: float) -> dict:
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(p99, 3),
+        "req_per_s": round(len(ordered) / elapsed_s, 1),
+    }
+
+
+def time_http(client: httpx.Client, method: str, path: str, n: int, warmup: int, **kw) -> tuple:
+    for _ in range(warmup):
+        client.request(method, path, **kw).raise_for_status()
+    samples, extra = [], []
+    start = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        response = client.request(method, path, **kw)
+        samples.append((time.perf_counter() - t) * 1000)
+        response.raise_for_status()
+        extra.append(response)
+    return stats(samples, time.perf_counter() - start), extra
+
+
+async def time_bare_select(url: str, n: int, warmup: int) -> dict:
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(warmup):
+            await queries.select_preview_row(conn, BIG_ID)
+        samples = []
+        start = time.perf_counter()
+        for _ in range(n):
+            t = time.perf_counter()
+            row = await queries.select_preview_row(conn, BIG_ID)
+            samples.append((time.perf_counter() - t) * 1000)
+            assert row is not None
+        return stats(samples, time.perf_counter() - start)
+    finally:
+        await conn.close()
+
+
+def benchmark(db_url: str, args, workdir: Path) -> dict:
+    upstream_url, upstream_server, upstream_thread = serve_in_thread(
+        stub_app(args.run_positions, args.top_k)
+    )
+    proc, url = start_backend(db_url, upstream_url, workdir / "backend.log")
+    results: dict[str, dict] = {}
+    try:
+        n, warm = args.iterations, max(5, args.iterations // 10)
+        results["bare_select"] = asyncio.run(time_bare_select(db_url, n, warm))
+        with httpx.Client(base_url=url, timeout=60) as client:
+            base = f"/playground/activations/{BIG_ID}"
+            cases = {
+                "rows": ("GET", base + "/rows", {}),
+                "rows_filtered": (
+                    "GET",
+                    base + "/rows",
+                    {
+                        "params": {
+                            "segment": "output",
+                            "rank_max": 5,
+                            "token_start": 1100,
+                            "token_end": 1900,
+                        }
+                    },
+                ),
+                "rows_feature": ("GET", base + "/rows", {"params": {"feature_id": 12345}}),
+                "top_features": ("GET", base + "/top-features", {}),
+                "top_features_output": (
+                    "GET",
+                    base + "/top-features",
+                    {"params": {"segment": "output", "limit": 200}},
+                ),
+                "get_run": ("GET", base, {}),
+                "runs": ("GET", "/playground/activations/runs", {"params": {"limit": 50}}),
+                "summary": ("GET", "/playground/activations/summary", {}),
+            }
+            for name, (method, path, kw) in cases.items():
+                results[name], _ = time_http(client, method, path, n, warm, **kw)
+            # A deep page of the listing, through a real cursor.
+            cursor = None
+            for _ in range(20):
+                page = client.get(
+                    "/playground/activations/runs",
+                    params={"limit": 200} | ({"cursor": cursor} if cursor else {}),
+                ).json()
+                cursor = page["next_cursor"]
+            results["runs_deep_cursor"], _ = time_http(
+                client,
+                "GET",
+                "/playground/activations/runs",
+                n,
+                warm,
+                params={"limit": 50, "cursor": cursor},
+            )
+            body = {"prompt": "bench", "request_id": "bench-run"}
+            results["run"], responses = time_http(
+                client, "POST", "/playground/activations/run", n, warm, json=body
+            )
+            overheads, db_ms = [], []
+            for response in responses:
+                t = response.json()["timings_ms"]
+                overheads.append(t["total"] - t["engine"] - t["sae"])
+                db_ms.append(t["db"])
+            results["run"]["db_write_p50_ms"] = round(statistics.median(db_ms), 3)
+            results["run"]["overhead_p50_ms"] = round(statistics.median(overheads), 3)
+            results["run"]["overhead_p99_ms"] = round(
+                sorted(overheads)[round(0.99 * (len(overheads) - 1))], 3
+            )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        upstream_server.should_exit = True
+        upstream_thread.join(timeout=10)
+    baseline = results["bare_select"]["p50_ms"]
+    for r in results.values():
+        r["ratio_to_bare_select"] = round(r["p50_ms"] / baseline, 2)
+    return results
+
+
+def print_table(results: dict, meta: dict) -> None:
+    print(
+        f"\nbackend bench: {meta['seeded_runs']:,} runs seeded; big run "
+        f"{meta['big_positions']} positions x top-{meta['top_k']}; run endpoint "
+        f"{meta['run_positions']} positions; {meta['iterations']} sequential requests each"
+    )
+    header = f"{'endpoint':<22}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'x bare':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, r in results.items():
+        print(
+            f"{name:<22}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['req_per_s']:>9.1f}"
+            f"{r['ratio_to_bare_select']:>8.2f}"
+        )
+    run = results["run"]
+    print(
+        f"run overhead (total - engine - sae, backend-side): p50 {run['overhead_p50_ms']:.3f} ms,"
+        f" p99 {run['overhead_p99_ms']:.3f} ms (of which the Postgres write p50"
+        f" {run['db_write_p50_ms']:.3f} ms)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--database-url", help="use this server (a fresh database is NOT made)")
+    parser.add_argument("--runs", type=int, help="seeded runs (100000; --quick 2000)")
+    parser.add_argument("--positions", type=int, help="big run positions (2048; --quick 256)")
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--run-positions", type=int, default=64, help="positions per `run` call")
+    parser.add_argument("--iterations", type=int, help="requests per endpoint (300; --quick 30)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    args.runs = args.runs or (2_000 if args.quick else 100_000)
+    args.positions = args.positions or (256 if args.quick else 2048)
+    args.iterations = args.iterations or (30 if args.quick else 300)
+    meta = {
+        "seeded_runs": args.runs,
+        "big_positions": args.positions,
+        "top_k": args.top_k,
+        "run_positions": args.run_positions,
+        "iterations": args.iterations,
+        "quick": args.quick,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "when": datetime.now(UTC).isoformat(),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-backend-", dir="/tmp") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)  # the embedded server may run as its own system user
+        if args.database_url:
+            results = run_all(args.database_url, args, workdir, meta)
+        else:
+            with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
+                results = run_all(url, args, workdir, meta)
+    print_table(results, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out / f"backend-{'quick-' if args.quick else ''}{stamp}.json"
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0
+
+
+def run_all(url: str, args, workdir: Path, meta: dict) -> dict:
+    upgrade(url)
+    t = time.perf_counter()
+    asyncio.run(seed(url, args.runs, args.positions, args.top_k))
+    meta["seed_s"] = round(time.perf_counter() - t, 1)
+    print(f"seeded {args.runs:,} runs in {meta['seed_s']} s", flush=True)
+    return benchmark(url, args, workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
