@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import ORJSONResponse
 
 from engine.sae.protocol import (
     AnalyzeRequest,
@@ -15,6 +14,7 @@ from engine.sae.protocol import (
     HealthResponse,
     SaesResponse,
 )
+from engine.sae.responses import OrjsonResponse
 from engine.sae.serving import SaeService
 from playground.errors import ERROR_RESPONSES
 
@@ -32,12 +32,12 @@ ServiceDep = Annotated[SaeService, Depends(get_service)]
 async def extract_features(body: ExtractRequest, service: ServiceDep):
     # Returned as-is (already wire-shaped): re-validating thousands of entries costs more
     # than computing them.
-    return ORJSONResponse(await service.extract(body))
+    return OrjsonResponse(await service.extract(body))
 
 
 @router.post("/analyze_features", response_model=AnalyzeResponse, responses=ERROR_RESPONSES)
 async def analyze_features(body: AnalyzeRequest, service: ServiceDep):
-    return ORJSONResponse(await service.analyze(body))
+    return OrjsonResponse(await service.analyze(body))
 
 
 @router.get("/saes", response_model=SaesResponse)

@@ -8,9 +8,9 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from engine.sae.api_router import router
+from engine.sae.responses import OrjsonResponse
 from engine.sae.settings import Settings
 from playground.errors import install_error_handlers
 
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="SAE service",
         version="0.1.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
     )
     install_error_handlers(app)
     app.include_router(router)
