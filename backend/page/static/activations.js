@@ -247,10 +247,12 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(runRequest()),
       });
+      clearInterval(tick);
       status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s`;
       await openRun(run);
       await loadRuns(true);
     } catch (err) {
+      clearInterval(tick);
       status.textContent = "Failed";
       showError("The run failed", err);
       loadRuns(true); // a failed run is recorded too
@@ -347,8 +349,12 @@
     const container = $("tokens");
     const showPrompt = $("show-prompt-tokens").checked;
     const entries = timeline(state.run).filter((e) => showPrompt || e.segment !== "prompt");
-    // Shade against the strongest shown value, so one feature's pattern is readable on its own.
-    const peak = Math.max(1e-9, ...entries.map(positionStrength));
+    // One feature: shade against its peak. Otherwise stretch the top activations' range, which
+    // is narrow (every position has some strong feature), so differences stay visible.
+    const values = entries.map(positionStrength);
+    const hi = Math.max(1e-9, ...values);
+    const lo = state.selectedFeature === null && values.length > 1 ? Math.min(...values) : 0;
+    const shade = (v) => (lo > 0 ? 0.1 + (0.9 * (v - lo)) / Math.max(1e-9, hi - lo) : v / hi);
     const nodes = [];
     let segment = null;
     for (const entry of entries) {
@@ -356,7 +362,7 @@
         nodes.push(el("span", { class: "segment-break" }, "output →"));
       }
       segment = entry.segment;
-      const strength = positionStrength(entry) / peak;
+      const strength = shade(positionStrength(entry));
       const text = displayToken(entry.token);
       const span = el(
         "span",
@@ -456,7 +462,9 @@
     const params = { limit: TOP_LIMIT, segment: $("top-segment").value };
     try {
       const body = await api(`${API}/${encodeURIComponent(state.run.request_id)}/top-features${query(params)}`);
-      state.topFeatures = Array.isArray(body) ? body : body.features || body.top_features || [];
+      const list = Array.isArray(body) ? body : body.top_features || body.features || [];
+      // Remember the API's order (max activation, then hits) to break sort ties with it.
+      state.topFeatures = list.map((f, i) => ({ ...f, apiOrder: i }));
     } catch (err) {
       state.topFeatures = [];
       showError("Could not load top features", err);
@@ -468,7 +476,7 @@
     const { key, dir } = state.topSort;
     return [...state.topFeatures].sort((a, b) => {
       const diff = (a[key] ?? -Infinity) - (b[key] ?? -Infinity);
-      return diff !== 0 ? diff * dir : (a.feature_id - b.feature_id);
+      return diff !== 0 ? diff * dir : a.apiOrder - b.apiOrder;
     });
   }
 
@@ -625,7 +633,7 @@
       el(
         "button",
         { type: "button", class: `run-item${flags.length ? " run-flagged" : ""}`, dataset: { requestId: run.request_id }, title: prompt },
-        el("span", { class: "run-prompt" }, prompt.length > 90 ? `${prompt.slice(0, 90)}…` : prompt || "(empty prompt)"),
+        el("span", { class: "run-prompt" }, prompt || "(empty prompt)"),
         el(
           "span",
           { class: "run-meta" },

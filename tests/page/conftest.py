@@ -1,0 +1,102 @@
+"""Browser test parts: the real stack (session engine and SAE service, a fresh migrated database,
+the backend served over HTTP) and headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from backend.app import create_app
+from backend.db.migrate import upgrade
+from backend.settings import Settings
+from tests.support.servers import free_port, serve_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The network is closed here: without the background-networking flags Chromium floods it.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+async def fresh_database(server_uri: str) -> str:
+    name = "page_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(server_uri)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
+
+
+@pytest.fixture(scope="module")
+def page_db(pg_uri) -> str:
+    """A fresh database, migrated. Sync on purpose: Playwright's sync API keeps an event loop
+    running in this thread, so asyncio work goes to a thread of its own."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        uri = pool.submit(asyncio.run, fresh_database(pg_uri)).result()
+    upgrade(uri)
+    return uri
+
+
+def settings_for(db: str, engine_url: str, sae_url: str) -> Settings:
+    return Settings(
+        database_url=db,
+        playground_activations_hf_url=engine_url,
+        playground_sae_url=sae_url,
+        playground_default_sae_id="demo_random",
+        playground_default_sae_layer=16,
+    )
+
+
+@pytest.fixture(scope="module")
+def backend_url(page_db, engine_url, sae_url):
+    with serve_app(create_app(settings_for(page_db, engine_url, sae_url))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def engineless_backend_url(page_db, sae_url):
+    """The same backend, its engine URL pointing at a port nothing listens on."""
+    with serve_app(
+        create_app(settings_for(page_db, f"http://127.0.0.1:{free_port()}", sae_url))
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (./dev test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context per test; console errors and page errors are collected."""
+    # CSP bypassed: Playwright's wait_for_function evaluates strings, which the page's CSP
+    # forbids; it also makes the HTML-prompt test check the page's rendering on its own.
+    context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.problems = []
+    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+    yield page
+    context.close()

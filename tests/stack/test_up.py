@@ -1,0 +1,179 @@
+"""`playground up` as a user runs it: a real subprocess on an empty data folder. It builds the
+tiny model and demo SAE, starts Postgres, the engine (vLLM), the SAE service and the backend,
+serves the page and a run, and on SIGTERM leaves no process behind and Postgres stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from playground.pgembed import embedded_postgres
+from tests.support.servers import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.vllm
+
+READY = re.compile(r"^Ready: (http://\S+)$", re.MULTILINE)
+START_TIMEOUT_S = 600
+# Variables that would switch a part of the stack away from the embedded default.
+SWITCHES = (
+    "DATABASE_URL",
+    "PLAYGROUND_ACTIVATIONS_HF_URL",
+    "PLAYGROUND_SAE_URL",
+    "PLAYGROUND_MODEL",
+    "PLAYGROUND_SAE_DIRS",
+    "PLAYGROUND_DATA_DIR",
+    "PLAYGROUND_PORT",
+    "PLAYGROUND_DEFAULT_SAE_ID",
+)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children in other sessions included)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Field 4 (ppid) follows the parenthesised command name, which may contain spaces.
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_ready(proc: subprocess.Popen, log_path: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        match = READY.search(text)
+        if match:
+            return match.group(1)
+        if proc.poll() is not None:
+            pytest.fail(f"playground up exited with {proc.returncode}:\n{text[-4000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"playground up not ready in {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
+
+
+async def stored_runs(uri: str) -> list[str]:
+    conn = await asyncpg.connect(uri)
+    try:
+        return [
+            r["request_id"] for r in await conn.fetch("SELECT request_id FROM activation_run_index")
+        ]
+    finally:
+        await conn.close()
+
+
+def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir):
+    data_dir = tmp_path / "data"
+    log_path = artifacts_dir / "stack-up.log"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
+    env["PYTHONUNBUFFERED"] = "1"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "playground.cli",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    children: set[int] = set()
+    try:
+        page_url = wait_ready(proc, log_path)
+        base = f"http://127.0.0.1:{port}"
+        assert page_url == base + "/playground/activations"
+        output = log_path.read_text()
+        # First run: the tiny model and the demo SAE were built, with progress shown.
+        assert "building the tiny Llama-3.1" in output
+        assert "building the demo SAE" in output
+        assert "engine: healthy" in output and "sae: healthy" in output
+
+        page = httpx.get(base + "/", follow_redirects=True, timeout=10)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "Activations Playground" in page.text
+        health = httpx.get(base + "/playground/activations/health", timeout=10).json()
+        assert health["status"] == "ok", health
+        saes = httpx.get(base + "/playground/features/saes", timeout=10).json()
+        assert saes["default"]["sae_id"] == "demo_random"
+        assert saes["saes"][0]["demo"] is True
+
+        run = httpx.post(
+            base + "/playground/activations/run",
+            json={"prompt": "Say hello.", "max_tokens": 8, "temperature": 0.0},
+            timeout=120,
+        )
+        assert run.status_code == 200, run.text
+        body = run.json()
+        assert (
+            body["preview"]["sae_id"] == "demo_random"
+        )  # the backend's default follows the SAE service
+        assert body["preview"]["row_count"] > 0
+        runs = httpx.get(base + "/playground/activations/runs", timeout=10).json()["runs"]
+        assert [r["request_id"] for r in runs] == [body["request_id"]]
+
+        children = descendants(proc.pid)
+        postmaster_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+        assert postmaster_pid in children or alive(postmaster_pid)
+        assert len(children) >= 4  # engine, SAE service, backend, Postgres (and their helpers)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            pytest.fail("playground up did not stop within 90 s of SIGTERM")
+
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
+    left = sorted(pid for pid in children if alive(pid))
+    assert left == [], f"processes left running: {left}"
+    assert not alive(postmaster_pid)
+    assert not (data_dir / "pg" / "postmaster.pid").exists()  # Postgres shut down properly
+    output = log_path.read_text()
+    for line in ("engine: stopped", "sae: stopped", "backend: stopped", "postgres: stopped"):
+        assert line in output
+
+    # The data survives: the next start finds the run in the same folder.
+    with embedded_postgres(data_dir / "pg") as uri:
+        assert asyncio.run(stored_runs(uri)) == [body["request_id"]]
