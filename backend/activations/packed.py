@@ -64,7 +64,12 @@ def from_entries(entries: list[Any]) -> tuple[Timeline, list[str]]:
                 raise TimelineShapeError(f"position {entry['position']!r} at index {i}")
             token_ids[i] = entry["token_id"]
             token = entry.get("token", "")
-            tokens[i] = token if isinstance(token, str) else ""
+            if not isinstance(token, str):
+                token = ""
+            elif "\x00" in token:
+                # Postgres text cannot hold NUL (a byte-level token can decode to it).
+                token = entry["token"] = token.replace("\x00", "\ufffd")
+            tokens[i] = token
             segment = entry.get("segment", "prompt")
             if segment not in ("prompt", "output"):
                 raise TimelineShapeError(f"segment {segment!r} at position {i}")

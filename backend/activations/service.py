@@ -30,6 +30,11 @@ PROMPT_PREVIEW_CHARS = 200
 PREVIEW_TOP_FEATURES = 20
 
 
+def _pg_text(text: str) -> str:
+    """Postgres text cannot hold NUL; models and upstream messages can produce it."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
@@ -101,6 +106,13 @@ class ActivationService:
                 )
             )
             timings["engine"] = _ms(t)
+            if "\x00" in gen.output_text or "\x00" in gen.model_id:
+                gen = gen.model_copy(
+                    update={
+                        "output_text": _pg_text(gen.output_text),
+                        "model_id": _pg_text(gen.model_id),
+                    }
+                )
             preview = None
             if collect:
                 preview = await self._extract(gen, sae_id, sae_layer, req.sae_top_k, timings)
@@ -240,7 +252,7 @@ class ActivationService:
             prompt_preview=req.prompt[:PROMPT_PREVIEW_CHARS],
             status="failed",
             error_code=exc.code,
-            error_message=exc.message[:2000],
+            error_message=_pg_text(exc.message[:2000]),
             error_upstream=exc.upstream,
             prompt_tokens=len(gen.prompt_token_ids) if gen else None,
             output_tokens=len(gen.output_token_ids) if gen else None,
@@ -466,8 +478,8 @@ def _summary_item(r) -> dict[str, Any]:
         "request_id": r["request_id"],
         "created_at": r["created_at"],
         "updated_at": r["updated_at"],
-        "model_id": r["model_id"],
-        "prompt_preview": r["prompt_preview"],
+        "model_id": r["model_id"] or "",
+        "prompt_preview": r["prompt_preview"] or "",
         "status": r["status"],
         "error": _error(r),
         "prompt_tokens": r["prompt_tokens"],

@@ -3,7 +3,7 @@
 Each is a real FastAPI app served over HTTP (``serve_app``) implementing contracts.md, with a
 ``mode`` switch for the fault cases: ``ok``, ``error500``, ``garbage`` (not JSON), ``wrong_shape``
 (JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``slow`` (sleeps past
-the backend's timeout).
+the backend's timeout), ``nul_text`` (a NUL character in the output text and a token).
 """
 
 from __future__ import annotations
@@ -98,10 +98,11 @@ def engine_app(state: StubState) -> FastAPI:
             return fault
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
         out = output_token_ids(body["prompt"], body["max_tokens"])
+        text = " ".join(f"t{t}" for t in out)
         return {
             "request_id": body.get("request_id"),
             "model_id": body.get("model_id") or DEFAULT_MODEL,
-            "output_text": " ".join(f"t{t}" for t in out),
+            "output_text": text + "\x00" if state.mode == "nul_text" else text,
             "output_token_ids": out,
             "prompt_token_ids": prompt_ids,
             "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
@@ -150,6 +151,8 @@ def sae_app(state: StubState) -> FastAPI:
         entries = timeline(body["token_ids"], body["top_k"], body.get("output_start"))
         if state.mode == "bad_timeline":
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
+        if state.mode == "nul_text":
+            entries[-1]["token"] = "\x00"
         return {
             "sae_id": body["sae_id"],
             "layer": body["layer"],

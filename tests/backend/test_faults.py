@@ -144,3 +144,26 @@ async def test_fifty_concurrent_runs_same_id(client, db):
     assert i["sae_id"] == p["sae_id"]
     got = (await client.get("/playground/activations/race")).json()
     assert got["prompt"] == p["prompt"]
+
+
+async def test_nul_characters_from_upstreams_are_stored(client, db, stub_states):
+    """Postgres text/jsonb refuse NUL; a byte-level token may decode to it. Stored as U+FFFD."""
+    stub_states["engine"].mode = "nul_text"
+    stub_states["sae"].mode = "nul_text"
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "nul-1"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["output"]["text"].endswith("\ufffd")
+    assert body["preview"]["feature_timeline"][-1]["token"] == "\ufffd"
+    got = (await client.get("/playground/activations/nul-1")).json()
+    assert got["preview"]["feature_timeline"][-1]["token"] == "\ufffd"
+    tokens = await db.fetchval(
+        "SELECT timeline_tokens FROM activation_run_previews WHERE request_id = 'nul-1'"
+    )
+    assert tokens[-1] == "\ufffd"
+    stored = await db.fetchval(
+        "SELECT output_text FROM activation_run_previews WHERE request_id = 'nul-1'"
+    )
+    assert stored.endswith("\ufffd")
