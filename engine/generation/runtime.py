@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.generation.settings import EngineSettings
 
@@ -33,12 +33,11 @@ def device_name() -> str:
         return current_platform.device_type
 
 
-def engine_args(settings: EngineSettings) -> AsyncEngineArgs:
-    """Map our settings onto vLLM's; the same code serves a GPU and the CPU build."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
+def engine_kwargs(settings: EngineSettings) -> dict[str, Any]:
+    """Map our settings onto vLLM's engine arguments (also taken by the offline `LLM`, which
+    the benchmark uses as its ceiling); the same code serves a GPU and the CPU build."""
     cpu = on_cpu()
-    return AsyncEngineArgs(
+    return dict(
         model=settings.model,
         served_model_name=settings.model_id,
         dtype=settings.dtype or ("float32" if cpu else "auto"),
@@ -54,6 +53,12 @@ def engine_args(settings: EngineSettings) -> AsyncEngineArgs:
         seed=settings.seed,
         disable_log_stats=True,
     )
+
+
+def engine_args(settings: EngineSettings) -> AsyncEngineArgs:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs(**engine_kwargs(settings))
 
 
 @asynccontextmanager

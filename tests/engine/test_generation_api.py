@@ -14,6 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.tiny.build import BOS_ID, EOS_IDS
 
+pytestmark = pytest.mark.vllm
+
 PROMPTS = [
     "Hello there",
     "What is the capital of France?",

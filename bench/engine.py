@@ -1,0 +1,339 @@
+"""Benchmark the engine service: a fixed, seeded workload through the HTTP API at several
+concurrency levels, against two baselines measured in the same run on the same weights:
+vLLM's offline ``LLM.generate`` (the ceiling) and naive HF ``generate`` one request at a time.
+
+    .venv/bin/python bench/engine.py [--quick] [--model PATH_OR_ID] [--load-format dummy]
+
+Default model: the tiny Llama-3.1 (built into .data/models/tiny-llama-3.1 if missing). On a GPU
+host, ``--model meta-llama/Llama-3.1-8B-Instruct --load-format dummy`` runs the real 8B
+architecture with random weights (no download of weights; the config and tokenizer still come
+from the hub or the HF cache). Prints a table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.generation.settings import EngineSettings  # noqa: E402
+
+TINY_DIR = ROOT / ".data" / "models" / "tiny-llama-3.1"
+_VOCABULARY = (
+    "the of and to in is was for on that with as by at from his her an were are which this be "
+    "model token layer feature sparse autoencoder residual stream attention head vector "
+    "prompt river mountain city music light number garden window paper coffee bridge story "
+    "machine"
+)
+WORDS = _VOCABULARY.split()
+
+
+def workload(n: int, seed: int, quick: bool) -> list[dict]:
+    """Seeded prompts of varied length and varied output lengths (greedy: reproducible)."""
+    rng = random.Random(seed)
+    words_hi, out_lo, out_hi = (48, 4, 32) if quick else (400, 16, 256)
+    requests = []
+    for i in range(n):
+        words = rng.randint(4, words_hi)
+        prompt = " ".join(rng.choice(WORDS) for _ in range(words))
+        requests.append(
+            {
+                "prompt": f"{i}. {prompt}",
+                "max_tokens": rng.randint(out_lo, out_hi),
+                "temperature": 0,
+                "request_id": f"bench-{i}",
+            }
+        )
+    return requests
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summarize(
+    name: str, wall_s: float, latencies_s: list[float], output_tokens: int, requests: int
+) -> dict:
+    return {
+        "name": name,
+        "requests": requests,
+        "wall_s": round(wall_s, 3),
+        "requests_per_s": round(requests / wall_s, 3),
+        "output_tokens": output_tokens,
+        "output_tokens_per_s": round(output_tokens / wall_s, 2),
+        "latency_p50_ms": round(percentile(latencies_s, 50) * 1000, 1) if latencies_s else None,
+        "latency_p99_ms": round(percentile(latencies_s, 99) * 1000, 1) if latencies_s else None,
+    }
+
+
+# -- our HTTP service -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(args, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "playground.cli", "engine", "--model", args.model]
+    cmd += ["--load-format", args.load_format, "--max-model-len", str(args.max_model_len)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"engine exited during start-up; see {log_path}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop_service(proc)
+            raise TimeoutError("engine not healthy")
+        time.sleep(0.5)
+
+
+def stop_service(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def run_http(url: str, requests: list[dict], concurrency: int) -> tuple[dict, dict]:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    outputs: dict[str, list[int]] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=3600, limits=limits) as client:
+
+        async def one(body: dict) -> None:
+            async with gate:
+                started = time.perf_counter()
+                response = await client.post("/generate", json=body)
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+                answer = response.json()
+                outputs[answer["request_id"]] = answer["output_token_ids"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(body) for body in requests))
+        wall = time.perf_counter() - started
+    tokens = sum(len(ids) for ids in outputs.values())
+    return summarize(f"http c={concurrency}", wall, latencies, tokens, len(requests)), outputs
+
+
+async def prompt_ids_from_service(url: str, requests: list[dict]) -> list[list[int]]:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        answers = await asyncio.gather(
+            *(client.post("/tokenize", json={"text": r["prompt"], "chat": True}) for r in requests)
+        )
+    return [a.json()["token_ids"] for a in answers]
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+
+def run_offline(settings: EngineSettings, requests: list[dict], prompt_ids: list[list[int]]):
+    """vLLM's offline batch API on the same engine arguments: the ceiling for our HTTP layer."""
+    from transformers import GenerationConfig
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from engine.generation.runtime import engine_kwargs
+
+    eos = GenerationConfig.from_pretrained(settings.model).eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    llm = LLM(**engine_kwargs(settings))
+    params = [
+        SamplingParams(max_tokens=r["max_tokens"], temperature=0, stop_token_ids=eos)
+        for r in requests
+    ]
+    prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
+    llm.generate(prompts[:2], params[:2], use_tqdm=False)  # warm-up, as the service had
+    started = time.perf_counter()
+    results = llm.generate(prompts, params, use_tqdm=False)
+    wall = time.perf_counter() - started
+    outputs = {
+        r["request_id"]: list(o.outputs[0].token_ids)
+        for r, o in zip(requests, results, strict=True)
+    }
+    tokens = sum(len(ids) for ids in outputs.values())
+    shutdown = getattr(llm.llm_engine, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    del llm
+    return summarize("vllm offline LLM.generate", wall, [], tokens, len(requests)), outputs
+
+
+def run_hf(args, requests: list[dict], prompt_ids: list[list[int]]) -> dict:
+    """What users would otherwise write: HF generate, one request at a time."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    if args.load_format == "dummy":  # same architecture, random weights: same cost
+        config = AutoConfig.from_pretrained(args.model)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+    model = model.to(device).eval()
+    eos = GenerationConfig.from_pretrained(args.model).eos_token_id
+    latencies, tokens = [], 0
+    subset = list(zip(requests, prompt_ids, strict=True))[: args.hf_requests]
+    started = time.perf_counter()
+    for request, ids in subset:
+        one = time.perf_counter()
+        inputs = torch.tensor([ids], device=device)
+        with torch.no_grad():
+            out = model.generate(
+                inputs,
+                attention_mask=torch.ones_like(inputs),
+                max_new_tokens=request["max_tokens"],
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=eos[0] if isinstance(eos, list) else eos,
+            )
+        tokens += out.shape[1] - len(ids)
+        latencies.append(time.perf_counter() - one)
+    wall = time.perf_counter() - started
+    return summarize("HF generate, one at a time", wall, latencies, tokens, len(subset))
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[dict], ceiling: dict | None) -> None:
+    header = f"{'run':<30} {'req':>5} {'req/s':>8} {'out tok/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
+    header += f" {'vs offline':>10}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratio = (
+            f"{row['output_tokens_per_s'] / ceiling['output_tokens_per_s']:.2f}" if ceiling else "-"
+        )
+        p50 = row["latency_p50_ms"] if row["latency_p50_ms"] is not None else "-"
+        p99 = row["latency_p99_ms"] if row["latency_p99_ms"] is not None else "-"
+        print(
+            f"{row['name']:<30} {row['requests']:>5} {row['requests_per_s']:>8.2f} "
+            f"{row['output_tokens_per_s']:>10.1f} {p50!s:>9} {p99!s:>9} {ratio:>10}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="HF id or folder (default: tiny model)")
+    parser.add_argument("--load-format", default="auto", help="vLLM load format (dummy: random)")
+    parser.add_argument("--quick", action="store_true", help="small workload (CPU, CI)")
+    parser.add_argument("--requests", type=int, default=None, help="default 256 (quick: 32)")
+    parser.add_argument("--concurrency", default=None, help="comma list (default 1,16,64,256)")
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--hf-requests", type=int, default=None, help="HF baseline subset size")
+    parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    if args.model is None:
+        from engine.tiny.build import build_tiny_model
+
+        args.model = str(build_tiny_model(TINY_DIR))
+    n = args.requests or (32 if args.quick else 256)
+    levels = [
+        int(c) for c in (args.concurrency or ("1,8,32" if args.quick else "1,16,64,256")).split(",")
+    ]
+    args.hf_requests = args.hf_requests or (8 if args.quick else 32)
+    requests = workload(n, args.seed, args.quick)
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    log_path = Path(tempfile.gettempdir()) / f"bench-engine-{stamp}.log"
+    print(f"engine log: {log_path}", flush=True)
+    proc, url = start_service(args, log_path)
+    try:
+        health = httpx.get(url + "/health").json()
+        prompt_ids = asyncio.run(prompt_ids_from_service(url, requests))
+        asyncio.run(run_http(url, requests[:2], 2))  # warm-up
+        http_rows, http_outputs = [], {}
+        for level in levels:
+            row, outputs = asyncio.run(run_http(url, requests, level))
+            http_rows.append(row)
+            http_outputs = outputs
+            print(f"  {row['name']}: {row['output_tokens_per_s']} out tok/s", flush=True)
+    finally:
+        stop_service(proc)
+
+    settings = EngineSettings(
+        model=args.model, load_format=args.load_format, max_model_len=args.max_model_len
+    )
+    offline_row, offline_outputs = run_offline(settings, requests, prompt_ids)
+    rows = [*http_rows, offline_row]
+    if not args.skip_hf:
+        rows.append(run_hf(args, requests, prompt_ids))
+    same = sum(http_outputs[k] == offline_outputs[k] for k in offline_outputs)
+
+    best = max(http_rows, key=lambda r: r["output_tokens_per_s"])
+    report = {
+        "benchmark": "engine",
+        "created_at": stamp,
+        "model": args.model,
+        "load_format": args.load_format,
+        "device": health["device"],
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "workload": {
+            "requests": n,
+            "seed": args.seed,
+            "quick": args.quick,
+            "prompt_tokens_total": sum(len(ids) for ids in prompt_ids),
+            "max_tokens_total": sum(r["max_tokens"] for r in requests),
+        },
+        "rows": rows,
+        "http_best_vs_offline": round(
+            best["output_tokens_per_s"] / offline_row["output_tokens_per_s"], 3
+        ),
+        "greedy_outputs_equal_offline": f"{same}/{len(offline_outputs)}",
+    }
+    print()
+    print_table(rows, offline_row)
+    print(f"\nbest HTTP / offline ceiling: {report['http_best_vs_offline']:.2f}")
+    print(f"greedy outputs identical to offline: {report['greedy_outputs_equal_offline']}")
+    out = args.out or results_dir / f"engine-{'quick-' if args.quick else ''}{stamp}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
