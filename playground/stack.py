@@ -11,6 +11,7 @@ then Postgres.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -147,19 +148,46 @@ class Service:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM the whole group, then SIGKILL whatever is left after the grace period."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM the whole group; wait for every member (vLLM's workers outlive the server
+        process by a moment), then SIGKILL whatever is left after the grace period."""
+        if self.proc is None:
             return
+        pgid = self.proc.pid
+        if self.proc.poll() is None or _group_members(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None and not _group_members(pgid):
+                return
+            time.sleep(0.1)
+        say(f"  {self.name}: still running after {STOP_GRACE_S:.0f} s, killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, read from /proc (Linux)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
-            return
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            self.proc.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            print(f"  {self.name}: still running after {STOP_GRACE_S:.0f} s, killing it")
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            # Fields after the parenthesised name: state, ppid, pgrp, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 class StartupFailed(RuntimeError):
