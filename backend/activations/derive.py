@@ -96,18 +96,27 @@ def top_features(
     acts = timeline.activations[mask]
     pos = positions[mask]
 
-    # Group by feature: order by feature, then activation desc, then position asc, so each
-    # group's first entry is its max (earliest position on ties).
-    order = np.lexsort((pos, -acts, fids))
+    # Group by feature (an unstable SIMD sort is several times faster than lexsort here).
+    order = np.argsort(fids)
     fids, acts, pos = fids[order], acts[order], pos[order]
     starts = np.flatnonzero(np.r_[True, fids[1:] != fids[:-1]])
     hits = np.diff(np.r_[starts, fids.size])
-    max_act = acts[starts]
+    max_act = np.maximum.reduceat(acts, starts)
     mean_act = np.add.reduceat(acts, starts) / hits
+    # Earliest position where each feature reaches its max.
+    at_max = acts == np.repeat(max_act, hits)
+    max_pos = np.minimum.reduceat(np.where(at_max, pos, np.iinfo(np.int64).max), starts)
     group_fids = fids[starts]
 
-    best = np.lexsort((group_fids, -hits, -max_act))[:limit]
-    max_pos = pos[starts][best]
+    # Only groups that can make the first ``limit`` (ties at the cut included) are sorted.
+    if limit < starts.size:
+        cut = np.partition(max_act, starts.size - limit)[starts.size - limit]
+        candidates = np.flatnonzero(max_act >= cut)
+    else:
+        candidates = np.arange(starts.size)
+    ranked = np.lexsort((group_fids[candidates], -hits[candidates], -max_act[candidates]))
+    best = candidates[ranked][:limit]
+    max_pos = max_pos[best]
     return [
         {
             "feature_id": fid,
