@@ -1,0 +1,82 @@
+"""Backend `run` against the real vLLM engine on the tiny model, without the SAE
+(`collect_activations: false`): the stored run carries exactly the engine's tokens and model."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from transformers import AutoTokenizer
+
+from backend.app import create_app
+from backend.db.migrate import upgrade
+from backend.settings import Settings
+from tests.support.servers import serve_app
+
+pytestmark = pytest.mark.vllm
+
+PROMPT = "Count from one to five."
+
+
+async def fresh_database(server_uri: str) -> str:
+    name = "e2e_engine_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(server_uri)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
+
+
+@pytest.fixture(scope="module")
+async def backend_url(pg_uri, engine_url, tiny_model_dir):
+    database_url = await fresh_database(pg_uri)
+    upgrade(database_url)
+    settings = Settings(
+        database_url=database_url,
+        playground_activations_hf_url=engine_url,
+        # No SAE call is expected: an unreachable address makes any such call fail loudly.
+        playground_sae_url="http://127.0.0.1:9",
+        playground_default_model_id=str(tiny_model_dir),
+    )
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+def test_run_without_activations_stores_engine_tokens(backend_url, engine_url, tiny_model_dir):
+    body = {"prompt": PROMPT, "max_tokens": 10, "temperature": 0.0, "collect_activations": False}
+    response = httpx.post(backend_url + "/playground/activations/run", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    run = response.json()
+
+    direct = httpx.post(
+        engine_url + "/generate",
+        json={"prompt": PROMPT, "max_tokens": 10, "temperature": 0.0},
+        timeout=120,
+    ).json()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    expected_prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPT}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+
+    output = run["output"]
+    assert run["model_id"] == direct["model_id"] == str(tiny_model_dir)
+    assert output["prompt_token_ids"] == expected_prompt
+    assert output["token_ids"] == direct["output_token_ids"]  # greedy: the same answer
+    assert len(output["token_ids"]) == 10 and output["finish_reason"] == "length"
+    assert output["text"] == direct["output_text"]
+    assert run["preview"] is None
+
+    stored = httpx.get(backend_url + f"/playground/activations/{run['request_id']}").json()
+    assert stored["model_id"] == run["model_id"]
+    assert stored["prompt"] == PROMPT
+    assert stored["output"] == output
+
+    listed = httpx.get(backend_url + "/playground/activations/runs", params={"limit": 5}).json()
+    assert run["request_id"] in str(listed)
