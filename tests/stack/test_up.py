@@ -9,10 +9,13 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -95,26 +98,7 @@ def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir
     data_dir = tmp_path / "data"
     log_path = artifacts_dir / "stack-up.log"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
-    env["PYTHONUNBUFFERED"] = "1"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "playground.cli",
-                "up",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_up(["--data-dir", str(data_dir), "--port", str(port)], log_path)
     children: set[int] = set()
     try:
         page_url = wait_ready(proc, log_path)
@@ -177,3 +161,77 @@ def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir
     # The data survives: the next start finds the run in the same folder.
     with embedded_postgres(data_dir / "pg") as uri:
         assert asyncio.run(stored_runs(uri)) == [body["request_id"]]
+
+
+def start_up(args: list[str], log_path: Path, env_extra: dict[str, str] | None = None):
+    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
+    env.update({"PYTHONUNBUFFERED": "1", **(env_extra or {})})
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "playground.cli", "up", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def fresh_database(server_uri: str) -> str:
+    name = "up_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(server_uri)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
+
+
+def test_up_switches_to_external_database_and_remote_services(
+    tmp_path, artifacts_dir, pg_uri, engine_url, sae_url
+):
+    """DATABASE_URL and remote engine/SAE URLs: only the backend is started (and migrated for)."""
+    database_url = asyncio.run(fresh_database(pg_uri))
+    log_path = artifacts_dir / "stack-up-remote.log"
+    port = free_port()
+    proc = start_up(
+        ["--data-dir", str(tmp_path / "data"), "--port", str(port), "--sae-url", sae_url],
+        log_path,
+        {"DATABASE_URL": database_url, "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url},
+    )
+    try:
+        wait_ready(proc, log_path)
+        output = log_path.read_text()
+        assert "Postgres: using DATABASE_URL" in output
+        assert "building" not in output and "starting engine" not in output
+        assert "starting sae" not in output
+        children = descendants(proc.pid)
+        base = f"http://127.0.0.1:{port}"
+        health = httpx.get(base + "/playground/activations/health", timeout=10).json()
+        assert health["status"] == "ok", health
+        run = httpx.post(
+            base + "/playground/activations/run",
+            json={"prompt": "Hi.", "max_tokens": 4},
+            timeout=120,
+        )
+        assert run.status_code == 200, run.text
+        assert run.json()["preview"]["sae_id"] == "demo_random"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert [pid for pid in children if alive(pid)] == []
+    assert not (tmp_path / "data" / "pg").exists()  # no embedded server was started
+
+
+def test_up_refuses_a_busy_port_before_starting_anything(tmp_path, artifacts_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        log_path = artifacts_dir / "stack-up-busy.log"
+        proc = start_up(["--data-dir", str(tmp_path / "data"), "--port", str(port)], log_path)
+        assert proc.wait(timeout=60) == 1
+    assert f"port {port} on 127.0.0.1 is busy" in log_path.read_text()
+    assert not (tmp_path / "data" / "pg").exists()
