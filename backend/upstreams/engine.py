@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -25,16 +25,21 @@ class GenerateRequest(BaseModel):
     request_id: str | None = None
 
 
+# Bounded so that whatever passes can be stored (BIGINT[], TEXT) without a database error.
+TokenId = Annotated[int, Field(ge=0, lt=2**31)]
+NO_NUL = r"^[^\x00]*$"
+
+
 class GenerateResponse(BaseModel):
     # Upstream answers may grow fields (contracts.md); we keep what we use.
     model_config = ConfigDict(extra="ignore")
 
     request_id: str | None = None
-    model_id: str = Field(min_length=1)
+    model_id: str = Field(min_length=1, max_length=256)
     output_text: str
-    output_token_ids: list[int]
-    prompt_token_ids: list[int] = Field(default_factory=list)
-    finish_reason: Literal["stop", "length"] | str | None = None
+    output_token_ids: list[TokenId]
+    prompt_token_ids: list[TokenId] = Field(default_factory=list)
+    finish_reason: str | None = Field(None, max_length=64, pattern=NO_NUL)
 
 
 _RESPONSE = TypeAdapter(GenerateResponse)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from backend.upstreams.client import JsonUpstream
 
@@ -30,8 +30,8 @@ class ExtractEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    sae_id: str
-    layer: int
+    sae_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    layer: int = Field(ge=0, le=100_000)
     d_sae: int | None = None
     model_id: str | None = None
     feature_timeline: list[Any]

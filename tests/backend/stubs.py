@@ -3,7 +3,8 @@
 Each is a real FastAPI app served over HTTP (``serve_app``) implementing contracts.md, with a
 ``mode`` switch for the fault cases: ``ok``, ``error500``, ``garbage`` (not JSON), ``wrong_shape``
 (JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``slow`` (sleeps past
-the backend's timeout), ``nul_text`` (a NUL character in the output text and a token).
+the backend's timeout), ``huge_ids`` (a token id past 64 bits), ``nul_text`` (a NUL character in
+the output text and a token).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def engine_app(state: StubState) -> FastAPI:
             "request_id": body.get("request_id"),
             "model_id": body.get("model_id") or DEFAULT_MODEL,
             "output_text": text + "\x00" if state.mode == "nul_text" else text,
-            "output_token_ids": out,
+            "output_token_ids": [2**64] if state.mode == "huge_ids" else out,
             "prompt_token_ids": prompt_ids,
             "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
             "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
@@ -153,6 +154,8 @@ def sae_app(state: StubState) -> FastAPI:
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
         if state.mode == "nul_text":
             entries[-1]["token"] = "\x00"
+        if state.mode == "huge_ids":
+            entries[0]["token_id"] = 2**64
         return {
             "sae_id": body["sae_id"],
             "layer": body["layer"],

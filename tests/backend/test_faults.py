@@ -14,6 +14,7 @@ from tests.support.servers import serve_app
 
 FAULTS = [
     ("slow", 504, "upstream_timeout"),
+    ("huge_ids", 502, "upstream_error"),
     ("error500", 502, "upstream_error"),
     ("garbage", 502, "upstream_error"),
     ("wrong_shape", 502, "upstream_error"),
