@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -171,3 +172,21 @@ def test_migrate_refuses_another_environment(monkeypatch):
     deploy = load(monkeypatch, "prod")
     with pytest.raises(ValueError, match="--confirm-env prod"):
         deploy.migrate.local()
+
+
+def test_backend_imports_without_the_model_libraries(monkeypatch):
+    """The backend image leaves torch & co. out: the backend must not import them."""
+    deploy = load(monkeypatch, "staging")
+    blocked = [*deploy.MODEL_LIBRARIES, "vllm"]
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}:\n"
+        "    sys.modules[name] = None  # any import of it raises ImportError\n"
+        "from backend.app import create_app\n"
+        "import backend.db.migrate, backend.page.router\n"
+        "create_app()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
