@@ -53,6 +53,7 @@ def build_service(settings: Settings):
         max_batch_tokens=settings.max_batch_tokens,
         wait_ms=settings.batch_wait_ms,
         chunk_tokens=settings.encode_chunk_tokens,
+        max_padding=settings.max_padding_ratio,
     )
     logger.info("SAE service ready: %s on %s/%s", settings.served_model_id, device, dtype)
     return SaeService(settings, model, TokenTable(tokenizer), registry, batcher)

@@ -36,20 +36,52 @@ class EncodeResult:
     top_values: list[list[float]] | None = None  # [T][k]
     top_indices: list[list[int]] | None = None
     feature_acts: list[list[float]] | None = None  # [F][T]
+    feature_max: list[float] | None = None  # [F]
+    feature_argmax: list[int] | None = None  # [F], first position on ties
     batch_size: int = 1
     compute_ms: float = 0.0
 
 
+def length_buckets(lengths: list[int], max_padding: float) -> list[list[int]]:
+    """Split a batch into forwards of similar lengths: longest first, a bucket grows while its
+    padded size stays within ``max_padding`` x its real tokens (padding is pure waste on a
+    CPU and costs memory on a GPU)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    buckets: list[list[int]] = []
+    real = 0
+    for index in order:
+        bucket = buckets[-1] if buckets else None
+        if bucket and lengths[bucket[0]] * (len(bucket) + 1) <= max_padding * (
+            real + lengths[index]
+        ):
+            bucket.append(index)
+            real += lengths[index]
+        else:
+            buckets.append([index])
+            real = lengths[index]
+    return buckets
+
+
 def compute_batch(
-    model: ResidualModel, registry: SaeRegistry, jobs: list[EncodeJob], chunk_tokens: int
+    model: ResidualModel,
+    registry: SaeRegistry,
+    jobs: list[EncodeJob],
+    chunk_tokens: int,
+    max_padding: float = 1.25,
 ) -> list[EncodeResult]:
-    """The maths for one batch (runs in a worker thread)."""
+    """The maths for one batch (runs in a worker thread): a forward per length bucket (to the
+    deepest layer any job reads), then per SAE one encode over all real tokens."""
     started = time.perf_counter()
     lengths = [len(job.token_ids) for job in jobs]
-    ids = torch.zeros((len(jobs), max(lengths)), dtype=torch.long)
-    for row, job in enumerate(jobs):
-        ids[row, : lengths[row]] = torch.tensor(job.token_ids, dtype=torch.long)
-    residuals = model.residuals(ids, {job.meta.layer for job in jobs})
+    layers = {job.meta.layer for job in jobs}
+    per_job: dict[int, dict[int, torch.Tensor]] = {}  # job -> layer -> [T, d] (real tokens)
+    for bucket in length_buckets(lengths, max_padding):
+        ids = torch.zeros((len(bucket), lengths[bucket[0]]), dtype=torch.long)
+        for row, index in enumerate(bucket):
+            ids[row, : lengths[index]] = torch.tensor(jobs[index].token_ids, dtype=torch.long)
+        residuals = model.residuals(ids, layers)
+        for row, index in enumerate(bucket):
+            per_job[index] = {lay: r[row, : lengths[index]] for lay, r in residuals.items()}
 
     results = [EncodeResult(batch_size=len(jobs)) for _ in jobs]
     groups: dict[tuple[str, int], list[int]] = collections.defaultdict(list)
@@ -58,8 +90,7 @@ def compute_batch(
     for indices in groups.values():
         meta = jobs[indices[0]].meta
         encoder = registry.encoder(meta)
-        resid = residuals[meta.layer]
-        x = torch.cat([resid[i, : lengths[i]] for i in indices])  # real tokens only, [N, d]
+        x = torch.cat([per_job[i][meta.layer] for i in indices])  # real tokens only, [N, d]
         k = max((jobs[i].top_k or 0) for i in indices)
         wanted = sorted({f for i in indices for f in (jobs[i].feature_ids or [])})
         top_v, top_i, picked = [], [], []
@@ -85,7 +116,11 @@ def compute_batch(
                 results[i].top_indices = all_i[rows, : job.top_k].tolist()
             if job.feature_ids:
                 cols = [column[f] for f in job.feature_ids]
-                results[i].feature_acts = all_picked[rows][:, cols].T.tolist()
+                acts = all_picked[rows][:, cols].T  # [F, T]
+                best = acts.max(dim=1)
+                results[i].feature_acts = acts.tolist()
+                results[i].feature_max = best.values.tolist()
+                results[i].feature_argmax = best.indices.tolist()
     elapsed = (time.perf_counter() - started) * 1000
     for result in results:
         result.compute_ms = elapsed
@@ -104,11 +139,13 @@ class Batcher:
         max_batch_tokens: int,
         wait_ms: float,
         chunk_tokens: int,
+        max_padding: float = 1.25,
     ) -> None:
         self.model, self.registry = model, registry
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.wait_s = wait_ms / 1000
         self.chunk_tokens = chunk_tokens
+        self.max_padding = max_padding
         self._queue: asyncio.Queue[EncodeJob] = asyncio.Queue()
         self._carry: collections.deque[EncodeJob] = collections.deque()
         self._task: asyncio.Task | None = None
@@ -161,7 +198,12 @@ class Batcher:
                 continue
             try:
                 results = await asyncio.to_thread(
-                    compute_batch, self.model, self.registry, live, self.chunk_tokens
+                    compute_batch,
+                    self.model,
+                    self.registry,
+                    live,
+                    self.chunk_tokens,
+                    self.max_padding,
                 )
             except Exception as exc:  # one bad batch must not kill the worker
                 logger.exception("SAE batch failed")

@@ -96,13 +96,18 @@ class SaeService:
         result = await self.batcher.submit(job)
         labels = self.registry.labels(meta)
         features = []
-        for fid, acts in zip(req.feature_ids, result.feature_acts, strict=True):
-            argmax = max(range(len(acts)), key=acts.__getitem__)
+        for fid, acts, top, argmax in zip(
+            req.feature_ids,
+            result.feature_acts,
+            result.feature_max,
+            result.feature_argmax,
+            strict=True,
+        ):
             features.append(
                 {
                     "feature_id": fid,
                     "activations": acts,
-                    "max_activation": acts[argmax],
+                    "max_activation": top,
                     "argmax_position": argmax,
                     "explanation": labels.get(fid),
                 }

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1)
     max_batch_tokens: int = Field(default=16384, ge=1)  # padded tokens per forward
     batch_wait_ms: float = Field(default=2.0, ge=0)
+    # A batch is split into forwards whose padded size stays within this x their real tokens.
+    max_padding_ratio: float = Field(default=1.25, ge=1.0)
     encode_chunk_tokens: int = Field(default=2048, ge=1)  # bounds the [tokens, d_sae] buffer
     labels_filename: str = "labels.json"
 

@@ -122,3 +122,18 @@ def test_non_residual_hook_refused(tmp_path, sae_suite):
     (folder / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="residual"):
         read_meta(folder)
+
+
+@pytest.mark.parametrize(
+    "lengths", [[64, 256, 100, 250, 70, 240, 128, 66], [10] * 5, [7], [1, 1000, 3, 999]]
+)
+def test_length_buckets_cover_every_job_within_the_padding_bound(lengths):
+    from engine.sae.batching import length_buckets
+
+    buckets = length_buckets(lengths, 1.25)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for bucket in buckets:
+        padded = max(lengths[i] for i in bucket) * len(bucket)
+        assert len(bucket) == 1 or padded <= 1.25 * sum(lengths[i] for i in bucket)
+    if lengths == [10] * 5:
+        assert buckets == [[0, 1, 2, 3, 4]]  # equal lengths: one forward
