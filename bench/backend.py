@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -147,7 +148,10 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
         await queries.copy_runs(
             conn, [index_row(BIG_ID, now, half, half)], [preview_row(BIG_ID, now, big_tl, half)]
         )
-        await conn.execute("ANALYZE")
+        # Leave the database quiet: no autovacuum of the fresh rows or checkpoint mid-timing.
+        await conn.execute("VACUUM (ANALYZE)")
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
 
@@ -263,6 +267,27 @@ def time_http(client: httpx.Client, method: str, path: str, n: int, warmup: int,
     return stats(samples, time.perf_counter() - start), extra
 
 
+async def time_direct_write(url: str, positions: int, top_k: int, n: int, warmup: int) -> dict:
+    """The run's database write alone (same statement, same settings as the backend's pool)."""
+    conn = await asyncpg.connect(url, server_settings={"synchronous_commit": "off"})
+    try:
+        now = datetime.now(UTC)
+        timeline = make_timeline(positions, top_k, positions // 2, seed=3)
+        preview = preview_row("bench-write", now, timeline, positions // 2)
+        index = index_row("bench-write", now, positions // 2, positions // 2)
+        for _ in range(warmup):
+            await queries.save_run(conn, index, preview)
+        samples = []
+        start = time.perf_counter()
+        for _ in range(n):
+            t = time.perf_counter()
+            await queries.save_run(conn, index, preview)
+            samples.append((time.perf_counter() - t) * 1000)
+        return stats(samples, time.perf_counter() - start)
+    finally:
+        await conn.close()
+
+
 async def time_bare_select(url: str, n: int, warmup: int) -> dict:
     conn = await asyncpg.connect(url)
     try:
@@ -348,6 +373,9 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
             results["run"]["overhead_p99_ms"] = round(
                 sorted(overheads)[round(0.99 * (len(overheads) - 1))], 3
             )
+        results["run_write_direct"] = asyncio.run(
+            time_direct_write(db_url, args.run_positions, args.top_k, n, warm)
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
