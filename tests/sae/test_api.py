@@ -19,6 +19,13 @@ def features(timeline) -> list[list[tuple[int, float]]]:
     return [[(f["feature_id"], f["activation"]) for f in e["features"]] for e in timeline]
 
 
+def assert_same_timeline(got_timeline, want_timeline) -> None:
+    got, want = features(got_timeline), features(want_timeline)
+    assert [[f for f, _ in p] for p in got] == [[f for f, _ in p] for p in want]
+    for p_got, p_want in zip(got, want, strict=True):
+        assert [v for _, v in p_got] == pytest.approx([v for _, v in p_want], rel=1e-4, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "name", ["jumprelu", "relu", "topk", "topk_last", "rescale", "scope", "scope3"]
 )
@@ -178,14 +185,30 @@ async def test_many_simultaneous_requests_each_get_their_own_answer(sae_service_
         data = response.json()
         assert (data["sae_id"], data["layer"]) == (body["sae_id"], body["layer"])
         assert [e["token_id"] for e in data["feature_timeline"]] == body["token_ids"]
-        got, want = features(data["feature_timeline"]), features(single["feature_timeline"])
-        assert [[f for f, _ in p] for p in got] == [[f for f, _ in p] for p in want]
-        for p_got, p_want in zip(got, want, strict=True):
-            assert [v for _, v in p_got] == pytest.approx(
-                [v for _, v in p_want], rel=1e-4, abs=1e-5
-            )
+        assert_same_timeline(data["feature_timeline"], single["feature_timeline"])
         batch_sizes.append(data["batch_size"])
     assert max(batch_sizes) > 1, "simultaneous requests were never batched"
+
+
+async def test_simultaneous_extract_and_analyze_mixed(sae_service_url, sequences):
+    """Analyze and extract requests batched together each get their own answer."""
+    extract = [{"token_ids": s, "top_k": 4} for s in sequences]
+    analyze = [{"token_ids": s, "feature_ids": [1, 2, 3]} for s in sequences]
+    async with httpx.AsyncClient(base_url=sae_service_url, timeout=120) as client:
+        answers = await asyncio.gather(
+            *(client.post("/extract_features", json=b) for b in extract),
+            *(client.post("/analyze_features", json=b) for b in analyze),
+        )
+    for body, response in zip(extract + analyze, answers, strict=True):
+        path = "/analyze_features" if "feature_ids" in body else "/extract_features"
+        alone = post(sae_service_url, path, body).json()
+        data = response.json()
+        if "feature_ids" in body:
+            for got, want in zip(data["features"], alone["features"], strict=True):
+                assert got["activations"] == pytest.approx(want["activations"], abs=1e-5)
+                assert got["argmax_position"] == want["argmax_position"]
+        else:
+            assert_same_timeline(data["feature_timeline"], alone["feature_timeline"])
 
 
 def test_saes_lists_every_served_sae(sae_service_url):
