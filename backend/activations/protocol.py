@@ -15,6 +15,7 @@ MAX_SAE_TOP_K = 128
 MAX_SAE_LAYER = 255
 MAX_PAGE = 1000
 MAX_POSITION = 1_000_000
+RESERVED_REQUEST_IDS = frozenset({"run", "runs", "summary", "health"})
 
 
 class ActivationRunRequest(BaseModel):
@@ -34,6 +35,14 @@ class ActivationRunRequest(BaseModel):
     sae_layer: int | None = Field(None, ge=0, le=MAX_SAE_LAYER)
     sae_top_k: int = Field(20, ge=1, le=MAX_SAE_TOP_K)
     request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN)
+
+    @field_validator("request_id")
+    @classmethod
+    def _not_a_route(cls, value: str | None) -> str | None:
+        # GET /playground/activations/<these> are other routes; such a run could not be read.
+        if value in RESERVED_REQUEST_IDS:
+            raise ValueError(f"{value!r} is reserved")
+        return value
 
     @field_validator("prompt")
     @classmethod

@@ -433,6 +433,7 @@ async def test_health_ok_and_degraded(client, stub_states):
         {"prompt": "x", "sae_layer": -1},
         {"prompt": "x", "sae_layer": 1000},
         {"prompt": "x", "request_id": "has space"},
+        {"prompt": "x", "request_id": "runs"},
         {"prompt": "x", "request_id": "x" * 200},
         {"prompt": "x", "sae_id": "bad id!"},
         {"prompt": "x", "unknown_field": 1},

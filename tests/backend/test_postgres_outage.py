@@ -7,6 +7,8 @@ nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 
 import httpx
 import pytest
@@ -24,8 +26,10 @@ def throwaway_pg(tmp_path_factory):
     try:
         yield server
     finally:
-        if not server.get_postmaster_info().is_running():
-            _start(server)
+        # Stop whichever postmaster runs now (the handle only knows the first one's pid), then
+        # let cleanup delete the data.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _stop(server)
         server.cleanup()
 
 
