@@ -40,6 +40,7 @@ class EncodeResult:
     feature_argmax: list[int] | None = None  # [F], first position on ties
     batch_size: int = 1
     compute_ms: float = 0.0
+    error: Exception | None = None
 
 
 def length_buckets(lengths: list[int], max_padding: float) -> list[list[int]]:
@@ -89,7 +90,12 @@ def compute_batch(
         groups[(job.meta.sae_id, job.meta.layer)].append(index)
     for indices in groups.values():
         meta = jobs[indices[0]].meta
-        encoder = registry.encoder(meta)
+        try:
+            encoder = registry.encoder(meta)
+        except Exception as exc:  # this SAE's jobs fail; the rest of the batch goes on
+            for i in indices:
+                results[i].error = exc
+            continue
         x = torch.cat([per_job[i][meta.layer] for i in indices])  # real tokens only, [N, d]
         k = max((jobs[i].top_k or 0) for i in indices)
         wanted = sorted({f for i in indices for f in (jobs[i].feature_ids or [])})
@@ -213,5 +219,9 @@ class Batcher:
                 continue
             self.batches_run += 1
             for job, result in zip(live, results, strict=True):
-                if not job.future.done():
+                if job.future.done():
+                    continue
+                if result.error is not None:
+                    job.future.set_exception(result.error)
+                else:
                     job.future.set_result(result)

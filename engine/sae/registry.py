@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.sae.encoder import SaeEncoder, SaeMeta
 from engine.sae.layouts import detect_layout, load_weights, read_meta
-from playground.errors import NotFound
+from playground.errors import NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,15 @@ class SaeRegistry:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
             logger.info("loading SAE %s from %s", key, meta.folder)
-            enc = SaeEncoder(meta, load_weights(meta), device=self.device, dtype=self.dtype)
+            try:
+                enc = SaeEncoder(meta, load_weights(meta), device=self.device, dtype=self.dtype)
+            except Exception as exc:  # unreadable or inconsistent weights on disk
+                logger.exception("could not load SAE %s", key)
+                raise ServiceUnavailable(
+                    f"SAE {meta.sae_id!r} layer {meta.layer} could not be loaded from "
+                    f"{meta.folder.name}: {type(exc).__name__}",
+                    code="sae_load_failed",
+                ) from exc
             self._loaded[key] = enc
             while len(self._loaded) > self.max_loaded:
                 evicted, _ = self._loaded.popitem(last=False)

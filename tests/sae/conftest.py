@@ -190,6 +190,19 @@ def sae_suite(tmp_path_factory, full_model, sequences) -> dict[str, SuiteSae]:
 
 
 @pytest.fixture(scope="session")
+def broken_sae_dir(sae_suite) -> Path:
+    """Readable metadata, unreadable weights: fails only when first used."""
+    src = sae_suite["relu"].folder
+    folder = src.parent / "broken2"
+    folder.mkdir(exist_ok=True)
+    cfg = json.loads((src / "cfg.json").read_text())
+    cfg.update(sae_id="test_broken", metadata={"hook_name": "blocks.2.hook_resid_post"})
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    (folder / "sae_weights.safetensors").write_bytes(b"not a safetensors file")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def suite_dirs(sae_suite) -> list[Path]:
     release = sae_suite["scope"].folder.parent
     dirs = [
@@ -201,7 +214,7 @@ def suite_dirs(sae_suite) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def sae_service_url(tiny_model_dir, suite_dirs):
+def sae_service_url(tiny_model_dir, suite_dirs, broken_sae_dir):
     """One SAE service (in-process uvicorn, real HTTP) serving the whole suite; an LRU of 3
     so that serving 8 SAEs exercises eviction and reloading."""
     from engine.sae.app import create_app
@@ -209,7 +222,7 @@ def sae_service_url(tiny_model_dir, suite_dirs):
 
     settings = Settings(
         model=str(tiny_model_dir),
-        sae_dirs=suite_dirs,
+        sae_dirs=[*suite_dirs, broken_sae_dir],
         max_loaded_saes=3,
         max_sequence_tokens=512,
         batch_wait_ms=5,

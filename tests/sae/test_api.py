@@ -215,7 +215,7 @@ def test_saes_lists_every_served_sae(sae_service_url):
     data = httpx.get(sae_service_url + "/saes").json()
     assert data["default"] == {"sae_id": "test_jumprelu", "layer": 16}
     by_id = {s["sae_id"]: s for s in data["saes"]}
-    assert set(by_id) == {
+    assert set(by_id) - {"test_broken"} == {
         "test_jumprelu",
         "test_relu",
         "test_topk",
@@ -234,3 +234,23 @@ def test_health(sae_service_url):
     data = httpx.get(sae_service_url + "/health").json()
     assert data["status"] == "ok" and data["device"] == "cpu" and data["dtype"] == "float32"
     assert len(data["loaded_saes"]) <= 3  # the LRU bound
+
+
+async def test_sae_that_cannot_load_fails_alone(sae_service_url, sequences):
+    """Weights that cannot be read: 503 for that SAE only, even within the same batch."""
+    async with httpx.AsyncClient(base_url=sae_service_url, timeout=120) as client:
+        broken, good = await asyncio.gather(
+            client.post(
+                "/extract_features", json={"token_ids": sequences[0], "sae_id": "test_broken"}
+            ),
+            client.post("/extract_features", json={"token_ids": sequences[1]}),
+        )
+    assert broken.status_code == 503, broken.text
+    assert broken.json()["error"]["code"] == "sae_load_failed"
+    assert good.status_code == 200
+    again = post(
+        sae_service_url,
+        "/analyze_features",
+        {"token_ids": [1, 2], "sae_id": "test_broken", "feature_ids": [0]},
+    )
+    assert again.status_code == 503
