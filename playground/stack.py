@@ -404,6 +404,8 @@ def main(args: argparse.Namespace) -> int:
     from playground.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
+    # A shell starting us in the background leaves SIGINT ignored; Ctrl-C/`kill -INT` must stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return up(args)
     except SystemExit:
