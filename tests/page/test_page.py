@@ -204,14 +204,25 @@ def test_recent_runs_survive_a_reload_and_open_a_past_run(page, backend_url, art
     assert item.get_attribute("class").split().count("active") == 1
     page.screenshot(path=str(artifacts_dir / "page-reopened-run.png"), full_page=True)
 
-    # Cursor paging of the list: with more runs than a page, "Load more" appends older ones.
-    runs = api_get(backend_url, "/runs", limit=200)["runs"]
-    if len(runs) > 10:
-        page.click("#runs-more")
-        page.wait_for_function(
-            "n => document.querySelectorAll('#recent-runs .run-item').length === n",
-            arg=min(20, len(runs)),
-        )
+    # Cursor paging: the list shows 10 runs; "Load more" appends the older ones.
+    existing = len(api_get(backend_url, "/runs", limit=200)["runs"])
+    for i in range(max(0, 12 - existing)):
+        api_run(backend_url, f"Filler run {i}", max_tokens=1)
+    total = len(api_get(backend_url, "/runs", limit=200)["runs"])
+    page.click("#runs-refresh")
+    page.wait_for_function(
+        "document.querySelectorAll('#recent-runs .run-item').length === 10"
+        " && !document.querySelector('#runs-more').hidden"
+    )
+    page.click("#runs-more")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#recent-runs .run-item').length === n",
+        arg=min(20, total),
+    )
+    ids = page.eval_on_selector_all(
+        "#recent-runs .run-item", "items => items.map(i => i.dataset.requestId)"
+    )
+    assert len(set(ids)) == len(ids)  # no run listed twice across pages
     assert page.problems == []
 
 
