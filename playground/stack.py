@@ -40,29 +40,34 @@ def _env(name: str, default: str | None = None) -> str | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
+        metavar="DIR",
         type=Path,
         default=Path(_env("PLAYGROUND_DATA_DIR", ".data")),
         help="Postgres data, built models, logs (env PLAYGROUND_DATA_DIR; default .data)",
     )
     parser.add_argument(
         "--port",
+        metavar="PORT",
         type=int,
         default=int(_env("PLAYGROUND_PORT", "8000")),
         help="the backend's port, which serves the page (env PLAYGROUND_PORT; default 8000)",
     )
     parser.add_argument(
         "--host",
+        metavar="HOST",
         default=_env("PLAYGROUND_HOST", "127.0.0.1"),
         help="the backend's bind address (env PLAYGROUND_HOST; default 127.0.0.1)",
     )
     parser.add_argument(
         "--model",
+        metavar="PATH_OR_ID",
         default=_env("PLAYGROUND_MODEL"),
         help="model folder or HF id for the engine and the SAE service "
         "(env PLAYGROUND_MODEL; default: the tiny Llama-3.1, built on first use)",
     )
     parser.add_argument(
         "--sae-dir",
+        metavar="DIR",
         action="append",
         dest="sae_dirs",
         type=Path,
@@ -72,21 +77,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--database-url",
+        metavar="URL",
         default=_env("DATABASE_URL"),
         help="external Postgres (env DATABASE_URL; default: embedded, in DATA_DIR/pg)",
     )
     parser.add_argument(
         "--engine-url",
+        metavar="URL",
         default=_env("PLAYGROUND_ACTIVATIONS_HF_URL"),
         help="use a running engine instead of starting one (env PLAYGROUND_ACTIVATIONS_HF_URL)",
     )
     parser.add_argument(
         "--sae-url",
+        metavar="URL",
         default=_env("PLAYGROUND_SAE_URL"),
         help="use a running SAE service instead of starting one (env PLAYGROUND_SAE_URL)",
     )
     parser.add_argument(
         "--startup-timeout",
+        metavar="SECONDS",
         type=float,
         default=float(_env("PLAYGROUND_STARTUP_TIMEOUT_S", "900")),
         help="seconds each service may take to become healthy (default 900)",
@@ -289,55 +298,92 @@ def _ignore_signals_while_stopping() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def up(args: argparse.Namespace) -> int:
+def _database(stack: ExitStack, args: argparse.Namespace, data_dir: Path) -> str:
+    """The Postgres URL, migrated: DATABASE_URL, or the embedded server (stopped by ``stack``)."""
+    from backend.db.migrate import upgrade
     from playground.pgembed import embedded_postgres
 
-    data_dir = args.data_dir.expanduser().resolve()
+    url = args.database_url
+    if url:
+        say("==> Postgres: using DATABASE_URL")
+    else:
+        say(f"==> Postgres: embedded server, data in {data_dir / 'pg'}")
+        stack.callback(say, "  postgres: stopped")  # runs after the server's cleanup
+        url = stack.enter_context(embedded_postgres(data_dir / "pg"))
+    say("==> migrations")
+    try:
+        upgrade(url)
+    except Exception as exc:
+        raise StartupFailed(f"migrations failed: {type(exc).__name__}: {exc}") from exc
+    return url
+
+
+def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Service], str, str]:
+    """Engine and SAE services to start (none for a remote URL), and both base URLs."""
     logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    model = args.model
+    if model is None and not (args.engine_url and args.sae_url):
+        model = str(ensure_tiny_model(data_dir))
+    services: list[Service] = []
+    engine_url, sae_url = args.engine_url, args.sae_url
+    if engine_url:
+        _report_remote("engine", engine_url)
+    else:
+        engine = Service("engine", ["engine", "--model", model], free_port(), logs / "engine.log")
+        services.append(engine)
+        engine_url = engine.url
+    if sae_url:
+        _report_remote("sae", sae_url)
+    else:
+        sae_dirs = args.sae_dirs or _env_paths("PLAYGROUND_SAE_DIRS")
+        if not sae_dirs:
+            if not Path(model).is_dir():
+                raise StartupFailed("--model is not a local folder: pass --sae-dir or --sae-url")
+            sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
+        sae_args = ["sae", "--model", model]
+        for folder in sae_dirs:
+            sae_args += ["--sae-dir", str(folder)]
+        sae = Service("sae", sae_args, free_port(), logs / "sae.log")
+        services.append(sae)
+        sae_url = sae.url
+    return services, engine_url.rstrip("/"), sae_url.rstrip("/")
+
+
+def _report_remote(name: str, url: str) -> None:
+    try:
+        ok = httpx.get(url.rstrip("/") + "/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    say(f"==> {name}: remote at {url} ({'healthy' if ok else 'NOT answering /health yet'})")
+
+
+def _backend_service(
+    args: argparse.Namespace, data_dir: Path, database_url: str, engine_url: str, sae_url: str
+) -> Service:
+    env = {
+        "DATABASE_URL": database_url,
+        "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url,
+        "PLAYGROUND_SAE_URL": sae_url,
+        "PLAYGROUND_DATA_DIR": str(data_dir),
+    }
+    default_sae = _default_sae(sae_url)
+    if default_sae and not os.environ.get("PLAYGROUND_DEFAULT_SAE_ID"):
+        env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
+        env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
+    # Migrations already ran above, whichever database it is.
+    command = ["backend", "--no-migrate"]
+    return Service("backend", command, args.port, data_dir / "logs" / "backend.log", env)
+
+
+def up(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir.expanduser().resolve()
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     children: list[Service] = []
     with ExitStack() as stack:
         try:
             _check_port_free(args.host, args.port)
-            database_url = args.database_url
-            if database_url:
-                say("==> Postgres: using DATABASE_URL")
-            else:
-                say(f"==> Postgres: embedded server, data in {data_dir / 'pg'}")
-                stack.callback(say, "  postgres: stopped")  # runs after the server's cleanup
-                database_url = stack.enter_context(embedded_postgres(data_dir / "pg"))
-            say("==> migrations")
-            from backend.db.migrate import upgrade
-
-            upgrade(database_url)
-
-            need_model = not (args.engine_url and args.sae_url)
-            model = args.model
-            if need_model and model is None:
-                model = str(ensure_tiny_model(data_dir))
-            sae_dirs = args.sae_dirs or _env_paths("PLAYGROUND_SAE_DIRS")
-            if not args.sae_url and not sae_dirs:
-                if not Path(model).is_dir():
-                    raise StartupFailed(
-                        "--model is not a local folder: pass --sae-dir or --sae-url"
-                    )
-                sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
-
-            engine_url, sae_url = args.engine_url, args.sae_url
-            models = []
-            if not engine_url:
-                engine = Service(
-                    "engine", ["engine", "--model", model], free_port(), logs / "engine.log"
-                )
-                models.append(engine)
-                engine_url = engine.url
-            if not sae_url:
-                sae_args = ["sae", "--model", model]
-                for folder in sae_dirs:
-                    sae_args += ["--sae-dir", str(folder)]
-                sae = Service("sae", sae_args, free_port(), logs / "sae.log")
-                models.append(sae)
-                sae_url = sae.url
+            database_url = _database(stack, args, data_dir)
+            models, engine_url, sae_url = _model_services(args, data_dir)
             for svc in models:
                 say(f"==> starting {svc.name} (log {svc.log_path})")
                 svc.start()
@@ -346,19 +392,7 @@ def up(args: argparse.Namespace) -> int:
                 say("==> loading models (progress below)")
                 wait_healthy(models, args.startup_timeout)
 
-            backend_env = {
-                "DATABASE_URL": database_url,
-                "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url.rstrip("/"),
-                "PLAYGROUND_SAE_URL": sae_url.rstrip("/"),
-                "PLAYGROUND_DATA_DIR": str(data_dir),
-            }
-            default_sae = _default_sae(sae_url)
-            if default_sae and not os.environ.get("PLAYGROUND_DEFAULT_SAE_ID"):
-                backend_env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
-                backend_env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
-            backend = Service(
-                "backend", ["backend", "--no-migrate"], args.port, logs / "backend.log", backend_env
-            )
+            backend = _backend_service(args, data_dir, database_url, engine_url, sae_url)
             say(f"==> starting backend (log {backend.log_path})")
             backend.start(host=args.host)
             children.append(backend)
