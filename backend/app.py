@@ -17,12 +17,12 @@ from backend.features.service import FeatureService
 from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
 from backend.page.router import router as page_router
-from backend.responses import OrjsonResponse
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
 from backend.upstreams.client import JsonUpstream, new_http_client
 from playground.errors import install_error_handlers
+from playground.responses import OrjsonResponse
 
 logger = logging.getLogger(__name__)
 

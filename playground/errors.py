@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from playground.responses import OrjsonResponse
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class UpstreamTimeout(UpstreamError):
 
 
 def error_response(status_code: int, info: ErrorInfo, headers: dict[str, str] | None = None):
-    return ORJSONResponse(
+    return OrjsonResponse(
         ErrorResponse(error=info).model_dump(exclude_none=True),
         status_code=status_code,
         headers=headers,

@@ -3,6 +3,8 @@ engine and SAE services started once per session (they are slow to start)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,11 +22,17 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_uri(tmp_path_factory):
-    """URI of a throwaway real Postgres server for the whole session (deleted afterwards)."""
-    data_dir = tmp_path_factory.mktemp("pg") / "data"
-    with embedded_postgres(data_dir, delete_on_exit=True) as uri:
-        yield uri
+def pg_uri():
+    """URI of a throwaway real Postgres server for the whole session (deleted afterwards).
+
+    Its folder is outside pytest's temp root: a second pytest run on the machine makes that
+    root owner-only again, which locks out the server's own system user."""
+    data_dir = Path(tempfile.mkdtemp(prefix="playground-test-pg-")) / "data"
+    try:
+        with embedded_postgres(data_dir, delete_on_exit=True) as uri:
+            yield uri
+    finally:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

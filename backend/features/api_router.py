@@ -12,9 +12,9 @@ from backend.features.protocol import (
     ExtractFeaturesRequest,
     ExtractFeaturesResponse,
 )
-from backend.responses import OrjsonResponse
 from backend.upstreams.sae import SaeList
 from playground.errors import ERROR_RESPONSES
+from playground.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/features", tags=["features"])
 

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from engine.generation.api_router import router
 from engine.generation.runtime import open_engine
 from engine.generation.serving import GenerationService
 from engine.generation.settings import EngineSettings
 from playground.errors import install_error_handlers
+from playground.responses import OrjsonResponse
 
 
 def create_app(settings: EngineSettings | None = None) -> FastAPI:
@@ -29,7 +29,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         title="Activations playground engine",
         description="Text generation with token IDs, on vLLM's async engine.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
     )
     install_error_handlers(app)
     app.include_router(router)

@@ -14,9 +14,9 @@ from engine.sae.protocol import (
     HealthResponse,
     SaesResponse,
 )
-from engine.sae.responses import OrjsonResponse
 from engine.sae.serving import SaeService
 from playground.errors import ERROR_RESPONSES
+from playground.responses import OrjsonResponse
 
 router = APIRouter(tags=["sae"])
 

@@ -3,34 +3,17 @@ stub upstreams as real HTTP servers, and the backend app served over HTTP."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
 from backend.app import create_app
-from backend.db.migrate import upgrade
 from backend.settings import Settings
 from tests.backend import stubs
+from tests.support.databases import create_database
 from tests.support.servers import free_port, serve_app
-
-
-def database_uri(server_uri: str, name: str) -> str:
-    parts = urlsplit(server_uri)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def create_database(server_uri: str) -> str:
-    name = "t_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(server_uri)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return database_uri(server_uri, name)
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +45,7 @@ def reset_stubs(stub_states):
 @pytest.fixture(scope="module")
 async def db_uri(pg_uri) -> str:
     """A fresh database for this module, migrated to head."""
-    uri = await create_database(pg_uri)
-    upgrade(uri)
+    uri = create_database(pg_uri, migrate=True)
     return uri
 
 

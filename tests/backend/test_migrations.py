@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
-from tests.backend.conftest import create_database
+from tests.support.databases import create_database
 
 
 async def _tables(uri: str) -> set[str]:
@@ -18,7 +18,7 @@ async def _tables(uri: str) -> set[str]:
 
 
 async def test_upgrade_downgrade_roundtrip(pg_uri):
-    uri = await create_database(pg_uri)
+    uri = create_database(pg_uri)
     upgrade(uri)
     assert await current_revision(uri) == HEAD
     assert {"activation_run_index", "activation_run_previews"} <= await _tables(uri)
@@ -37,7 +37,7 @@ async def test_upgrade_downgrade_roundtrip(pg_uri):
 
 
 async def test_previews_schema(pg_uri):
-    uri = await create_database(pg_uri)
+    uri = create_database(pg_uri)
     upgrade(uri)
     conn = await asyncpg.connect(uri)
     try:
@@ -83,7 +83,7 @@ async def test_previews_schema(pg_uri):
 
 async def test_0013_adopts_existing_table(pg_uri):
     """Staging already has activation_run_index from the Rust backend's SQL migration."""
-    uri = await create_database(pg_uri)
+    uri = create_database(pg_uri)
     conn = await asyncpg.connect(uri)
     try:
         await conn.execute(

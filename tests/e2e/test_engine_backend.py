@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import uuid
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 import httpx
 import pytest
 from transformers import AutoTokenizer
 
 from backend.app import create_app
-from backend.db.migrate import upgrade
 from backend.settings import Settings
+from tests.support.databases import create_database
 from tests.support.servers import serve_app
 
 pytestmark = pytest.mark.vllm
@@ -21,20 +17,9 @@ pytestmark = pytest.mark.vllm
 PROMPT = "Count from one to five."
 
 
-async def fresh_database(server_uri: str) -> str:
-    name = "e2e_engine_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(server_uri)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
-
-
 @pytest.fixture(scope="module")
 async def backend_url(pg_uri, engine_url, tiny_model_dir):
-    database_url = await fresh_database(pg_uri)
-    upgrade(database_url)
+    database_url = create_database(pg_uri, prefix="e2e_engine", migrate=True)
     settings = Settings(
         database_url=database_url,
         playground_activations_hf_url=engine_url,

@@ -3,18 +3,13 @@ the backend served over HTTP) and headless Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from backend.app import create_app
-from backend.db.migrate import upgrade
 from backend.settings import Settings
+from tests.support.databases import create_database
 from tests.support.servers import free_port, serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,23 +26,11 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
-async def fresh_database(server_uri: str) -> str:
-    name = "page_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(server_uri)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
-
-
 @pytest.fixture(scope="module")
 def page_db(pg_uri) -> str:
     """A fresh database, migrated. Sync on purpose: Playwright's sync API keeps an event loop
     running in this thread, so asyncio work goes to a thread of its own."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        uri = pool.submit(asyncio.run, fresh_database(pg_uri)).result()
-    upgrade(uri)
+    uri = create_database(pg_uri, prefix="page", migrate=True)
     return uri
 
 

@@ -13,15 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
 from playground.pgembed import embedded_postgres
+from tests.support.databases import create_database
 from tests.support.servers import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.vllm
@@ -177,21 +176,11 @@ def start_up(args: list[str], log_path: Path, env_extra: dict[str, str] | None =
         )
 
 
-async def fresh_database(server_uri: str) -> str:
-    name = "up_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(server_uri)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
-
-
 def test_up_switches_to_external_database_and_remote_services(
     tmp_path, artifacts_dir, pg_uri, engine_url, sae_url
 ):
     """DATABASE_URL and remote engine/SAE URLs: only the backend is started (and migrated for)."""
-    database_url = asyncio.run(fresh_database(pg_uri))
+    database_url = create_database(pg_uri, prefix="up")
     log_path = artifacts_dir / "stack-up-remote.log"
     port = free_port()
     proc = start_up(

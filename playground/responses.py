@@ -1,7 +1,8 @@
-"""The JSON response class of every backend route: orjson straight to bytes.
+"""The JSON response class of every service: orjson straight to bytes.
 
-Routes build plain dicts (timelines embedded as ``orjson.Fragment``) and return this directly,
-so nothing is validated or serialised twice. (FastAPI's own ORJSONResponse is deprecated.)
+Routes that build plain dicts (the backend embeds stored timelines as ``orjson.Fragment``)
+return it directly, so nothing is validated or serialised twice. FastAPI's own
+ORJSONResponse is deprecated.
 """
 
 from __future__ import annotations

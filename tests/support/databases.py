@@ -1,0 +1,46 @@
+"""Fresh databases on the session's real Postgres server, so tests never see each other's rows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from backend.db.migrate import upgrade
+
+
+async def _create(server_uri: str, name: str) -> None:
+    conn = await asyncpg.connect(server_uri)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def create_database(server_uri: str, *, prefix: str = "t", migrate: bool = False) -> str:
+    """Create an empty database (migrated to head when asked) and return its URI.
+
+    Synchronous on purpose, and run on a thread of its own, so that it works from sync tests,
+    async tests and Playwright's sync API alike (each may already run an event loop here).
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            asyncio.run(_create(server_uri, name))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    uri = urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
+    if migrate:
+        upgrade(uri)
+    return uri
