@@ -6,9 +6,9 @@ number of features (about 3% of 512) fire per token. Marked demo: its features m
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
+
+from engine.atomic_dir import atomic_directory
 
 DEMO_SAE_ID = "demo_random"
 DEMO_D_SAE = 512
@@ -86,17 +86,9 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
         "description": f"DEMO: random JumpReLU SAE (seed {seed}) at layer {layer}; "
         "features have no meaning",
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as staging:
         save_file(
             {k: v.float().contiguous() for k, v in tensors.items()}, staging / SAELENS_WEIGHTS
         )
         (staging / SAELENS_CFG).write_text(json.dumps(cfg, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -10,10 +10,9 @@ package) converted to an HF `tokenizer.json`, with the Llama-3.1 special tokens 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from engine.atomic_dir import atomic_directory
 from engine.tiny.chat_template import LLAMA31_CHAT_TEMPLATE
 
 # Llama-3.1's names for the 256 special tokens, IDs 128000.. in order. (llama_models' newer
@@ -168,16 +167,8 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     if is_complete(out_dir):
         return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as staging:
         build_tokenizer(staging)
         build_weights(staging, seed)
         (staging / _MARKER).write_text(json.dumps({"seed": seed}))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -35,14 +35,19 @@ class RefSae:
         return self.W_enc.shape[1]
 
 
-def reference_acts(sae: RefSae, x: torch.Tensor) -> torch.Tensor:
-    """float64 activations [n, d_sae] straight from SAELens' definitions."""
+def reference_pre(sae: RefSae, x: torch.Tensor) -> torch.Tensor:
+    """float64 pre-activations [n, d_sae] straight from SAELens' definitions."""
     x = x.double()
     if sae.normalize == "expected_average_only_in":
         x = x * sae.norm_scaling_factor
     elif sae.normalize == "constant_norm_rescale":
         x = x * (sae.d_in**0.5) / x.norm(dim=-1, keepdim=True)
-    pre = (x - sae.b_dec * float(sae.apply_b_dec_to_input)) @ sae.W_enc + sae.b_enc
+    return (x - sae.b_dec * float(sae.apply_b_dec_to_input)) @ sae.W_enc + sae.b_enc
+
+
+def reference_acts(sae: RefSae, x: torch.Tensor) -> torch.Tensor:
+    """float64 activations [n, d_sae] straight from SAELens' definitions."""
+    pre = reference_pre(sae, x)
     if sae.architecture == "relu":
         return torch.relu(pre)
     if sae.architecture == "jumprelu":

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from tests.sae.builders import RefSae
+from tests.sae.builders import RefSae, reference_pre
 
 
 def gate_margin(sae: RefSae, x: torch.Tensor) -> torch.Tensor:
     """How far each feature is from switching on/off (the decision the encoder makes)."""
-    x = x.double()
-    if sae.normalize == "expected_average_only_in":
-        x = x * sae.norm_scaling_factor
-    elif sae.normalize == "constant_norm_rescale":
-        x = x * (sae.d_in**0.5) / x.norm(dim=-1, keepdim=True)
-    pre = (x - sae.b_dec * float(sae.apply_b_dec_to_input)) @ sae.W_enc + sae.b_enc
+    pre = reference_pre(sae, x)
     if sae.architecture == "jumprelu":
         return torch.minimum(pre - sae.threshold, pre)
     if sae.architecture == "topk":
