@@ -343,7 +343,11 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
         sae_args = ["sae", "--model", model]
         for folder in sae_dirs:
             sae_args += ["--sae-dir", str(folder)]
-        sae = Service("sae", sae_args, free_port(), logs / "sae.log")
+        sae_env = {}
+        if not args.engine_url:
+            # Both on this host: keep the SAE service off the cores vLLM's CPU workers spin on.
+            sae_env["SAE_SERVICE_TORCH_THREADS"] = os.environ.get("SAE_SERVICE_TORCH_THREADS", "1")
+        sae = Service("sae", sae_args, free_port(), logs / "sae.log", sae_env)
         services.append(sae)
         sae_url = sae.url
     return services, engine_url.rstrip("/"), sae_url.rstrip("/")

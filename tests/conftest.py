@@ -67,5 +67,7 @@ def sae_url(tiny_model_dir, demo_sae_dir, artifacts_dir):
     with serve_subcommand(
         ["sae", "--model", str(tiny_model_dir), "--sae-dir", str(demo_sae_dir)],
         log_path=artifacts_dir / "sae.log",
+        # As `playground up` does: the session's vLLM CPU engine shares these cores.
+        env={"SAE_SERVICE_TORCH_THREADS": "1"},
     ) as url:
         yield url

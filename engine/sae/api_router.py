@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import torch
 from fastapi import APIRouter, Depends, Request
 
 from engine.sae.protocol import (
@@ -53,4 +54,5 @@ async def health(service: ServiceDep) -> HealthResponse:
         device=str(service.model.device),
         dtype=str(service.model.dtype).removeprefix("torch."),
         loaded_saes=service.loaded(),
+        torch_threads=torch.get_num_threads(),
     )

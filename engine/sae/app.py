@@ -27,6 +27,10 @@ def build_service(settings: Settings):
     from engine.sae.serving import SaeService
     from engine.sae.tokens import TokenTable
 
+    if settings.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     device, dtype = resolve_device_dtype(settings.device, settings.dtype)
     registry = SaeRegistry(
         settings.sae_dirs,

@@ -106,3 +106,4 @@ class HealthResponse(BaseModel):
     device: str
     dtype: str
     loaded_saes: list[SaeRef]
+    torch_threads: int  # CPU threads torch computes with (SAE_SERVICE_TORCH_THREADS)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     max_padding_ratio: float = Field(default=1.25, ge=1.0)
     encode_chunk_tokens: int = Field(default=2048, ge=1)  # bounds the [tokens, d_sae] buffer
     labels_filename: str = "labels.json"
+    # CPU threads for torch (None: torch's default, every core). A vLLM CPU engine on the same
+    # host keeps its cores busy for about a second after each request; sharing them makes our
+    # OpenMP barriers wait on starved threads (10 ms becomes 500+ ms), so `up` sets 1 there.
+    torch_threads: int | None = Field(default=None, ge=1, le=1024)
 
     @field_validator("sae_dirs", mode="before")
     @classmethod

@@ -234,6 +234,7 @@ def test_health(sae_service_url):
     data = httpx.get(sae_service_url + "/health").json()
     assert data["status"] == "ok" and data["device"] == "cpu" and data["dtype"] == "float32"
     assert len(data["loaded_saes"]) <= 3  # the LRU bound
+    assert data["torch_threads"] >= 1
 
 
 async def test_sae_that_cannot_load_fails_alone(sae_service_url, sequences):
