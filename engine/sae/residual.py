@@ -14,6 +14,7 @@ import logging
 import torch
 from transformers import AutoModel
 from transformers.masking_utils import create_causal_mask
+from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,14 @@ class ResidualModel:
     @classmethod
     def load(cls, model: str, *, device, dtype, keep_layers: int | None = None) -> ResidualModel:
         """Load the base decoder (no LM head). ``keep_layers``: keep only blocks 0..keep-1."""
-        base = AutoModel.from_pretrained(model, dtype=dtype, local_files_only=True)
+        # A causal-LM checkpoint loaded as its base model leaves `lm_head` unused by design;
+        # transformers reports that as a warning table on every start. Errors still raise.
+        previous = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            base = AutoModel.from_pretrained(model, dtype=dtype, local_files_only=True)
+        finally:
+            hf_logging.set_verbosity(previous)
         if keep_layers is not None and keep_layers < len(base.layers):
             # Blocks above every served layer are never run: don't hold them in memory.
             base.layers = base.layers[:keep_layers]
