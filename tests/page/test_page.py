@@ -41,6 +41,19 @@ def wait_rows_loaded(page) -> None:
     )
 
 
+def range_text(rows_page: dict) -> str:
+    """What the page writes under the rows table for an API rows page (exact: a substring
+    match can hit the previous page's text, e.g. "of 10" in "of 1020")."""
+    total, offset, count = rows_page["total"], rows_page["offset"], len(rows_page["rows"])
+    if not total:
+        return "No rows match these filters."
+    return f"Rows {offset + 1}{EN_DASH}{offset + count} of {total}"
+
+
+def wait_range(page, text: str) -> None:
+    page.wait_for_function("t => document.querySelector('#rows-range').textContent === t", arg=text)
+
+
 def api_run(base_url: str, prompt: str, max_tokens: int = 12) -> dict:
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0}
     response = httpx.post(base_url + API + "/run", json=body, timeout=120)
@@ -133,10 +146,7 @@ def test_filter_and_page_rows(page, backend_url, artifacts_dir):
         rank_max=5,
         limit=50,
     )
-    range_text = f"of {expected['total']}" if expected["total"] else "No rows match"
-    page.wait_for_function(
-        "t => document.querySelector('#rows-range').textContent.includes(t)", arg=range_text
-    )
+    wait_range(page, range_text(expected))
     assert set(column(page, "rows", 4)) <= {f"#{feature}"}
     assert all(int(rank) <= 5 for rank in column(page, "rows", 6))
     assert "—" not in column(page, "rows", 2)  # output rows only: every row has a step
@@ -148,10 +158,7 @@ def test_filter_and_page_rows(page, backend_url, artifacts_dir):
     page.fill("#f-end", "6")
     page.click("#rows-apply")
     expected = api_get(backend_url, f"/{request_id}/rows", token_start=2, token_end=6, limit=50)
-    page.wait_for_function(
-        "t => document.querySelector('#rows-range').textContent.includes(t)",
-        arg=f"of {expected['total']}",
-    )
+    wait_range(page, range_text(expected))
     positions = [int(p) for p in column(page, "rows", 1)]
     assert positions and all(2 <= p < 6 for p in positions)
     page.screenshot(path=str(artifacts_dir / "page-rows-filtered.png"), full_page=True)
@@ -242,14 +249,16 @@ def test_html_in_a_prompt_is_shown_as_text_and_runs_nothing(page, backend_url, a
         '<b id="injected">bold</b> & "quoted"'
     )
     open_page(page, backend_url)
-    run_in_page(page, hostile)
-    page.wait_for_selector("#recent-runs .run-item")
+    request_id = run_in_page(page, hostile)
+    # Recent Runs refreshes after the run is shown: wait for this run's own entry.
+    listed = page.locator(f"#recent-runs .run-item[data-request-id='{request_id}']")
+    listed.wait_for()
     assert page.evaluate("window.__xss") is None
     assert page.evaluate("document.getElementById('injected')") is None
     assert page.locator("img").count() == 0
     assert page.locator("script").count() == 1  # the page's own script only
     assert page.locator("#run-summary .prompt-text").text_content() == hostile
-    assert page.locator("#recent-runs .run-prompt").first.text_content() == hostile
+    assert listed.locator(".run-prompt").text_content() == hostile
     page.screenshot(path=str(artifacts_dir / "page-html-prompt.png"), full_page=True)
     assert page.problems == []
 
