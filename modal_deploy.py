@@ -5,7 +5,7 @@ never share an app, a volume or a secret::
 
     PLAYGROUND_ENV=staging modal deploy modal_deploy.py::engine_app
     PLAYGROUND_ENV=staging modal deploy modal_deploy.py::sae_app
-    PLAYGROUND_ENV=staging modal run modal_deploy.py::backend_app.migrate
+    PLAYGROUND_ENV=staging modal run modal_deploy.py::migrate --confirm-env staging
     PLAYGROUND_ENV=staging modal deploy modal_deploy.py::backend_app
 
 The two model services each run in their own GPU container (nothing shared with the MAX injection
