@@ -22,10 +22,7 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +44,7 @@ from backend.activations import packed  # noqa: E402
 from backend.db import queries  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
 from playground.pgembed import embedded_postgres  # noqa: E402
+from playground.services import Service, free_port  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BIG_ID = "bench-big"
@@ -194,12 +192,6 @@ def stub_app(run_positions: int, top_k: int) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
@@ -210,33 +202,21 @@ def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
     return f"http://127.0.0.1:{port}", server, thread
 
 
-def start_backend(db_url: str, upstream: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
     env = {
-        **os.environ,
         "DATABASE_URL": db_url,
         "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
         "PLAYGROUND_SAE_URL": upstream,
     }
-    cmd = [sys.executable, "-m", "playground.cli", "backend", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"backend exited: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("backend did not start")
-        time.sleep(0.2)
+    backend_args = ["backend", "--log-level", "warning"]
+    service = Service("backend", backend_args, free_port(), log_path, env)
+    service.start()
+    try:
+        service.wait_healthy(60)
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -309,7 +289,8 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
     upstream_url, upstream_server, upstream_thread = serve_in_thread(
         stub_app(args.run_positions, args.top_k)
     )
-    proc, url = start_backend(db_url, upstream_url, workdir / "backend.log")
+    backend = start_backend(db_url, upstream_url, workdir / "backend.log")
+    url = backend.url
     results: dict[str, dict] = {}
     try:
         n, warm = args.iterations, max(5, args.iterations // 10)
@@ -377,8 +358,7 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
             time_direct_write(db_url, args.run_positions, args.top_k, n, warm)
         )
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        backend.stop(grace_s=30)
         upstream_server.should_exit = True
         upstream_thread.join(timeout=10)
     baseline = results["bare_select"]["p50_ms"]

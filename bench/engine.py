@@ -18,9 +18,6 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.generation.settings import EngineSettings  # noqa: E402
+from playground.services import Service, free_port  # noqa: E402
 
 TINY_DIR = ROOT / ".data" / "models" / "tiny-llama-3.1"
 _VOCABULARY = (
@@ -89,45 +87,17 @@ def summarize(
 # -- our HTTP service -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_service(args, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "playground.cli", "engine", "--model", args.model]
-    cmd += ["--load-format", args.load_format, "--max-model-len", str(args.max_model_len)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"engine exited during start-up; see {log_path}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            stop_service(proc)
-            raise TimeoutError("engine not healthy")
-        time.sleep(0.5)
-
-
-def stop_service(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def start_service(args, log_path: Path) -> Service:
+    engine_args = ["engine", "--model", args.model, "--load-format", args.load_format]
+    engine_args += ["--max-model-len", str(args.max_model_len), "--log-level", "warning"]
+    service = Service("engine", engine_args, free_port(), log_path)
+    service.start()
+    try:
+        service.wait_healthy(900)
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 async def run_http(url: str, requests: list[dict], concurrency: int) -> tuple[dict, dict]:
@@ -289,7 +259,8 @@ def main() -> int:
 
     log_path = Path(tempfile.gettempdir()) / f"bench-engine-{stamp}.log"
     print(f"engine log: {log_path}", flush=True)
-    proc, url = start_service(args, log_path)
+    service = start_service(args, log_path)
+    url = service.url
     try:
         health = httpx.get(url + "/health").json()
         prompt_ids = asyncio.run(prompt_ids_from_service(url, requests))
@@ -304,7 +275,7 @@ def main() -> int:
             http_outputs = outputs
             print(f"  {row['name']}: {row['output_tokens_per_s']} out tok/s", flush=True)
     finally:
-        stop_service(proc)
+        service.stop(grace_s=60)
 
     settings = EngineSettings(
         model=args.model, load_format=args.load_format, max_model_len=args.max_model_len

@@ -11,19 +11,17 @@ then Postgres.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from playground.services import Service, free_port
 
 PAGE_PATH = "/playground/activations"
 TINY_MODEL_DIR = Path("models/tiny-llama-3.1")
@@ -102,111 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass
-class Service:
-    """One child process: a `playground` subcommand serving GET /health."""
-
-    name: str
-    args: list[str]
-    port: int
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, host: str = "127.0.0.1") -> None:
-        cmd = [sys.executable, "-m", "playground.cli", *self.args]
-        cmd += ["--host", host, "--port", str(self.port)]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            # Own session: a terminal's Ctrl-C reaches only us, and we stop each group in order.
-            self.proc = subprocess.Popen(
-                cmd,
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def exited(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def last_log_line(self) -> str:
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
-                lines = log.read().decode(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1][:160] if lines else ""
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """SIGTERM the whole group; wait for every member (vLLM's workers outlive the server
-        process by a moment), then SIGKILL whatever is left after the grace period."""
-        if self.proc is None:
-            return
-        pgid = self.proc.pid
-        if self.proc.poll() is None or _group_members(pgid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None and not _group_members(pgid):
-                return
-            time.sleep(0.1)
-        say(f"  {self.name}: still running after {STOP_GRACE_S:.0f} s, killing it")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        self.proc.wait()
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, read from /proc (Linux)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # Fields after the parenthesised name: state, ppid, pgrp, ...
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
 class StartupFailed(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -417,8 +312,10 @@ def up(args: argparse.Namespace) -> int:
             if children:
                 say("==> stopping")
             for svc in reversed(children):
-                svc.stop()
-                say(f"  {svc.name}: stopped")
+                if svc.stop(STOP_GRACE_S):
+                    say(f"  {svc.name}: still running after {STOP_GRACE_S:.0f} s, killed")
+                else:
+                    say(f"  {svc.name}: stopped")
     return 0
 
 

@@ -1,0 +1,141 @@
+"""Child services: a `playground` subcommand in its own process group, health-checked over
+HTTP and stopped as a group. `playground up`, the test session and the benchmarks all start
+the engine, the SAE service and the backend this way."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceExited(RuntimeError):
+    """The child exited while we waited for it to become healthy."""
+
+
+@dataclass
+class Service:
+    """One child process: ``python -m playground.cli <args> --host H --port P``, serving
+    GET /health, with its output appended to ``log_path``."""
+
+    name: str
+    args: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, host: str = "127.0.0.1") -> None:
+        cmd = [sys.executable, "-m", "playground.cli", *self.args]
+        cmd += ["--host", host, "--port", str(self.port)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop each group in order.
+            self.proc = subprocess.Popen(
+                cmd,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def wait_healthy(self, timeout: float, poll_s: float = 0.25) -> None:
+        """Block until GET /health answers 200; raise if the child exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            code = self.exited()
+            if code is not None:
+                raise ServiceExited(
+                    f"{self.name} exited with {code} during start-up; log tail:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name} not healthy after {timeout:.0f} s ({self.log_path})"
+                )
+            time.sleep(poll_s)
+
+    def last_log_line(self) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+                lines = log.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:160] if lines else ""
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 20.0) -> bool:
+        """SIGTERM the whole group; wait for every member (vLLM's workers outlive the server
+        process by a moment), then SIGKILL whatever is left after ``grace_s``. Returns whether
+        it had to be killed."""
+        if self.proc is None:
+            return False
+        pgid = self.proc.pid
+        if self.proc.poll() is None or _group_members(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None and not _group_members(pgid):
+                return False
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait()
+        return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, read from /proc (Linux)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the parenthesised name: state, ppid, pgrp, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
