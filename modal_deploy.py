@@ -150,15 +150,19 @@ sae_app = modal.App(NAMES.sae_app)
 backend_app = modal.App(NAMES.backend_app)
 
 
-@engine_app.function(
-    image=engine_image,
-    gpu=GPU,
-    volumes={HF_CACHE_DIR: hf_cache},
-    secrets=[hf_secret],
-    scaledown_window=900,
-    startup_timeout=1200,
-    timeout=600,
-)
+# The two model services: a GPU container each, weights from the HF cache volume. Loading the
+# 8B model takes minutes on a cold container, so start-up may take up to 20 minutes.
+MODEL_SERVICE_OPTIONS = {
+    "gpu": GPU,
+    "volumes": {HF_CACHE_DIR: hf_cache},
+    "secrets": [hf_secret],
+    "scaledown_window": 900,
+    "startup_timeout": 1200,
+    "timeout": 600,
+}
+
+
+@engine_app.function(image=engine_image, **MODEL_SERVICE_OPTIONS)
 @modal.concurrent(max_inputs=64)
 @modal.asgi_app()
 def engine_web():
@@ -168,15 +172,7 @@ def engine_web():
     return create_app()
 
 
-@sae_app.function(
-    image=sae_image,
-    gpu=GPU,
-    volumes={HF_CACHE_DIR: hf_cache},
-    secrets=[hf_secret],
-    scaledown_window=900,
-    startup_timeout=1200,
-    timeout=600,
-)
+@sae_app.function(image=sae_image, **MODEL_SERVICE_OPTIONS)
 @modal.concurrent(max_inputs=16)
 @modal.asgi_app()
 def sae_web():
