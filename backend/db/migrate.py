@@ -23,26 +23,32 @@ def _config() -> Config:
     return config
 
 
-async def _run_async(database_url: str, action: Callable[[Config], None]) -> None:
-    # The embedded server's URI is a Unix-socket URI that only asyncpg parses; hand SQLAlchemy
-    # a connection factory instead of a URL.
+async def run_sync_on(database_url: str, fn: Callable[[object], None]) -> None:
+    """Run ``fn(sync_connection)`` on one SQLAlchemy connection over asyncpg, then commit.
+
+    The embedded server's URI is a Unix-socket URI that only asyncpg parses; SQLAlchemy gets a
+    connection factory instead of a URL. migrations/env.py uses this too when run by hand.
+    """
     engine = create_async_engine(
         "postgresql+asyncpg://",
         async_creator=lambda: asyncpg.connect(database_url),
         poolclass=NullPool,
     )
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(fn)
+            await conn.commit()
+    finally:
+        await engine.dispose()
 
+
+async def _run_async(database_url: str, action: Callable[[Config], None]) -> None:
     def run(sync_connection) -> None:
         config = _config()
         config.attributes["connection"] = sync_connection
         action(config)
 
-    try:
-        async with engine.connect() as conn:
-            await conn.run_sync(run)
-            await conn.commit()
-    finally:
-        await engine.dispose()
+    await run_sync_on(database_url, run)
 
 
 def _run(database_url: str, action: Callable[[Config], None]) -> None:
