@@ -21,8 +21,8 @@ from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
 from backend.upstreams.client import JsonUpstream, new_http_client
-from playground.errors import install_error_handlers
-from playground.responses import OrjsonResponse
+from common.errors import install_error_handlers
+from common.responses import OrjsonResponse
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ def _add_database_argument(parser: argparse.ArgumentParser) -> None:
 def _database(database_url: str | None) -> Iterator[tuple[str, bool]]:
     """Yield (url, embedded): the given/env URL, or the embedded server started for us."""
     from backend.settings import Settings
-    from playground.pgembed import embedded_postgres
+    from common.pgembed import embedded_postgres
 
     settings = Settings()
     url = database_url or settings.database_url
@@ -65,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
     from backend.app import create_app
     from backend.db.migrate import upgrade
     from backend.settings import Settings
-    from playground.pgembed import exit_cleanly_on_sigterm
+    from common.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
     logging.basicConfig(level=args.log_level.upper())
@@ -86,7 +86,7 @@ def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def migrate(args: argparse.Namespace) -> int:
     from backend.db.migrate import current_revision, downgrade, upgrade
-    from playground.pgembed import exit_cleanly_on_sigterm
+    from common.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
@@ -109,7 +109,7 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prune(args: argparse.Namespace) -> int:
-    from playground.pgembed import exit_cleanly_on_sigterm
+    from common.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):

@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 from backend.activations import packed  # noqa: E402
 from backend.db import queries  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
-from playground.pgembed import embedded_postgres  # noqa: E402
-from playground.services import Service, free_port  # noqa: E402
+from common.pgembed import embedded_postgres  # noqa: E402
+from common.services import Service, free_port  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BIG_ID = "bench-big"

@@ -29,8 +29,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.services import Service, free_port  # noqa: E402
 from engine.generation.settings import EngineSettings  # noqa: E402
-from playground.services import Service, free_port  # noqa: E402
 
 TINY_DIR = ROOT / ".data" / "models" / "tiny-llama-3.1"
 _VOCABULARY = (

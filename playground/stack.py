@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from playground.services import Service, free_port
+from common.services import Service, free_port
 
 PAGE_PATH = "/playground/activations"
 TINY_MODEL_DIR = Path("models/tiny-llama-3.1")
@@ -196,7 +196,7 @@ def _ignore_signals_while_stopping() -> None:
 def _database(stack: ExitStack, args: argparse.Namespace, data_dir: Path) -> str:
     """The Postgres URL, migrated: DATABASE_URL, or the embedded server (stopped by ``stack``)."""
     from backend.db.migrate import upgrade
-    from playground.pgembed import embedded_postgres
+    from common.pgembed import embedded_postgres
 
     url = args.database_url
     if url:
@@ -336,7 +336,7 @@ def _watch(children: list[Service]) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from playground.pgembed import exit_cleanly_on_sigterm
+    from common.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
     # A shell starting us in the background leaves SIGINT ignored; Ctrl-C/`kill -INT` must stop us.

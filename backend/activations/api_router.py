@@ -26,8 +26,8 @@ from backend.activations.protocol import (
     TopFeaturesResponse,
 )
 from backend.deps import ActivationsDep
-from playground.errors import ERROR_RESPONSES, NotImplementedYet
-from playground.responses import OrjsonResponse
+from common.errors import ERROR_RESPONSES, NotImplementedYet
+from common.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
 

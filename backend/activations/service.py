@@ -22,7 +22,7 @@ from backend.settings import Settings
 from backend.upstreams.client import JsonUpstream
 from backend.upstreams.engine import EngineClient, GenerateRequest, GenerateResponse
 from backend.upstreams.sae import ExtractRequest, SaeClient
-from playground.errors import ApiError, Gone, InvalidRequest, NotFound, UpstreamError
+from common.errors import ApiError, Gone, InvalidRequest, NotFound, UpstreamError
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from backend.settings import Settings
-from playground.errors import ServiceUnavailable
+from common.errors import ServiceUnavailable
 
 # Errors that mean the database (not the query) is unavailable; anything else is a bug.
 _UNAVAILABLE = (

@@ -13,8 +13,8 @@ from backend.features.protocol import (
     ExtractFeaturesResponse,
 )
 from backend.upstreams.sae import SaeList
-from playground.errors import ERROR_RESPONSES
-from playground.responses import OrjsonResponse
+from common.errors import ERROR_RESPONSES
+from common.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/features", tags=["features"])
 

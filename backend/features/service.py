@@ -8,7 +8,7 @@ from backend.activations import packed
 from backend.features.protocol import AnalyzeFeaturesRequest, ExtractFeaturesRequest
 from backend.settings import Settings
 from backend.upstreams.sae import ExtractRequest, SaeClient
-from playground.errors import UpstreamError
+from common.errors import UpstreamError
 
 
 class FeatureService:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from backend.deps import InjectionDep
 from backend.injection.protocol import ChatCompletionRequest
-from playground.errors import ERROR_RESPONSES
+from common.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/playground", tags=["injection"])
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from backend.injection.protocol import ChatCompletionRequest
 from backend.settings import Settings
 from backend.upstreams.client import raise_for_status, transport_errors
-from playground.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
+from common.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
-from playground.errors import NotFound
+from common.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_PATH = "/playground/activations"

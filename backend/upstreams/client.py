@@ -15,7 +15,7 @@ import httpx
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from playground.errors import (
+from common.errors import (
     InvalidRequest,
     UpstreamError,
     UpstreamTimeout,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from common.errors import ERROR_RESPONSES
 from engine.generation.disconnect import ClientDisconnected, cancel_on_disconnect
 from engine.generation.protocol import (
     BatchRequest,
@@ -18,7 +19,6 @@ from engine.generation.protocol import (
     TokenizeResponse,
 )
 from engine.generation.serving import GenerationService
-from playground.errors import ERROR_RESPONSES
 
 router = APIRouter()
 

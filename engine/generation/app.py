@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.errors import install_error_handlers
+from common.responses import OrjsonResponse
 from engine.generation.api_router import router
 from engine.generation.runtime import open_engine
 from engine.generation.serving import GenerationService
 from engine.generation.settings import EngineSettings
-from playground.errors import install_error_handlers
-from playground.responses import OrjsonResponse
 
 
 def create_app(settings: EngineSettings | None = None) -> FastAPI:

@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from common.errors import InvalidRequest, ServiceUnavailable
 from engine.generation.protocol import (
     BatchRequest,
     BatchResponse,
@@ -22,7 +23,6 @@ from engine.generation.protocol import (
 )
 from engine.generation.runtime import device_name
 from engine.generation.settings import EngineSettings
-from playground.errors import InvalidRequest, ServiceUnavailable
 
 if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM

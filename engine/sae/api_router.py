@@ -7,6 +7,8 @@ from typing import Annotated
 import torch
 from fastapi import APIRouter, Depends, Request
 
+from common.errors import ERROR_RESPONSES
+from common.responses import OrjsonResponse
 from engine.sae.protocol import (
     AnalyzeRequest,
     AnalyzeResponse,
@@ -16,8 +18,6 @@ from engine.sae.protocol import (
     SaesResponse,
 )
 from engine.sae.serving import SaeService
-from playground.errors import ERROR_RESPONSES
-from playground.responses import OrjsonResponse
 
 router = APIRouter(tags=["sae"])
 

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.errors import install_error_handlers
+from common.responses import OrjsonResponse
 from engine.sae.api_router import router
 from engine.sae.settings import Settings
-from playground.errors import install_error_handlers
-from playground.responses import OrjsonResponse
 
 logger = logging.getLogger(__name__)
 

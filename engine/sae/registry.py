@@ -13,9 +13,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from common.errors import NotFound, ServiceUnavailable
 from engine.sae.encoder import SaeEncoder, SaeMeta
 from engine.sae.layouts import detect_layout, load_weights, read_meta
-from playground.errors import NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

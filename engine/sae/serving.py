@@ -3,6 +3,7 @@ batcher, shape the answer."""
 
 from __future__ import annotations
 
+from common.errors import InvalidRequest
 from engine.sae.batching import Batcher, EncodeJob
 from engine.sae.encoder import SaeMeta
 from engine.sae.protocol import (
@@ -16,7 +17,6 @@ from engine.sae.registry import SaeRegistry
 from engine.sae.residual import ResidualModel
 from engine.sae.settings import Settings
 from engine.sae.tokens import TokenTable
-from playground.errors import InvalidRequest
 
 
 class SaeService:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from playground.services import Service, free_port
+from common.services import Service, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

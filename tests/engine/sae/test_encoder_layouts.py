@@ -11,8 +11,8 @@ import torch
 from engine.sae.encoder import SaeEncoder
 from engine.sae.layouts import load_weights, read_meta
 from engine.sae.registry import SaeRegistry
-from tests.sae.builders import reference_acts
-from tests.sae.compare import gate_margin
+from tests.engine.sae.builders import reference_acts
+from tests.engine.sae.compare import gate_margin
 
 CPU = torch.device("cpu")
 
@@ -87,7 +87,7 @@ def test_both_layouts_same_result(sae_suite, full_model, sequences):
 
 
 def test_registry_resolves_and_evicts(sae_suite, suite_dirs):
-    from playground.errors import NotFound
+    from common.errors import NotFound
 
     reg = SaeRegistry(
         suite_dirs, max_loaded=2, device=CPU, dtype=torch.float32, labels_filename="labels.json"

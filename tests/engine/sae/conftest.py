@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.sae.builders import (
+from tests.engine.sae.builders import (
     RefSae,
     llama_scope_view,
     random_sae,

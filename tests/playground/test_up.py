@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from playground.pgembed import embedded_postgres
+from common.pgembed import embedded_postgres
 from tests.support.databases import create_database
 from tests.support.servers import REPO_ROOT, free_port
 

@@ -1,18 +1,12 @@
-"""Engine settings from the environment, their mapping onto vLLM's arguments, and the
-committed OpenAPI schema (no engine is started: the app's lifespan is not entered)."""
+"""Engine settings from the environment, their mapping onto vLLM's arguments
+(no engine is started)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from engine.generation.app import create_app
 from engine.generation.runtime import engine_kwargs
 from engine.generation.settings import EngineSettings
-
-SCHEMA = Path(__file__).resolve().parents[2] / "engine" / "generation" / "openapi.json"
 
 
 def test_settings_from_env(monkeypatch, tmp_path):
@@ -47,16 +41,3 @@ def test_cpu_engine_arguments():
     assert kwargs["served_model_name"] == "/models/x"
     explicit = engine_kwargs(EngineSettings(model="/m", dtype="bfloat16", enforce_eager=False))
     assert (explicit["dtype"], explicit["enforce_eager"]) == ("bfloat16", False)
-
-
-def test_openapi_schema_is_committed():
-    """The committed schema is what the code renders (regenerate: python -m
-    tests.engine.test_settings_and_schema)."""
-    rendered = create_app(EngineSettings(model="/models/x")).openapi()
-    assert json.loads(SCHEMA.read_text()) == rendered
-
-
-if __name__ == "__main__":
-    schema = create_app(EngineSettings(model="/models/x")).openapi()
-    SCHEMA.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {SCHEMA}")

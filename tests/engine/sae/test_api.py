@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.sae.builders import reference_acts
-from tests.sae.compare import assert_timeline_matches, gate_margin
+from tests.engine.sae.builders import reference_acts
+from tests.engine.sae.compare import assert_timeline_matches, gate_margin
 
 
 def post(url: str, path: str, body: dict) -> httpx.Response:

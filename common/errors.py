@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from playground.responses import OrjsonResponse
+from common.responses import OrjsonResponse
 
 logger = logging.getLogger(__name__)
 

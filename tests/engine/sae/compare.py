@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.sae.builders import RefSae, reference_pre
+from tests.engine.sae.builders import RefSae, reference_pre
 
 
 def gate_margin(sae: RefSae, x: torch.Tensor) -> torch.Tensor:
