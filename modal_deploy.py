@@ -21,10 +21,9 @@ from pathlib import Path
 
 import modal
 
+from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
+
 ENVIRONMENTS = ("staging", "prod")
-DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-DEFAULT_SAE_ID = "llama_scope_lxr_8x"
-DEFAULT_SAE_LAYER = 16
 GPU = "H100"
 PYTHON_VERSION = "3.11"
 HF_CACHE_DIR = "/hf-cache"
@@ -32,7 +31,7 @@ HF_CACHE_DIR = "/hf-cache"
 SAE_REPO = "fnlp/Llama3_1-8B-Base-LXR-8x"
 SAE_FOLDER = f"Llama3_1-8B-Base-L{DEFAULT_SAE_LAYER}R-8x"
 SAE_ROOT = f"{HF_CACHE_DIR}/saes"
-SOURCE_PACKAGES = ("playground", "engine", "backend")
+SOURCE_PACKAGES = ("common", "engine", "backend")
 # Libraries the backend never imports: keeping them out keeps its image small and CPU-only.
 MODEL_LIBRARIES = ("torch", "transformers", "tokenizers", "tiktoken", "safetensors")
 REPO_ROOT = Path(__file__).resolve().parent
@@ -122,10 +121,10 @@ MODEL_SERVICE_ENV = {
     # The old engine's debug storage crashed staging; it stays off in every deployed image.
     "CONCORDANCE_ENABLE_FULLPASS_DEBUG": "0",
 }
-ENGINE_ENV = {**MODEL_SERVICE_ENV, "ENGINE_MODEL": DEFAULT_MODEL}
+ENGINE_ENV = {**MODEL_SERVICE_ENV, "ENGINE_MODEL": DEFAULT_MODEL_ID}
 SAE_ENV = {
     **MODEL_SERVICE_ENV,
-    "SAE_SERVICE_MODEL": DEFAULT_MODEL,
+    "SAE_SERVICE_MODEL": DEFAULT_MODEL_ID,
     # The SAE service reads weights offline: `fetch_weights` puts both into the volume first.
     "SAE_SERVICE_SAE_DIRS": f"{SAE_ROOT}/{SAE_FOLDER}",
 }
@@ -192,7 +191,7 @@ def fetch_weights() -> list[str]:
     """
     from huggingface_hub import snapshot_download
 
-    model = snapshot_download(DEFAULT_MODEL, allow_patterns=["*.json", "*.safetensors"])
+    model = snapshot_download(DEFAULT_MODEL_ID, allow_patterns=["*.json", "*.safetensors"])
     sae = snapshot_download(SAE_REPO, allow_patterns=[f"{SAE_FOLDER}/*"], local_dir=SAE_ROOT)
     hf_cache.commit()
     return [model, f"{sae}/{SAE_FOLDER}"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL_ID = "meta-llama/Llama-3.1-8B-Instruct"
+from common.defaults import DEFAULT_DATA_DIR, DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 
 
 class Settings(BaseSettings):
@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     # Postgres; None means "start the embedded server in PLAYGROUND_DATA_DIR/pg" (CLI only).
     database_url: str | None = None
-    playground_data_dir: Path = Path(".data")
+    playground_data_dir: Path = DEFAULT_DATA_DIR
 
     # Upstreams.
     playground_activations_hf_url: str = "http://127.0.0.1:8001"
@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     playground_default_model_id: str = DEFAULT_MODEL_ID
     # Other model ids the engine may be asked for; anything else means the default.
     playground_activation_models: list[str] = Field(default_factory=list)
-    playground_default_sae_id: str = "llama_scope_lxr_8x"
-    playground_default_sae_layer: int = Field(16, ge=0, le=255)
+    playground_default_sae_id: str = DEFAULT_SAE_ID
+    playground_default_sae_layer: int = Field(DEFAULT_SAE_LAYER, ge=0, le=255)
 
     # Timeouts (seconds).
     playground_engine_timeout_s: float = Field(120.0, gt=0)

@@ -21,12 +21,9 @@ from pathlib import Path
 
 import httpx
 
+from common.defaults import DEMO_SAE_LAYER, DEMO_SAE_SUBDIR, PAGE_PATH, TINY_MODEL_SUBDIR
 from common.services import Service, free_port
 
-PAGE_PATH = "/playground/activations"
-TINY_MODEL_DIR = Path("models/tiny-llama-3.1")
-DEMO_SAE_DIR = Path("saes/demo-l16")
-DEMO_SAE_LAYER = 16
 PROGRESS_EVERY_S = 5.0
 STOP_GRACE_S = 20.0
 
@@ -156,7 +153,7 @@ def _timed(label: str, build: Callable[[], Path]) -> Path:
 def ensure_tiny_model(data_dir: Path) -> Path:
     from engine.tiny.build import build_tiny_model, is_complete
 
-    out = data_dir / TINY_MODEL_DIR
+    out = data_dir / TINY_MODEL_SUBDIR
     if is_complete(out):
         say(f"==> tiny Llama-3.1: {out}")
         return out
@@ -167,9 +164,10 @@ def ensure_tiny_model(data_dir: Path) -> Path:
 
 def ensure_demo_sae(model_dir: Path, data_dir: Path) -> Path:
     from engine.sae.demo import build_demo_sae
+    from engine.sae.layouts import is_complete_sae_dir
 
-    out = data_dir / DEMO_SAE_DIR
-    if (out / "cfg.json").is_file() and (out / "sae_weights.safetensors").is_file():
+    out = data_dir / DEMO_SAE_SUBDIR
+    if is_complete_sae_dir(out):
         say(f"==> demo SAE: {out}")
         return out
     return _timed(

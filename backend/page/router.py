@@ -12,10 +12,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
+from common.defaults import PAGE_PATH
 from common.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PAGE_PATH = "/playground/activations"
 ASSETS_PREFIX = "/playground/assets"
 # name -> media type; nothing else under static/ is served.
 ASSETS = {

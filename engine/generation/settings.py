@@ -7,15 +7,15 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.defaults import DEFAULT_MODEL_ID
+
 GiB = 1 << 30
 
 
 class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENGINE_", env_ignore_empty=True, extra="ignore")
 
-    model: str = Field(
-        "meta-llama/Llama-3.1-8B-Instruct", description="HF model id or local model folder"
-    )
+    model: str = Field(DEFAULT_MODEL_ID, description="HF model id or local model folder")
     served_model_name: str | None = Field(
         None, description="model_id reported in answers (default: the model id or folder)"
     )

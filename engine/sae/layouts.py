@@ -51,6 +51,11 @@ def detect_layout(folder: Path) -> Layout | None:
     return next((lay for lay in LAYOUTS.values() if lay.detect(folder)), None)
 
 
+def is_complete_sae_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds an SAE in a known layout (its config and weights both present)."""
+    return detect_layout(folder) is not None
+
+
 def read_meta(folder: Path) -> SaeMeta:
     layout = detect_layout(folder)
     if layout is None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
-DEFAULT_MODEL_DIR = Path(".data/models/tiny-llama-3.1")
-DEFAULT_SAE_DIR = Path(".data/saes/demo-l16")
+from common.defaults import DEFAULT_DATA_DIR, DEMO_SAE_LAYER, DEMO_SAE_SUBDIR, TINY_MODEL_SUBDIR
+
+DEFAULT_MODEL_DIR = DEFAULT_DATA_DIR / TINY_MODEL_SUBDIR
+DEFAULT_SAE_DIR = DEFAULT_DATA_DIR / DEMO_SAE_SUBDIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,17 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from engine.sae.demo import build_demo_sae
     from engine.tiny.build import build_tiny_model
 
     model_dir = build_tiny_model(args.out, seed=args.seed)
     print(f"tiny model: {model_dir}")
-    try:
-        demo = importlib.import_module("engine.sae.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("engine.sae", "engine.sae.demo"):
-            raise
-        print("demo SAE: skipped (engine.sae.demo is not available)")
-        return 0
-    sae_dir = demo.build_demo_sae(model_dir, args.sae_out, seed=args.seed)
+    sae_dir = build_demo_sae(model_dir, args.sae_out, layer=DEMO_SAE_LAYER, seed=args.seed)
     print(f"demo SAE: {sae_dir}")
     return 0
