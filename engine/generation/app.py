@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.errors import install_error_handlers
-from common.responses import OrjsonResponse
+from common.app import create_service_app
 from engine.generation.api_router import router
 from engine.generation.runtime import open_engine
 from engine.generation.serving import GenerationService
@@ -25,12 +24,9 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
             app.state.generation = GenerationService.from_engine(engine, settings)
             yield
 
-    app = FastAPI(
+    return create_service_app(
         title="Activations playground engine",
         description="Text generation with token IDs, on vLLM's async engine.",
         lifespan=lifespan,
-        default_response_class=OrjsonResponse,
+        routers=[router],
     )
-    install_error_handlers(app)
-    app.include_router(router)
-    return app

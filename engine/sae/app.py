@@ -9,8 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.errors import install_error_handlers
-from common.responses import OrjsonResponse
+from common.app import create_service_app
 from engine.sae.api_router import router
 from engine.sae.settings import Settings
 
@@ -76,12 +75,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.batcher.stop()
 
-    app = FastAPI(
-        title="SAE service",
-        version="0.1.0",
-        lifespan=lifespan,
-        default_response_class=OrjsonResponse,
-    )
-    install_error_handlers(app)
-    app.include_router(router)
-    return app
+    return create_service_app(title="SAE service", lifespan=lifespan, routers=[router])
