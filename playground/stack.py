@@ -14,21 +14,16 @@ import argparse
 import signal
 import socket
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
-from common.defaults import (
-    DEFAULT_DATA_DIR,
-    DEMO_SAE_LAYER,
-    DEMO_SAE_SUBDIR,
-    PAGE_PATH,
-    TINY_MODEL_SUBDIR,
-)
+from common.defaults import DEFAULT_DATA_DIR, PAGE_PATH
 from common.services import Service, ServiceExited, ServiceTimeout, free_port
 from common.services import wait_healthy as common_wait_healthy
+from playground.console import say
+from playground.local_models import ensure_demo_sae, ensure_tiny_model
 from playground.settings import UpSettings
 
 PROGRESS_EVERY_S = 5.0
@@ -124,10 +119,6 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
 def wait_healthy(services: list[Service], timeout: float) -> None:
     """Wait for ``services`` with progress lines; a child that exits or hangs fails start-up."""
     try:
@@ -142,40 +133,6 @@ def wait_healthy(services: list[Service], timeout: float) -> None:
         )
     except (ServiceExited, ServiceTimeout) as exc:
         raise StartupFailed(str(exc)) from exc
-
-
-def _timed(label: str, build: Callable[[], Path]) -> Path:
-    say(f"==> {label}")
-    t = time.monotonic()
-    path = build()
-    say(f"    done in {time.monotonic() - t:.1f} s: {path}")
-    return path
-
-
-def ensure_tiny_model(data_dir: Path) -> Path:
-    from engine.tiny.build import build_tiny_model, is_complete
-
-    out = data_dir / TINY_MODEL_SUBDIR
-    if is_complete(out):
-        say(f"==> tiny Llama-3.1: {out}")
-        return out
-    return _timed(
-        f"building the tiny Llama-3.1 (first run only) in {out}", lambda: build_tiny_model(out)
-    )
-
-
-def ensure_demo_sae(model_dir: Path, data_dir: Path) -> Path:
-    from engine.sae.demo import build_demo_sae
-    from engine.sae.layouts import is_complete_sae_dir
-
-    out = data_dir / DEMO_SAE_SUBDIR
-    if is_complete_sae_dir(out):
-        say(f"==> demo SAE: {out}")
-        return out
-    return _timed(
-        f"building the demo SAE, layer {DEMO_SAE_LAYER}, random weights (first run only) in {out}",
-        lambda: build_demo_sae(model_dir, out, layer=DEMO_SAE_LAYER),
-    )
 
 
 def _default_sae(sae_url: str) -> tuple[str, int] | None:

@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 
 from backend.activations import cursor as runs_cursor
-from backend.activations import derive, packed, views
+from backend.activations import derive, packed, results, views
 from backend.db import queries
 from backend.db.pool import connection
 from backend.settings import Settings
@@ -41,7 +41,7 @@ class RunReader:
     def _conn(self):
         return connection(self.pool, self._db_timeout)
 
-    async def get_run(self, request_id: str, public_base_url: str) -> views.RunView:
+    async def get_run(self, request_id: str, public_base_url: str) -> results.RunView:
         async with self._conn() as conn:
             row = await queries.get_run(conn, request_id)
         if row is None:
@@ -72,7 +72,7 @@ class RunReader:
             row["output_start"],
         )
 
-    async def rows(self, request_id: str, flt: derive.RowFilter) -> views.RowsView:
+    async def rows(self, request_id: str, flt: derive.RowFilter) -> results.RowsView:
         stored = await self._timeline(request_id, with_tokens=True)
         total, rows = (
             (0, [])
@@ -83,7 +83,7 @@ class RunReader:
 
     async def top_features(
         self, request_id: str, *, segment: derive.Segment, include_special: bool, limit: int
-    ) -> views.TopFeaturesView:
+    ) -> results.TopFeaturesView:
         stored = await self._timeline(request_id, with_tokens=False)
         features = (
             []
@@ -96,7 +96,7 @@ class RunReader:
 
     async def list_runs(
         self, *, limit: int, cursor: str | None, status: str | None
-    ) -> views.RunsPageView:
+    ) -> results.RunsPageView:
         after = runs_cursor.decode(cursor) if cursor else None
         async with self._conn() as conn:
             records = await queries.list_runs(
@@ -115,7 +115,7 @@ class RunReader:
             )
         return {"runs": [views.run_summary_view(r) for r in page], "next_cursor": next_cursor}
 
-    async def summary(self) -> views.SummaryView:
+    async def summary(self) -> results.SummaryView:
         async with self._conn() as conn, conn.transaction(readonly=True):
             counts = await queries.summary(conn)
             models = await queries.runs_per_model(conn)

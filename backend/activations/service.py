@@ -20,7 +20,8 @@ from backend.activations.record import (
     RunTimings,
     pg_text,
 )
-from backend.activations.views import RunView, run_view
+from backend.activations.results import RunView
+from backend.activations.views import run_view
 from backend.db import queries
 from backend.db.pool import connection
 from backend.settings import Settings

@@ -1,11 +1,11 @@
 """Answers of the activations API, shaped from a run record (the POST) or from stored rows
-(reads). Each result is a TypedDict mirroring its response model in ``protocol.py``; stored
-timelines are embedded as already-serialised JSON (``orjson.Fragment``), never re-parsed."""
+(reads), as the TypedDicts of ``results.py``; stored timelines are embedded as
+already-serialised JSON (``orjson.Fragment``), never re-parsed."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -13,104 +13,20 @@ import orjson
 
 from backend.activations import derive, packed
 from backend.activations.record import RunRecord, RunStatus, RunTimings
+from backend.activations.results import (
+    ErrorView,
+    OutputView,
+    PreviewView,
+    RowsView,
+    RunSummaryView,
+    RunView,
+    SummaryView,
+    TimingsView,
+    TopFeaturesView,
+)
 from common.defaults import PAGE_PATH
 
 PREVIEW_TOP_FEATURES = 20
-
-
-class TimingsView(TypedDict):
-    engine: float | None
-    sae: float | None
-    db: float | None
-    total: float | None
-
-
-class ErrorView(TypedDict):
-    code: str
-    message: str
-    upstream: str | None
-
-
-class OutputView(TypedDict):
-    text: str
-    token_ids: list[int]
-    prompt_token_ids: list[int]
-    finish_reason: str | None
-
-
-class PreviewView(TypedDict):
-    sae_id: str
-    sae_layer: int
-    sae_top_k: int
-    feature_timeline: orjson.Fragment
-    top_features: list[dict[str, Any]]
-    row_count: int
-
-
-class RunView(TypedDict):
-    request_id: str
-    permalink: str
-    created_at: datetime
-    status: RunStatus
-    model_id: str
-    prompt: str
-    output: OutputView | None
-    preview: PreviewView | None
-    error: ErrorView | None
-    events: list[dict[str, Any]]
-    actions: list[dict[str, Any]]
-    timings_ms: TimingsView
-
-
-class RowsView(TypedDict):
-    request_id: str
-    total: int
-    limit: int
-    offset: int
-    rows: list[dict[str, Any]]
-
-
-class TopFeaturesView(TypedDict):
-    request_id: str
-    segment: derive.Segment
-    include_special: bool
-    top_features: list[dict[str, Any]]
-
-
-class RunSummaryView(TypedDict):
-    request_id: str
-    created_at: datetime
-    updated_at: datetime
-    model_id: str
-    prompt_preview: str
-    status: RunStatus
-    error: ErrorView | None
-    prompt_tokens: int | None
-    output_tokens: int | None
-    finish_reason: str | None
-    sae_id: str | None
-    sae_layer: int | None
-    sae_top_k: int | None
-    has_preview: bool
-    pruned: bool
-    timings_ms: TimingsView
-
-
-class RunsPageView(TypedDict):
-    runs: list[RunSummaryView]
-    next_cursor: str | None
-
-
-class SummaryView(TypedDict):
-    total_runs: int
-    ok_runs: int
-    failed_runs: int
-    with_preview: int
-    pruned_runs: int
-    runs_last_24h: int
-    first_run_at: datetime | None
-    last_run_at: datetime | None
-    models: list[dict[str, Any]]
 
 
 def timings_view(timings: RunTimings) -> TimingsView:
