@@ -1,4 +1,4 @@
-"""Serves the /playground/activations page: one static HTML file, its script and its stylesheet.
+"""Serves the /playground/activations page: one HTML file, its ES modules and its stylesheet.
 
 No build step: the files under static/ are what the browser gets. The page talks to the JSON API
 on the same origin, so a strict Content-Security-Policy (no inline script, no other origin) costs
@@ -7,6 +7,7 @@ nothing and backs up the page's rule of rendering user and model text as text on
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -16,12 +17,11 @@ from common.defaults import PAGE_PATH
 from common.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGE_HTML = STATIC_DIR / "activations.html"
 ASSETS_PREFIX = "/playground/assets"
-# name -> media type; nothing else under static/ is served.
-ASSETS = {
-    "activations.js": "text/javascript; charset=utf-8",
-    "activations.css": "text/css; charset=utf-8",
-}
+# Only these names are served (no "..", no other folder, never the HTML); by suffix:
+ASSET_NAME = re.compile(r"(?:js/)?[a-z][a-z0-9-]*\.(?:js|css)")
+MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -43,16 +43,12 @@ async def root() -> RedirectResponse:
 
 @router.get(PAGE_PATH)
 async def page() -> FileResponse:
-    return FileResponse(
-        STATIC_DIR / "activations.html",
-        media_type="text/html; charset=utf-8",
-        headers=SECURITY_HEADERS,
-    )
+    return FileResponse(PAGE_HTML, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
-@router.get(ASSETS_PREFIX + "/{name}")
+@router.get(ASSETS_PREFIX + "/{name:path}")
 async def asset(name: str) -> FileResponse:
-    media_type = ASSETS.get(name)
-    if media_type is None:
+    path = STATIC_DIR / name
+    if not ASSET_NAME.fullmatch(name) or not path.is_file():
         raise NotFound(f"no page asset named {name!r}")
-    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=SECURITY_HEADERS)
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS)
