@@ -1,0 +1,836 @@
+"""The SAE service's bf16 path at full size on one GPU, checked in one command: correctness
+against an f32/f64 reference of the same weights, then extraction throughput, the truncated vs
+full forward ratio and memory.
+
+    python bench/gpu_check.py            # GPU: Llama-3.1-8B shape, bf16, 32768-feature SAE
+    python bench/gpu_check.py --small    # CPU: the same steps at the tiny model's width
+    python -m bench.gpu_check [--small]
+
+Prints one table; writes ``$OUT/gpu_check-<full|small>.json`` when ``OUT`` is set (or
+``--out FILE``). Exit status 1 when a correctness figure misses its threshold.
+
+It needs only torch, transformers and safetensors (a bare GPU image has no pydantic, fastapi or
+orjson, and no project install): the service's compute path imports nothing else.
+
+What runs, all of it the service's own code except the reference:
+1. The Llama-3.1-8B shape (the tiny builder's Llama-3.1 config at 8B width: 32 blocks, hidden
+   4096, 32 heads, 8 KV heads, intermediate 14336) with random bf16 weights made on the device;
+   token ids drawn at random after BOS (no tokenizer, no download).
+2. A random JumpReLU SAE, 32768 features at layer 16, written in the SAELens layout and served
+   through ``SaeRegistry`` (layouts -> float64 fold -> ``SaeEncoder``). ``b_dec`` is the mean
+   residual, as in trained SAEs; per-feature thresholds let about 64 features fire per token.
+3. Correctness: four requests of different lengths submitted together to the service's
+   ``Batcher`` (right-padded forwards to block 16, one encode, top-20), against transformers' own
+   ``LlamaModel.forward`` in float32 (eager attention; blocks 0..16 of the same weights, the
+   residual taken by a hook on block 16) and SAELens' formula in float64 on the raw weights.
+4. Throughput through the same ``Batcher`` with the service's defaults (``batching.py``) at
+   batch x length 1x128, 8x512, 32x2048 (the last runs as 4 batches of 8: ``MAX_BATCH_TOKENS``),
+   after dropping the blocks above 16 as the service does; tokens/s per request set (submit to
+   answer, including the 2 ms gather wait) and per compute (``EncodeResult.compute_ms``); CUDA
+   synchronised around every timing; peak GPU memory per shape.
+5. ``ResidualModel.residuals`` (blocks 0..16) vs the full 32-block forward with
+   ``output_hidden_states`` at 8x512: ideal ratio 32 / 17 = 1.88.
+
+Sizing, for the device budget (15 minutes a task: start, transfer, one run and one rerun; so one
+run must stay under 4 minutes on one H100). Work per token to layer 16: each block's matmuls are
+2 x 218.1 M weights = 436 MFLOP, 17 blocks 7.42 GFLOP; causal attention 4 x 4096 x (T + 1) / 2
+per block (0.29 GFLOP over 17 blocks at T = 2048); the SAE encode 2 x 4096 x 32768 = 0.27 GFLOP:
+7.7 to 8.0 GFLOP a token (the issue's rounder 8.8). Against the ~790 TFLOP/s that 8192^3 bf16
+products reach on both lent kinds (H100 SXM's dense bf16 spec: 989) that is a ceiling of about
+100k tokens/s (90k at 8.8 GFLOP); the run measures its own card's matmul rate and reports the
+fraction. Timed work: throughput 1x128 x 12 + 8x512 x 6 + 32x2048 x 4 = 0.29 M tokens, about
+2.3 PFLOP, under 10 s even at 30% of the ceiling; the ratio 6 x (32 + 17 blocks) x 4096 tokens,
+0.5 PFLOP, under 2 s; correctness 1281 tokens in f32 (9.5 TFLOP) and the f64 encode (0.34
+TFLOP), under 1 s at the f32/f64 rates (~50 TFLOP/s). Set-up dominates: imports ~10 s, random
+init of 7.5 G bf16 parameters and the 4.4 G f32 reference on the GPU a few s, the SAE (1 GB of
+f32 written, 0.5 GB read back and folded in f64 on the CPU) ~10 s: about a minute in all, so the
+4-minute bound holds with a wide margin. Memory: 15 GB bf16 model + 17.5 GB f32 reference
+(freed before timing) + 1 GB f64 SAE reference + activations of one 16384-token forward (a few
+GB): under 40 GB of the H100's 78.
+
+Correctness thresholds (bf16 service vs the f32/f64 reference, per position, over the features
+with a positive activation in each top-20):
+- shared values, max relative error <= TOLERANCE (5%). bf16 keeps 8 significant bits (each
+  rounding <= 2^-9 relative); the ~12 roundings in sequence per block over 17 blocks leave the
+  residual with an error of about 1% (figure ``residual_rel_err``), and a pre-activation's error
+  is that error projected on one encoder column: about 1% of the pre-activations' spread, while
+  a top-20 value sits ~3 spreads up. So shared values agree to well under 1%; 5% is a wide
+  margin, and every real fault (wrong layer, bias fold, padding, a shifted position) is off by
+  tens of percent or more.
+- unexplained swaps == 0. bf16 may exchange features whose reference values lie within its error
+  of the cut they cross (the 20th value, ~0.4% from the 21st for 32768 Gaussian-like
+  pre-activations; or the JumpReLU threshold). A feature bf16 adds must have a reference
+  pre-activation within TOLERANCE below the cut; a feature it drops, a reference value within
+  TOLERANCE above bf16's cut. Anything else is a fault, not rounding.
+- mean top-20 overlap >= MIN_MEAN_OVERLAP (0.90). With value errors e and gaps s ~0.4% near
+  rank 20, about e / s features per position cross the cut: ~1 of 20 at e = 1% (overlap ~0.95);
+  0.90 still passes at e = 2%, far below what a fault gives (overlap near 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/gpu_check.py` on a machine with no project install
+    sys.path.insert(0, str(ROOT))
+
+from common.defaults import DEFAULT_SAE_LAYER  # noqa: E402
+from engine.sae.batching import (  # noqa: E402
+    BATCH_WAIT_MS,
+    ENCODE_CHUNK_TOKENS,
+    MAX_BATCH_SIZE,
+    MAX_BATCH_TOKENS,
+    MAX_PADDING_RATIO,
+    Batcher,
+    EncodeJob,
+    EncodeResult,
+)
+from engine.sae.encoder import SaeMeta  # noqa: E402
+from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS  # noqa: E402
+from engine.sae.registry import SaeRegistry  # noqa: E402
+from engine.sae.residual import ResidualModel  # noqa: E402
+from engine.tiny.build import BOS_ID, NUM_BASE_TOKENS, TINY_CONFIG  # noqa: E402
+
+LAYER = DEFAULT_SAE_LAYER
+TOP_K = 20  # the wire's default top_k
+FIRE_PER_TOKEN = 64  # features firing per token on average (Llama Scope's L0 is of this order)
+SAE_ID = "gpu_check_random"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where bf16 rounding ends and a fault begins (the module docstring says why)."""
+
+    max_rel_err: float = 0.15  # any value both top-k sets share
+    median_rel_err: float = 0.02  # a systematic error (a scale, a bias) moves the median
+    swap_band: float = 0.10  # how far from the cut it crossed a swapped feature may sit
+    min_mean_overlap: float = 0.80
+
+
+THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Timed:
+    shape: Shape
+    repeats: int
+    warmups: int = 1
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    width: dict[str, int]  # LlamaConfig values over the tiny builder's Llama-3.1 config
+    d_sae: int
+    calibration: Shape
+    correctness_lengths: tuple[int, ...]
+    throughput: tuple[Timed, ...]
+    truncation: Timed
+    matmul_n: int
+
+
+FULL = Size(
+    name="full",
+    width={  # Llama-3.1-8B
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+    },
+    d_sae=32768,
+    calibration=Shape(8, 128),
+    # Three length buckets, the first padded (512 and 384 share a forward).
+    correctness_lengths=(512, 384, 256, 129),
+    throughput=(
+        Timed(Shape(1, 128), repeats=10, warmups=2),
+        Timed(Shape(8, 512), repeats=5),
+        Timed(Shape(32, 2048), repeats=3),
+    ),
+    truncation=Timed(Shape(8, 512), repeats=5),
+    matmul_n=8192,
+)
+SMALL = Size(
+    name="small",
+    width={  # the tiny test model's width (engine/tiny/build.py)
+        "hidden_size": 64,
+        "intermediate_size": 224,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+    },
+    d_sae=1024,
+    calibration=Shape(16, 64),
+    correctness_lengths=(64, 52, 32, 17),
+    throughput=(
+        Timed(Shape(1, 32), repeats=3),
+        Timed(Shape(4, 64), repeats=3),
+        Timed(Shape(8, 128), repeats=2),
+    ),
+    truncation=Timed(Shape(4, 64), repeats=3),
+    matmul_n=512,
+)
+
+
+@dataclass(frozen=True)
+class RandomSae:
+    """The SAE as written to disk (float32, SAELens conventions), for the reference."""
+
+    folder: Path
+    W_enc: torch.Tensor  # [d_in, d_sae]
+    b_enc: torch.Tensor
+    b_dec: torch.Tensor
+    threshold: torch.Tensor  # [d_sae]
+
+
+@dataclass
+class Correctness:
+    sequences: int
+    positions: int
+    requests_per_batch: int
+    mean_firing: float  # reference L0 per position
+    full_top_k_positions: int  # positions where >= TOP_K features fire in the reference
+    mean_overlap: float
+    min_overlap: float
+    max_rel_err: float
+    p99_rel_err: float
+    median_rel_err: float
+    unexplained_swaps: int
+    residual_rel_err_median: float  # diagnostic: the forward alone, one request, no threshold
+    residual_rel_err_max: float
+    thresholds: Thresholds
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class Throughput:
+    batch: int
+    length: int
+    tokens: int
+    repeats: int
+    batches_per_call: float
+    seconds_median: float
+    seconds_min: float
+    tokens_per_s: float  # submit -> answers, median
+    compute_tokens_per_s: float  # EncodeResult.compute_ms, median
+    flops_per_token: float
+    ceiling_tokens_per_s: float
+    fraction_of_ceiling: float
+    peak_gib: float | None  # everything allocated, at the peak
+    peak_extra_gib: float | None  # above what was allocated before (activations, workspace)
+
+
+@dataclass
+class Truncation:
+    batch: int
+    length: int
+    layer: int
+    full_s: float
+    truncated_s: float
+    ratio: float
+    ideal: float
+
+
+# --- model and SAE ---------------------------------------------------------------------------
+
+
+def build_model(size: Size, device: torch.device, dtype: torch.dtype, seed: int) -> ResidualModel:
+    from transformers import LlamaConfig, LlamaModel
+
+    config = LlamaConfig(**{**TINY_CONFIG, **size.width})
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with device:  # weights made where they run: no 16 GB host copy
+            base = LlamaModel(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return ResidualModel(base, device=device, dtype=dtype)
+
+
+def random_tokens(shape: Shape, seed: int) -> list[list[int]]:
+    """BOS, then ids drawn from the base vocabulary (no special tokens)."""
+    gen = torch.Generator().manual_seed(seed)
+    body = torch.randint(0, NUM_BASE_TOKENS, (shape.batch, shape.length - 1), generator=gen)
+    return [[BOS_ID, *row] for row in body.tolist()]
+
+
+def write_random_sae(
+    folder: Path, resid: torch.Tensor, d_sae: int, seed: int, device: torch.device
+) -> RandomSae:
+    """A JumpReLU SAE in the SAELens layout, scaled to ``resid`` [n, d_in] (sample residuals at
+    LAYER): ``b_dec`` their mean, pre-activations of order 1, thresholds (per feature, +-10%
+    around one cut) letting about FIRE_PER_TOKEN features fire per sample token."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x = resid.to(device=device, dtype=torch.float32)
+    d_in = x.shape[1]
+    b_dec = x.mean(dim=0)
+    scale = (x - b_dec).norm(dim=-1).mean()
+    w_enc = torch.randn(d_in, d_sae, generator=gen, device=device) / scale
+    b_enc = 0.1 * torch.randn(d_sae, generator=gen, device=device)
+    pre = (x - b_dec) @ w_enc + b_enc
+    cut = torch.topk(pre.flatten(), FIRE_PER_TOKEN * x.shape[0]).values[-1]
+    threshold = cut * (0.9 + 0.2 * torch.rand(d_sae, generator=gen, device=device))
+    w_dec = w_enc.T / w_enc.T.norm(dim=-1, keepdim=True)
+    tensors = {"W_enc": w_enc, "W_dec": w_dec, "b_enc": b_enc, "b_dec": b_dec}
+    tensors["threshold"] = threshold
+    tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, folder / SAELENS_WEIGHTS)
+    cfg = {
+        "architecture": "jumprelu",
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "dtype": "float32",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "metadata": {"hook_name": f"blocks.{LAYER}.hook_resid_post", "model_name": "random"},
+        "sae_id": SAE_ID,
+        "description": f"random JumpReLU (seed {seed}) for bench/gpu_check.py",
+    }
+    (folder / SAELENS_CFG).write_text(json.dumps(cfg, indent=2))
+    return RandomSae(
+        folder=folder,
+        W_enc=tensors["W_enc"],
+        b_enc=tensors["b_enc"],
+        b_dec=tensors["b_dec"],
+        threshold=tensors["threshold"],
+    )
+
+
+# --- the service's batcher, driven from synchronous code --------------------------------------
+
+
+class ServicePath:
+    """The service's ``Batcher`` (with its defaults) on an event loop of its own."""
+
+    def __init__(self, model: ResidualModel, registry: SaeRegistry, meta: SaeMeta) -> None:
+        self.meta = meta
+        self.batcher = Batcher(
+            model,
+            registry,
+            max_batch_size=MAX_BATCH_SIZE,
+            max_batch_tokens=MAX_BATCH_TOKENS,
+            wait_ms=BATCH_WAIT_MS,
+            chunk_tokens=ENCODE_CHUNK_TOKENS,
+            max_padding=MAX_PADDING_RATIO,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._start())
+
+    async def _start(self) -> None:
+        self.batcher.start()
+
+    def extract(self, token_lists: list[list[int]], top_k: int = TOP_K) -> list[EncodeResult]:
+        """Submit every request at once, as simultaneous clients would."""
+        jobs = [EncodeJob(ids, self.meta, top_k=top_k) for ids in token_lists]
+        return self.loop.run_until_complete(self._submit_all(jobs))
+
+    async def _submit_all(self, jobs: list[EncodeJob]) -> list[EncodeResult]:
+        return list(await asyncio.gather(*(self.batcher.submit(job) for job in jobs)))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.batcher.stop())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+
+# --- correctness -------------------------------------------------------------------------------
+
+
+def reference_model(model: ResidualModel) -> torch.nn.Module:
+    """Blocks 0..LAYER of the same weights in float32 (bf16 -> f32 is exact), run by
+    transformers' own forward with plain (eager) attention."""
+    import copy
+
+    from transformers import LlamaModel
+
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = LAYER + 1
+    config._attn_implementation = "eager"
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with model.device:
+            ref = LlamaModel(config)
+    finally:
+        torch.set_default_dtype(previous)
+    kept = {
+        name: tensor
+        for name, tensor in model.base.state_dict().items()
+        if not name.startswith("layers.") or int(name.split(".")[1]) <= LAYER
+    }
+    ref.load_state_dict(kept)
+    return ref.eval()
+
+
+@torch.inference_mode()
+def reference_residual(ref: torch.nn.Module, token_ids: list[int]) -> torch.Tensor:
+    """The output of block LAYER [T, d] (hook: transformers' last hidden state is normed)."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        captured["x"] = output[0] if isinstance(output, tuple) else output
+
+    handle = ref.layers[LAYER].register_forward_hook(hook)
+    try:
+        ref(torch.tensor([token_ids], device=ref.embed_tokens.weight.device), use_cache=False)
+    finally:
+        handle.remove()
+    return captured["x"][0]
+
+
+@torch.inference_mode()
+def reference_pre(sae: RandomSae, x: torch.Tensor) -> torch.Tensor:
+    """SAELens' pre-activations in float64, on the raw (unfolded) weights: [T, d_sae]."""
+    device = x.device
+    w = sae.W_enc.to(device=device, dtype=torch.float64)
+    b_dec = sae.b_dec.to(device=device, dtype=torch.float64)
+    b_enc = sae.b_enc.to(device=device, dtype=torch.float64)
+    return (x.double() - b_dec) @ w + b_enc
+
+
+@dataclass
+class Tally:
+    """Per-position comparison of the service's top-k with the reference."""
+
+    overlaps: list[float] = field(default_factory=list)
+    rel_errs: list[float] = field(default_factory=list)
+    unexplained: int = 0
+    firing: list[int] = field(default_factory=list)
+
+    def add_sequence(self, pre: torch.Tensor, theta: torch.Tensor, result: EncodeResult) -> None:
+        """``pre`` [T, d_sae] float64 reference pre-activations, ``theta`` [d_sae] float64."""
+        acts = torch.relu(pre) * (pre > theta)
+        top = torch.topk(acts, TOP_K, dim=-1)
+        self.firing.extend((acts > 0).sum(dim=-1).tolist())
+        ref_rows = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        got_rows = zip(result.top_values, result.top_indices, strict=True)
+        for p, ((ref_v, ref_i), (got_v, got_i)) in enumerate(zip(ref_rows, got_rows, strict=True)):
+            ref = {f: v for f, v in zip(ref_i, ref_v, strict=True) if v > 0}
+            got = {f: v for f, v in zip(got_i, got_v, strict=True) if v > 0}
+            self._position(pre[p], theta, ref, got)
+
+    def _position(self, pre, theta, ref: dict[int, float], got: dict[int, float]) -> None:
+        shared = ref.keys() & got.keys()
+        size = max(len(ref), len(got))
+        self.overlaps.append(len(shared) / size if size else 1.0)
+        self.rel_errs.extend(abs(got[f] - ref[f]) / ref[f] for f in shared)
+        ref_cut = min(ref.values()) if len(ref) == TOP_K else None
+        got_cut = min(got.values()) if len(got) == TOP_K else None
+        for f in got.keys() - ref.keys():
+            # bf16 brought f in: it crossed the reference's rank cut, or its jump (not firing).
+            x = float(pre[f])
+            cuts = [ref_cut] if ref_cut is not None else []
+            if x <= float(theta[f]):
+                cuts.append(float(theta[f]))
+            if any(x < (1 - THRESHOLDS.swap_band) * cut for cut in cuts):
+                self.unexplained += 1
+        for f in ref.keys() - got.keys():
+            # bf16 left f out: below its own rank cut, or not firing at all.
+            cut = got_cut if got_cut is not None else float(theta[f])
+            if ref[f] > (1 + THRESHOLDS.swap_band) * cut:
+                self.unexplained += 1
+
+
+def check_correctness(
+    service: ServicePath, model: ResidualModel, sae: RandomSae, lengths: tuple[int, ...], seed: int
+) -> Correctness:
+    token_lists = [random_tokens(Shape(1, n), seed + i)[0] for i, n in enumerate(lengths)]
+    results = service.extract(token_lists)
+    ref = reference_model(model)
+    tally = Tally()
+    theta = sae.threshold.double()
+    resid_errs: list[float] = []
+    try:
+        for ids, result in zip(token_lists, results, strict=True):
+            x_ref = reference_residual(ref, ids)
+            # Diagnostic: the same forward, one request alone, in the service's dtype.
+            x_bf = model.residuals(torch.tensor([ids]), {LAYER})[LAYER][0].float()
+            resid_errs.extend(((x_bf - x_ref).norm(dim=-1) / x_ref.norm(dim=-1)).tolist())
+            tally.add_sequence(reference_pre(sae, x_ref).cpu(), theta, result)
+    finally:
+        del ref
+        empty_cache(model.device)
+    report = Correctness(
+        sequences=len(lengths),
+        positions=sum(lengths),
+        requests_per_batch=max(r.batch_size for r in results),
+        mean_firing=statistics.fmean(tally.firing),
+        full_top_k_positions=sum(n >= TOP_K for n in tally.firing),
+        mean_overlap=statistics.fmean(tally.overlaps),
+        min_overlap=min(tally.overlaps),
+        max_rel_err=max(tally.rel_errs),
+        p99_rel_err=statistics.quantiles(tally.rel_errs, n=100)[98],
+        median_rel_err=statistics.median(tally.rel_errs),
+        unexplained_swaps=tally.unexplained,
+        residual_rel_err_median=statistics.median(resid_errs),
+        residual_rel_err_max=max(resid_errs),
+        thresholds=THRESHOLDS,
+    )
+    th = THRESHOLDS
+    if report.max_rel_err > th.max_rel_err:
+        report.failures.append(f"max_rel_err {report.max_rel_err:.4f} > {th.max_rel_err}")
+    if report.median_rel_err > th.median_rel_err:
+        report.failures.append(f"median_rel_err {report.median_rel_err:.4f} > {th.median_rel_err}")
+    if report.unexplained_swaps:
+        report.failures.append(f"{report.unexplained_swaps} top-{TOP_K} swaps outside the band")
+    if report.mean_overlap < th.min_mean_overlap:
+        report.failures.append(f"mean_overlap {report.mean_overlap:.4f} < {th.min_mean_overlap}")
+    if report.requests_per_batch != len(lengths):
+        report.failures.append(f"the {len(lengths)} requests were not batched together")
+    return report
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def once(fn, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int) -> float:
+    """This card's dense matmul rate (the ceiling's numerator): 3 warm-ups, 10 timed."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=gen, device=device).to(dtype)
+    b = torch.randn(n, n, generator=gen, device=device).to(dtype)
+    for _ in range(3):
+        a @ b
+    seconds = once(lambda: [a @ b for _ in range(10)], device)
+    return 2 * n**3 * 10 / seconds / 1e12
+
+
+def flops_per_token(config, length: int, d_sae: int) -> float:
+    """Matmul FLOPs per token to block LAYER plus the encode (embedding lookups cost none)."""
+    d, f = config.hidden_size, config.intermediate_size
+    q = config.num_attention_heads * config.head_dim
+    kv = config.num_key_value_heads * config.head_dim
+    linear = 2 * (d * q + 2 * d * kv + q * d + 3 * d * f)
+    attention = 2 * 2 * q * (length + 1) / 2  # QK^T and AV over the causal context
+    return (LAYER + 1) * (linear + attention) + 2 * d * d_sae
+
+
+def measure_throughput(
+    service: ServicePath,
+    model: ResidualModel,
+    timed: Timed,
+    seed: int,
+    tflops: float,
+    d_sae: int,
+) -> Throughput:
+    shape, device = timed.shape, model.device
+    token_lists = random_tokens(shape, seed)
+    for _ in range(timed.warmups):
+        service.extract(token_lists)
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    batches_before = service.batcher.batches_run
+    wall, compute = [], []
+    for _ in range(timed.repeats):
+        sync(device)
+        start = time.perf_counter()
+        results = service.extract(token_lists)
+        sync(device)
+        wall.append(time.perf_counter() - start)
+        # Requests of one batch share its compute_ms: count each batch once.
+        compute.append(sum(r.compute_ms / r.batch_size for r in results) / 1000)
+    gib = 1024**3
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    tokens = shape.batch * shape.length
+    per_token = flops_per_token(model.config, shape.length, d_sae)
+    median = statistics.median(wall)
+    ceiling = tflops * 1e12 / per_token
+    return Throughput(
+        batch=shape.batch,
+        length=shape.length,
+        tokens=tokens,
+        repeats=timed.repeats,
+        batches_per_call=(service.batcher.batches_run - batches_before) / timed.repeats,
+        seconds_median=median,
+        seconds_min=min(wall),
+        tokens_per_s=tokens / median,
+        compute_tokens_per_s=tokens / statistics.median(compute),
+        flops_per_token=per_token,
+        ceiling_tokens_per_s=ceiling,
+        fraction_of_ceiling=tokens / median / ceiling,
+        peak_gib=None if peak is None else peak / gib,
+        peak_extra_gib=None if peak is None else (peak - before) / gib,
+    )
+
+
+@torch.inference_mode()
+def measure_truncation(model: ResidualModel, timed: Timed, seed: int) -> Truncation:
+    """Blocks 0..LAYER (the service's forward) vs the full model's forward with
+    ``output_hidden_states``, interleaved so both see the same clocks; medians."""
+    ids = torch.tensor(random_tokens(timed.shape, seed))
+    on_device = ids.to(model.device)
+
+    def full():
+        model.base(on_device, output_hidden_states=True, use_cache=False)
+
+    def truncated():
+        model.residuals(ids, {LAYER})
+
+    full(), truncated()
+    full_s, trunc_s = [], []
+    for _ in range(timed.repeats):
+        full_s.append(once(full, model.device))
+        trunc_s.append(once(truncated, model.device))
+    full_m, trunc_m = statistics.median(full_s), statistics.median(trunc_s)
+    return Truncation(
+        batch=timed.shape.batch,
+        length=timed.shape.length,
+        layer=LAYER,
+        full_s=full_m,
+        truncated_s=trunc_m,
+        ratio=full_m / trunc_m,
+        ideal=model.n_layers / (LAYER + 1),
+    )
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def service_weight_bytes(model: ResidualModel, registry: SaeRegistry, meta: SaeMeta) -> int:
+    """What the service holds: embeddings, blocks 0..LAYER, the folded SAE."""
+    params = sum(p.numel() * p.element_size() for p in model.base.parameters())
+    enc = registry.encoder(meta)
+    sae = [enc.W, enc.bias, *([enc.threshold] if enc.threshold is not None else [])]
+    return params + sum(t.numel() * t.element_size() for t in sae)
+
+
+def run(size: Size, device: torch.device, dtype: torch.dtype, seed: int) -> dict:
+    import transformers
+
+    torch.set_float32_matmul_precision("highest")  # the f32 reference is f32, not TF32
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def stage(name: str, since: float) -> float:
+        now = time.perf_counter()
+        stages[name] = round(now - since, 3)
+        return now
+
+    t = time.perf_counter()
+    model = build_model(size, device, dtype, seed)
+    sync(device)
+    t = stage("build_model", t)
+    calib = torch.tensor(random_tokens(size.calibration, seed + 1))
+    resid = model.residuals(calib, {LAYER})[LAYER].reshape(-1, model.d_model)
+    with tempfile.TemporaryDirectory(prefix="gpu-check-sae-") as tmp:
+        sae = write_random_sae(Path(tmp) / SAE_ID, resid, size.d_sae, seed + 2, device)
+        t = stage("calibrate_write_sae", t)
+        registry = SaeRegistry(
+            [sae.folder], max_loaded=1, device=device, dtype=dtype, labels_filename="labels.json"
+        )
+        meta = registry.resolve(None, None)
+        registry.encoder(meta)  # load and fold now, as the service does before /health
+        sync(device)
+        t = stage("load_sae", t)
+    service = ServicePath(model, registry, meta)
+    try:
+        correctness = check_correctness(
+            service, model, sae, size.correctness_lengths, seed=seed + 10
+        )
+        t = stage("correctness", t)
+        truncation = measure_truncation(model, size.truncation, seed=seed + 20)
+        t = stage("truncation", t)
+        model.keep_layers(LAYER + 1)  # as the service does (drop_unused_layers)
+        empty_cache(device)
+        tflops = matmul_tflops(device, dtype, size.matmul_n)
+        throughput = [
+            measure_throughput(service, model, timed, seed + 30 + i, tflops, size.d_sae)
+            for i, timed in enumerate(size.throughput)
+        ]
+        t = stage("throughput", t)
+    finally:
+        service.close()
+    gib = 1024**3
+    config = model.config
+    return {
+        "check": "sae_gpu_check",
+        "size": size.name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "dtype": str(dtype).removeprefix("torch."),
+        "attn_implementation": config._attn_implementation,
+        "model": {
+            "layers": model.n_layers,
+            "vocab_size": config.vocab_size,
+            **{k: getattr(config, k) for k in size.width},
+            "rope_type": (getattr(config, "rope_parameters", None) or {}).get("rope_type"),
+        },
+        "sae": {
+            "layer": LAYER,
+            "d_sae": size.d_sae,
+            "architecture": "jumprelu",
+            "layout": meta.layout,
+            "fire_per_token_target": FIRE_PER_TOKEN,
+            "top_k": TOP_K,
+        },
+        "batching": {
+            "max_batch_size": MAX_BATCH_SIZE,
+            "max_batch_tokens": MAX_BATCH_TOKENS,
+            "batch_wait_ms": BATCH_WAIT_MS,
+            "max_padding_ratio": MAX_PADDING_RATIO,
+            "encode_chunk_tokens": ENCODE_CHUNK_TOKENS,
+        },
+        "matmul_tflops": tflops,
+        "correctness": {**asdict(correctness), "passed": correctness.passed},
+        "throughput": [asdict(row) for row in throughput],
+        "truncation": asdict(truncation),
+        "memory": {
+            "service_weights_gib": service_weight_bytes(model, registry, meta) / gib,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / gib
+            if device.type == "cuda"
+            else None,
+        },
+        "stages_s": stages,
+        "total_s": round(time.perf_counter() - started, 3),
+        "passed": correctness.passed,
+    }
+
+
+def print_table(report: dict) -> None:
+    c, m = report["correctness"], report["model"]
+    print(
+        f"SAE GPU check ({report['size']}): {report['device_name']} ({report['device']}), "
+        f"torch {report['torch']}, transformers {report['transformers']}, {report['dtype']}, "
+        f"attention {report['attn_implementation']}"
+    )
+    print(
+        f"model: {m['layers']} blocks, hidden {m['hidden_size']}, intermediate "
+        f"{m['intermediate_size']}, heads {m['num_attention_heads']}/{m['num_key_value_heads']}"
+        f"; SAE jumprelu d_sae {report['sae']['d_sae']} at layer {report['sae']['layer']}"
+    )
+    print(
+        f"\ncorrectness: {c['sequences']} requests ({c['positions']} positions) in "
+        f"{c['requests_per_batch']}-request batches vs f32 forward + f64 SAE; "
+        f"{c['mean_firing']:.1f} features fire per position"
+    )
+    th = c["thresholds"]
+    print(
+        f"  top-{TOP_K} overlap  mean {c['mean_overlap']:.4f} (>= {th['min_mean_overlap']})"
+        f"  min {c['min_overlap']:.3f}"
+    )
+    print(
+        f"  shared values rel err  max {c['max_rel_err']:.4f} (<= {th['max_rel_err']})"
+        f"  p99 {c['p99_rel_err']:.4f}  median {c['median_rel_err']:.5f}"
+        f" (<= {th['median_rel_err']})"
+    )
+    print(
+        f"  swaps farther than {th['swap_band']:.0%} from the cut  {c['unexplained_swaps']} (== 0)"
+    )
+    print(
+        f"  residual rel err at layer {LAYER}  median {c['residual_rel_err_median']:.5f}"
+        f"  max {c['residual_rel_err_max']:.5f}"
+    )
+    print(
+        f"\nthroughput (the service's Batcher, defaults; matmul {report['matmul_tflops']:.1f} "
+        "TFLOP/s on this device)"
+    )
+    head = (
+        f"{'batch x len':>12} {'batches':>7} {'median s':>9} {'tokens/s':>9} {'compute':>9}"
+        f" {'GFLOP/tok':>9} {'ceiling':>9} {'of ceil':>7} {'peak GiB':>8} {'+act GiB':>8}"
+    )
+    print(head)
+    for r in report["throughput"]:
+        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+        extra = "-" if r["peak_extra_gib"] is None else f"{r['peak_extra_gib']:.2f}"
+        print(
+            f"{r['batch']:>5} x {r['length']:<5} {r['batches_per_call']:>7.1f}"
+            f" {r['seconds_median']:>9.4f} {r['tokens_per_s']:>9.0f}"
+            f" {r['compute_tokens_per_s']:>9.0f} {r['flops_per_token'] / 1e9:>9.3g}"
+            f" {r['ceiling_tokens_per_s']:>9.0f} {r['fraction_of_ceiling']:>7.1%}"
+            f" {peak:>8} {extra:>8}"
+        )
+    tr = report["truncation"]
+    print(
+        f"\ntruncated (blocks 0..{tr['layer']}) vs full forward at {tr['batch']}x{tr['length']}:"
+        f" {tr['full_s']:.4f} s / {tr['truncated_s']:.4f} s = {tr['ratio']:.2f}x"
+        f" (ideal {tr['ideal']:.2f}x)"
+    )
+    mem = report["memory"]
+    peak = "-" if mem["peak_gib"] is None else f"{mem['peak_gib']:.2f} GiB"
+    print(f"memory: service weights {mem['service_weights_gib']:.2f} GiB, run peak {peak}")
+    print(f"stages (s): {report['stages_s']}; total {report['total_s']:.1f} s")
+    verdict = "PASS" if report["passed"] else "FAIL: " + "; ".join(c["failures"])
+    print(f"\n{verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny width (runs on a CPU)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="JSON file (default: $OUT/gpu_check-SIZE.json)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if not args.small and device.type != "cuda":
+        parser.error("the full size needs a GPU (15 GB of bf16 weights); use --small here")
+    size = SMALL if args.small else FULL
+    report = run(size, device, getattr(torch, args.dtype), args.seed)
+    print_table(report)
+    out = args.out
+    if out is None and os.environ.get("OUT"):
+        out = Path(os.environ["OUT"]) / f"gpu_check-{size.name}.json"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {out}")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
