@@ -22,7 +22,8 @@ What runs, all of it the service's own code except the reference:
 3. Correctness: four requests of different lengths submitted together to the service's
    ``Batcher`` (right-padded forwards to block 16, one encode, top-20), against transformers' own
    ``LlamaModel.forward`` in float32 (eager attention; blocks 0..16 of the same weights, the
-   residual taken by a hook on block 16) and SAELens' formula in float64 on the raw weights.
+   residual taken by a hook on block 16) and SAELens' formula in float64 on the raw weights
+   (``bench/sae_agreement.py``: the comparison, its thresholds and why they are where they are).
 4. Throughput through the same ``Batcher`` with the service's defaults (``batching.py``) at
    batch x length 1x128, 8x512, 32x2048 (the last runs as 4 batches of 8: ``MAX_BATCH_TOKENS``),
    after dropping the blocks above 16 as the service does; tokens/s per request set (submit to
@@ -48,33 +49,6 @@ on the CPU) ~10 s: about a minute in all, so the 4-minute bound holds with a wid
 stage line is printed as each ends, so a run cut short still reports). Memory: 15 GB bf16 model
 + 17 GB f32 reference (freed before timing) + 1 GB f64 SAE reference + activations of one
 16384-token forward (a few GB): under 40 GB of the H100's 78.
-
-Correctness thresholds (``Thresholds``; bf16 service vs the f32/f64 reference, per position,
-over the features with a positive activation in each top-20). bf16 keeps 8 significant bits, and
-with random weights the error is larger than with trained ones: measured on a CPU at full width
-(17 blocks built one at a time, 2 x 128 positions, bf16 vs f32), the residual's relative error is
-1.2% after block 0 and grows as the square root of the depth to 4.6% after block 16 (figure
-``residual_rel_err``, reported, no threshold). A pre-activation's error is that error projected
-on one encoder column (and a little larger, since ``x - b_dec`` is shorter than ``x``), while a
-top-20 value sits ~3 spreads above the mean. The same measurement gave: shared values' relative
-error median 0.83%, p99 3.4%, max 5.2% (of 4756 values); top-20 overlap 0.93 (min 0.80); no
-swap farther than 10% from its cut. The small size (tests/bench) gives 0.4% / 1.7% / 3.1% and
-0.98. So:
-- max relative error of a shared value <= 15%: ~2.5x the largest seen (the max grows slowly with
-  the sample: 1281 positions are ~25k values), allowing for GPU kernels rounding differently
-  (cuBLAS' reduced-precision bf16 reductions, flash attention); a real fault (wrong layer,
-  position, padding, bias fold) is off by tens of percent or more.
-- median relative error <= 2%: ~2.4x the 0.83% seen; a systematic error that the max would miss
-  (a 3-4% scale, a normalisation factor) moves the median past it.
-- no swap outside a 10% band: bf16 may exchange features whose reference values lie within its
-  error of the cut they cross (the 20th value, ~0.4% above the 21st for 32768 Gaussian-like
-  pre-activations; or the JumpReLU threshold). A feature bf16 brings in must have a reference
-  pre-activation at most 10% below that cut, one it leaves out a reference value at most 10%
-  above bf16's cut: 10% is ~8 standard deviations of the value error seen, so only a fault
-  lands outside.
-- mean top-20 overlap >= 0.80: with value errors e and gaps s near rank 20 about e / s features
-  a position cross the cut (0.93 seen); 0.80 allows for errors ~2.5x those seen, and a fault
-  gives an overlap near 0.
 """
 
 from __future__ import annotations
@@ -88,7 +62,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/gpu_check.py` on a machine with no project install
     sys.path.insert(0, str(ROOT))
 
+from bench.sae_agreement import Correctness, RandomSae, check_correctness  # noqa: E402
 from common.defaults import DEFAULT_SAE_LAYER  # noqa: E402
 from engine.sae.batching import (  # noqa: E402
     BATCH_WAIT_MS,
@@ -119,19 +94,6 @@ LAYER = DEFAULT_SAE_LAYER
 TOP_K = 20  # the wire's default top_k
 FIRE_PER_TOKEN = 64  # features firing per token on average: sparse, yet more than TOP_K
 SAE_ID = "gpu_check_random"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Where bf16 rounding ends and a fault begins (the module docstring says why)."""
-
-    max_rel_err: float = 0.15  # any value both top-k sets share
-    median_rel_err: float = 0.02  # a systematic error (a scale, a bias) moves the median
-    swap_band: float = 0.10  # how far from the cut it crossed a swapped feature may sit
-    min_mean_overlap: float = 0.80
-
-
-THRESHOLDS = Thresholds()
 
 
 @dataclass(frozen=True)
@@ -200,40 +162,6 @@ SMALL = Size(
     truncation=Timed(Shape(4, 64), repeats=3),
     matmul_n=512,
 )
-
-
-@dataclass(frozen=True)
-class RandomSae:
-    """The SAE as written to disk (float32, SAELens conventions), for the reference."""
-
-    folder: Path
-    W_enc: torch.Tensor  # [d_in, d_sae]
-    b_enc: torch.Tensor
-    b_dec: torch.Tensor
-    threshold: torch.Tensor  # [d_sae]
-
-
-@dataclass
-class Correctness:
-    sequences: int
-    positions: int
-    requests_per_batch: int
-    mean_firing: float  # reference L0 per position
-    full_top_k_positions: int  # positions where >= TOP_K features fire in the reference
-    mean_overlap: float
-    min_overlap: float
-    max_rel_err: float
-    p99_rel_err: float
-    median_rel_err: float
-    unexplained_swaps: int
-    residual_rel_err_median: float  # diagnostic: the forward alone, one request, no threshold
-    residual_rel_err_max: float
-    thresholds: Thresholds
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
 
 
 @dataclass
@@ -377,154 +305,13 @@ class ServicePath:
         self.loop.close()
 
 
-# --- correctness -------------------------------------------------------------------------------
-
-
-def reference_model(model: ResidualModel) -> torch.nn.Module:
-    """Blocks 0..LAYER of the same weights in float32 (bf16 -> f32 is exact), run by
-    transformers' own forward with plain (eager) attention."""
-    import copy
-
-    from transformers import LlamaModel
-
-    config = copy.deepcopy(model.config)
-    config.num_hidden_layers = LAYER + 1
-    config._attn_implementation = "eager"
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        with model.device:
-            ref = LlamaModel(config)
-    finally:
-        torch.set_default_dtype(previous)
-    kept = {
-        name: tensor
-        for name, tensor in model.base.state_dict().items()
-        if not name.startswith("layers.") or int(name.split(".")[1]) <= LAYER
-    }
-    ref.load_state_dict(kept)
-    return ref.eval()
-
-
-@torch.inference_mode()
-def reference_residual(ref: torch.nn.Module, token_ids: list[int]) -> torch.Tensor:
-    """The output of block LAYER [T, d] (hook: transformers' last hidden state is normed)."""
-    captured: dict[str, torch.Tensor] = {}
-
-    def hook(_module, _inputs, output):
-        captured["x"] = output[0] if isinstance(output, tuple) else output
-
-    handle = ref.layers[LAYER].register_forward_hook(hook)
-    try:
-        ref(torch.tensor([token_ids], device=ref.embed_tokens.weight.device), use_cache=False)
-    finally:
-        handle.remove()
-    return captured["x"][0]
-
-
-@torch.inference_mode()
-def reference_pre(sae: RandomSae, x: torch.Tensor) -> torch.Tensor:
-    """SAELens' pre-activations in float64, on the raw (unfolded) weights: [T, d_sae]."""
-    device = x.device
-    w = sae.W_enc.to(device=device, dtype=torch.float64)
-    b_dec = sae.b_dec.to(device=device, dtype=torch.float64)
-    b_enc = sae.b_enc.to(device=device, dtype=torch.float64)
-    return (x.double() - b_dec) @ w + b_enc
-
-
-@dataclass
-class Tally:
-    """Per-position comparison of the service's top-k with the reference."""
-
-    overlaps: list[float] = field(default_factory=list)
-    rel_errs: list[float] = field(default_factory=list)
-    unexplained: int = 0
-    firing: list[int] = field(default_factory=list)
-
-    def add_sequence(self, pre: torch.Tensor, theta: torch.Tensor, result: EncodeResult) -> None:
-        """``pre`` [T, d_sae] float64 reference pre-activations, ``theta`` [d_sae] float64."""
-        acts = torch.relu(pre) * (pre > theta)
-        top = torch.topk(acts, TOP_K, dim=-1)
-        self.firing.extend((acts > 0).sum(dim=-1).tolist())
-        ref_rows = zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        got_rows = zip(result.top_values, result.top_indices, strict=True)
-        for p, ((ref_v, ref_i), (got_v, got_i)) in enumerate(zip(ref_rows, got_rows, strict=True)):
-            ref = {f: v for f, v in zip(ref_i, ref_v, strict=True) if v > 0}
-            got = {f: v for f, v in zip(got_i, got_v, strict=True) if v > 0}
-            self._position(pre[p], theta, ref, got)
-
-    def _position(self, pre, theta, ref: dict[int, float], got: dict[int, float]) -> None:
-        shared = ref.keys() & got.keys()
-        size = max(len(ref), len(got))
-        self.overlaps.append(len(shared) / size if size else 1.0)
-        self.rel_errs.extend(abs(got[f] - ref[f]) / ref[f] for f in shared)
-        ref_cut = min(ref.values()) if len(ref) == TOP_K else None
-        got_cut = min(got.values()) if len(got) == TOP_K else None
-        for f in got.keys() - ref.keys():
-            # bf16 brought f in: it crossed the reference's rank cut, or its jump (not firing).
-            x = float(pre[f])
-            cuts = [ref_cut] if ref_cut is not None else []
-            if x <= float(theta[f]):
-                cuts.append(float(theta[f]))
-            if any(x < (1 - THRESHOLDS.swap_band) * cut for cut in cuts):
-                self.unexplained += 1
-        for f in ref.keys() - got.keys():
-            # bf16 left f out: below its own rank cut, or not firing at all.
-            cut = got_cut if got_cut is not None else float(theta[f])
-            if ref[f] > (1 + THRESHOLDS.swap_band) * cut:
-                self.unexplained += 1
-
-
-def check_correctness(
+def correctness_step(
     service: ServicePath, model: ResidualModel, sae: RandomSae, lengths: tuple[int, ...], seed: int
 ) -> Correctness:
+    """Requests of these lengths submitted together, against the reference."""
     token_lists = [random_tokens(Shape(1, n), seed + i)[0] for i, n in enumerate(lengths)]
     results = service.extract(token_lists)
-    ref = reference_model(model)
-    wide = {"dtype": torch.float64, "device": model.device}
-    sae64 = replace(sae, W_enc=sae.W_enc.to(**wide), b_enc=sae.b_enc.to(**wide))
-    sae64 = replace(sae64, b_dec=sae.b_dec.to(**wide))
-    tally = Tally()
-    theta = sae.threshold.double()
-    resid_errs: list[float] = []
-    try:
-        for ids, result in zip(token_lists, results, strict=True):
-            x_ref = reference_residual(ref, ids)
-            # Diagnostic: the same forward, one request alone, in the service's dtype.
-            x_bf = model.residuals(torch.tensor([ids]), {LAYER})[LAYER][0].float()
-            resid_errs.extend(((x_bf - x_ref).norm(dim=-1) / x_ref.norm(dim=-1)).tolist())
-            tally.add_sequence(reference_pre(sae64, x_ref).cpu(), theta, result)
-    finally:
-        del ref, sae64
-        empty_cache(model.device)
-    report = Correctness(
-        sequences=len(lengths),
-        positions=sum(lengths),
-        requests_per_batch=max(r.batch_size for r in results),
-        mean_firing=statistics.fmean(tally.firing),
-        full_top_k_positions=sum(n >= TOP_K for n in tally.firing),
-        mean_overlap=statistics.fmean(tally.overlaps),
-        min_overlap=min(tally.overlaps),
-        max_rel_err=max(tally.rel_errs),
-        p99_rel_err=statistics.quantiles(tally.rel_errs, n=100)[98],
-        median_rel_err=statistics.median(tally.rel_errs),
-        unexplained_swaps=tally.unexplained,
-        residual_rel_err_median=statistics.median(resid_errs),
-        residual_rel_err_max=max(resid_errs),
-        thresholds=THRESHOLDS,
-    )
-    th = THRESHOLDS
-    if report.max_rel_err > th.max_rel_err:
-        report.failures.append(f"max_rel_err {report.max_rel_err:.4f} > {th.max_rel_err}")
-    if report.median_rel_err > th.median_rel_err:
-        report.failures.append(f"median_rel_err {report.median_rel_err:.4f} > {th.median_rel_err}")
-    if report.unexplained_swaps:
-        report.failures.append(f"{report.unexplained_swaps} top-{TOP_K} swaps outside the band")
-    if report.mean_overlap < th.min_mean_overlap:
-        report.failures.append(f"mean_overlap {report.mean_overlap:.4f} < {th.min_mean_overlap}")
-    if report.requests_per_batch != len(lengths):
-        report.failures.append(f"the {len(lengths)} requests were not batched together")
-    return report
+    return check_correctness(model, sae, token_lists, results, layer=LAYER, top_k=TOP_K)
 
 
 # --- timing ------------------------------------------------------------------------------------
@@ -696,9 +483,7 @@ def run(size: Size, device: torch.device, dtype: torch.dtype, seed: int) -> dict
         t = stage("load_sae", t)
     service = ServicePath(model, registry, meta)
     try:
-        correctness = check_correctness(
-            service, model, sae, size.correctness_lengths, seed=seed + 10
-        )
+        correctness = correctness_step(service, model, sae, size.correctness_lengths, seed + 10)
         c = correctness
         t = stage(
             "correctness",
