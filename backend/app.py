@@ -21,6 +21,7 @@ from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
 from backend.upstreams.client import JsonUpstream, new_http_client
+from common.body_limit import limit_body
 from common.errors import install_error_handlers
 from common.responses import OrjsonResponse
 
@@ -45,11 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.playground_activations_hf_url,
                 timeout=settings.playground_engine_timeout_s,
                 connect_timeout=connect,
+                headers=settings.upstream_headers(),
             )
             sae_http = new_http_client(
                 settings.playground_sae_url,
                 timeout=settings.playground_sae_timeout_s,
                 connect_timeout=connect,
+                headers=settings.upstream_headers(),
             )
             injection_http = new_http_client(
                 "", timeout=settings.playground_injection_timeout_s, connect_timeout=connect
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(features_router)
     app.include_router(injection_router)
     app.include_router(page_router)
+    limit_body(app, settings.playground_max_body_bytes)
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:

@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.auth import require_token
+from common.body_limit import limit_body
 from common.errors import install_error_handlers
 from common.responses import OrjsonResponse
 from engine.generation.api_router import router
@@ -33,4 +35,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    # Outermost last: the token is checked before any body byte is read.
+    limit_body(app, settings.max_body_bytes)
+    require_token(app, settings.api_token)
     return app

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.auth import require_token
+from common.body_limit import limit_body
 from common.errors import install_error_handlers
 from common.responses import OrjsonResponse
 from engine.sae.api_router import router
@@ -58,6 +60,7 @@ def build_service(settings: Settings):
         wait_ms=settings.batch_wait_ms,
         chunk_tokens=settings.encode_chunk_tokens,
         max_padding=settings.max_padding_ratio,
+        max_queued=settings.max_queued_jobs,
     )
     logger.info("SAE service ready: %s on %s/%s", settings.served_model_id, device, dtype)
     return SaeService(settings, model, TokenTable(tokenizer), registry, batcher)
@@ -84,4 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    # Outermost last: the token is checked before any body byte is read.
+    limit_body(app, settings.max_body_bytes)
+    require_token(app, settings.api_token)
     return app

@@ -21,7 +21,7 @@ import pytest
 
 from common.pgembed import embedded_postgres
 from tests.support.databases import create_database
-from tests.support.servers import REPO_ROOT, free_port
+from tests.support.servers import REPO_ROOT, SERVICE_TOKEN, free_port
 
 pytestmark = pytest.mark.vllm
 
@@ -186,7 +186,12 @@ def test_up_switches_to_external_database_and_remote_services(
     proc = start_up(
         ["--data-dir", str(tmp_path / "data"), "--port", str(port), "--sae-url", sae_url],
         log_path,
-        {"DATABASE_URL": database_url, "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url},
+        {
+            "DATABASE_URL": database_url,
+            "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url,
+            # The remote services' token: the backend that `up` starts sends it.
+            "PLAYGROUND_SERVICE_TOKEN": SERVICE_TOKEN,
+        },
     )
     try:
         wait_ready(proc, log_path)
