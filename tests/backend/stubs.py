@@ -2,9 +2,9 @@
 
 Each is a real FastAPI app served over HTTP (``serve_app``) implementing contracts.md, with a
 ``mode`` switch for the fault cases: ``ok``, ``error500``, ``garbage`` (not JSON), ``wrong_shape``
-(JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``gzip`` (OpenAI only: a gzip-encoded stream), ``slow`` (sleeps past
-the backend's timeout), ``huge_ids`` (a token id past 64 bits), ``nul_text`` (a NUL character in
-the output text and a token).
+(JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``gzip`` (OpenAI
+only: a gzip-encoded stream), ``slow`` (sleeps past the backend's timeout), ``huge_ids`` (a
+token id past 64 bits), ``nul_text`` (a NUL character in the output text and a token).
 """
 
 from __future__ import annotations
