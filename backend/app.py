@@ -7,13 +7,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from backend.activations.api_router import router as activations_router
+from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
 from backend.db.pool import create_pool
 from backend.features.api_router import router as features_router
 from backend.features.service import FeatureService
+from backend.health import HealthService
 from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
 from backend.page.router import router as page_router
@@ -21,9 +23,7 @@ from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
 from backend.upstreams.client import JsonUpstream, new_http_client
-from common.body_limit import limit_body
-from common.errors import install_error_handlers
-from common.responses import OrjsonResponse
+from common.app import create_service_app
 
 logger = logging.getLogger(__name__)
 
@@ -60,36 +60,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for client in (engine_http, sae_http, injection_http):
                 stack.push_async_callback(client.aclose)
 
-            engine = JsonUpstream(engine_upstream.NAME, engine_http)
+            engine = engine_upstream.EngineClient(JsonUpstream(engine_upstream.NAME, engine_http))
             sae = sae_upstream.SaeClient(JsonUpstream(sae_upstream.NAME, sae_http))
             app.state.settings = settings
             app.state.pool = pool
-            app.state.activations = ActivationService(
-                settings, pool, engine_upstream.EngineClient(engine), sae, engine
-            )
+            app.state.activations = ActivationService(settings, pool, engine, sae)
+            app.state.runs = RunReader(settings, pool)
+            app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)
             app.state.injection = InjectionProxy(settings, injection_http)
             yield
 
-    app = FastAPI(
+    return create_service_app(
         title="Activations playground backend",
-        version="0.1.0",
-        default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        routers=[activations_router, features_router, injection_router, page_router, meta_router],
+        max_body_bytes=settings.playground_max_body_bytes,
     )
-    install_error_handlers(app)
-    app.include_router(activations_router)
-    app.include_router(features_router)
-    app.include_router(injection_router)
-    app.include_router(page_router)
-    limit_body(app, settings.playground_max_body_bytes)
 
-    @app.get("/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        """Liveness: 200 once the app has started (its lifespan connected to Postgres)."""
-        return {"status": "ok"}
 
-    return app
+meta_router = APIRouter(tags=["meta"])
+
+
+@meta_router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: 200 once the app has started (its lifespan connected to Postgres)."""
+    return {"status": "ok"}
 
 
 async def _close_pool(pool) -> None:

@@ -40,13 +40,20 @@ from fastapi.responses import Response
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.activations import packed  # noqa: E402
+from backend.activations import packed, storage  # noqa: E402
+from backend.activations.record import (  # noqa: E402
+    Extraction,
+    Generation,
+    RunRecord,
+    RunTimings,
+)
 from backend.db import queries  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
+from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER  # noqa: E402
 from common.pgembed import embedded_postgres  # noqa: E402
 from common.services import Service, free_port  # noqa: E402
 
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+MODEL = DEFAULT_MODEL_ID
 BIG_ID = "bench-big"
 
 
@@ -75,56 +82,42 @@ def make_timeline(n_positions: int, top_k: int, output_start: int, seed: int = 0
     return entries
 
 
-def preview_row(request_id: str, created: datetime, timeline: list[dict], output_start: int):
+def run_record(
+    request_id: str, created: datetime, timeline: list[dict], output_start: int
+) -> RunRecord:
+    """A stored run shaped like the run path's: rows come from ``storage`` like every writer's."""
     tl, tokens = packed.from_entries(timeline)
     token_ids = [e["token_id"] for e in timeline]
-    return queries.PreviewRow(
+    return RunRecord(
         request_id=request_id,
         created_at=created,
-        updated_at=created,
         model_id=MODEL,
         prompt="bench prompt",
-        output_text="bench output",
-        output_token_ids=token_ids[output_start:],
-        prompt_token_ids=token_ids[:output_start],
-        finish_reason="length",
-        sae_id="llama_scope_lxr_8x",
-        sae_layer=16,
-        sae_top_k=max((len(e["features"]) for e in timeline), default=0),
-        feature_timeline=orjson.dumps(timeline).decode(),
-        timeline_packed=packed.pack(tl),
-        timeline_tokens=tokens,
-    )
-
-
-def index_row(request_id: str, created: datetime, prompt_tokens: int, output_tokens: int):
-    return queries.IndexRow(
-        request_id=request_id,
-        created_at=created,
-        updated_at=created,
-        model_id=MODEL,
-        prompt_preview="bench prompt",
         status="ok",
-        error_code=None,
-        error_message=None,
-        error_upstream=None,
-        prompt_tokens=prompt_tokens,
-        output_tokens=output_tokens,
-        finish_reason="length",
-        sae_id="llama_scope_lxr_8x",
-        sae_layer=16,
-        sae_top_k=20,
-        has_preview=True,
-        engine_ms=100.0,
-        sae_ms=50.0,
-        total_ms=160.0,
+        generation=Generation(
+            model_id=MODEL,
+            output_text="bench output",
+            output_token_ids=token_ids[output_start:],
+            prompt_token_ids=token_ids[:output_start],
+            finish_reason="length",
+        ),
+        extraction=Extraction(
+            sae_id=DEFAULT_SAE_ID,
+            sae_layer=DEFAULT_SAE_LAYER,
+            sae_top_k=max((len(e["features"]) for e in timeline), default=0),
+            timeline=tl,
+            tokens=tokens,
+            timeline_json=orjson.dumps(timeline),
+        ),
+        failure=None,
+        timings=RunTimings(engine=100.0, sae=50.0, total=160.0),
     )
 
 
 async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
     """N small runs (8 positions x top-3 each) spread over 30 days, plus the big run."""
-    small_tl = make_timeline(8, 3, 4, seed=1)
-    small = preview_row("x", datetime.now(UTC), small_tl, 4)
+    small = run_record("x", datetime.now(UTC), make_timeline(8, 3, 4, seed=1), 4)
+    small_index, small_preview = storage.index_row(small), storage.preview_row(small)
     now = datetime.now(UTC)
     conn = await asyncpg.connect(url)
     try:
@@ -134,18 +127,13 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
             for i in range(start, min(start + batch, n_runs)):
                 created = now - timedelta(seconds=i * 26)  # 100k runs over ~30 days
                 rid = f"seed-{i:07d}"
-                idx.append(index_row(rid, created, 4, 4))
-                prev.append(
-                    dataclasses.replace(
-                        small, request_id=rid, created_at=created, updated_at=created
-                    )
-                )
+                stamp = {"request_id": rid, "created_at": created, "updated_at": created}
+                idx.append(dataclasses.replace(small_index, **stamp))
+                prev.append(dataclasses.replace(small_preview, **stamp))
             await queries.copy_runs(conn, idx, prev)
         half = big_positions // 2
-        big_tl = make_timeline(big_positions, top_k, half, seed=2)
-        await queries.copy_runs(
-            conn, [index_row(BIG_ID, now, half, half)], [preview_row(BIG_ID, now, big_tl, half)]
-        )
+        big = run_record(BIG_ID, now, make_timeline(big_positions, top_k, half, seed=2), half)
+        await queries.copy_runs(conn, [storage.index_row(big)], [storage.preview_row(big)])
         # Leave the database quiet: no autovacuum of the fresh rows or checkpoint mid-timing.
         await conn.execute("VACUUM (ANALYZE)")
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
@@ -173,7 +161,12 @@ def stub_app(run_positions: int, top_k: int) -> FastAPI:
         }
     )
     extract = orjson.dumps(
-        {"sae_id": "llama_scope_lxr_8x", "layer": 16, "d_sae": 32768, "feature_timeline": tl}
+        {
+            "sae_id": DEFAULT_SAE_ID,
+            "layer": DEFAULT_SAE_LAYER,
+            "d_sae": 32768,
+            "feature_timeline": tl,
+        }
     )
     app = FastAPI()
 
@@ -253,8 +246,8 @@ async def time_direct_write(url: str, positions: int, top_k: int, n: int, warmup
     try:
         now = datetime.now(UTC)
         timeline = make_timeline(positions, top_k, positions // 2, seed=3)
-        preview = preview_row("bench-write", now, timeline, positions // 2)
-        index = index_row("bench-write", now, positions // 2, positions // 2)
+        record = run_record("bench-write", now, timeline, positions // 2)
+        preview, index = storage.preview_row(record), storage.index_row(record)
         for _ in range(warmup):
             await queries.save_run(conn, index, preview)
         samples = []

@@ -187,13 +187,16 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that make every failure answer with :class:`ErrorResponse`."""
+    """Register the handlers that make every failure answer with :class:`ErrorResponse`
+    (FastAPI's decorator: its typing accepts handlers of a narrower exception type)."""
 
+    @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError):
         if exc.status_code >= 500:
             logger.warning("%s: %s (upstream=%s)", exc.code, exc.message, exc.upstream)
         return error_response(exc.status_code, exc.to_info(), headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError):
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
@@ -202,19 +205,16 @@ def install_error_handlers(app: FastAPI) -> None:
         info = ErrorInfo(code="validation_error", message=message, details=details)
         return error_response(422, info)
 
+    @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         info = ErrorInfo(code=code, message=str(exc.detail))
         return error_response(exc.status_code, info, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
     async def on_unexpected(_: Request, exc: Exception):
         logger.exception("unhandled error", exc_info=exc)
         return error_response(500, ErrorInfo(code="internal_error", message="internal error"))
-
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
 
 
 # For routes' ``responses=`` so the OpenAPI schema documents the error body.

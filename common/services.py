@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,10 @@ def free_port() -> int:
 
 class ServiceExited(RuntimeError):
     """The child exited while we waited for it to become healthy."""
+
+
+class ServiceTimeout(TimeoutError):
+    """The child did not become healthy in time."""
 
 
 @dataclass
@@ -67,20 +72,9 @@ class Service:
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def wait_healthy(self, timeout: float, poll_s: float = 0.25) -> None:
-        """Block until GET /health answers 200; raise if the child exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while not self.healthy():
-            code = self.exited()
-            if code is not None:
-                raise ServiceExited(
-                    f"{self.name} exited with {code} during start-up; log tail:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.name} not healthy after {timeout:.0f} s ({self.log_path})"
-                )
-            time.sleep(poll_s)
+    def wait_healthy(self, timeout: float) -> None:
+        """Block until GET /health answers 200 (see :func:`wait_healthy`)."""
+        wait_healthy([self], timeout)
 
     def last_log_line(self) -> str:
         try:
@@ -116,6 +110,57 @@ class Service:
             os.killpg(pgid, signal.SIGKILL)
         self.proc.wait()
         return True
+
+
+def wait_healthy(
+    services: Sequence[Service],
+    timeout: float,
+    *,
+    on_healthy: Callable[[Service, float], None] | None = None,
+    on_progress: Callable[[Service, float], None] | None = None,
+    progress_every_s: float = 5.0,
+    poll_s: float = 0.25,
+) -> None:
+    """Poll until every service answers GET /health with 200. Raises :class:`ServiceExited`
+    (with its log tail) when one exits first, :class:`ServiceTimeout` after ``timeout`` s.
+    ``on_healthy``/``on_progress`` get the service and the seconds waited so far."""
+    pending = list(services)
+    started = last_report = time.monotonic()
+    while pending:
+        for svc in list(pending):
+            code = svc.exited()
+            if code is not None:
+                raise ServiceExited(
+                    f"{svc.name} exited with {code} during start-up; log {svc.log_path}:\n"
+                    f"{svc.log_tail()}"
+                )
+            if svc.healthy():
+                pending.remove(svc)
+                if on_healthy:
+                    on_healthy(svc, time.monotonic() - started)
+        now = time.monotonic()
+        if pending and now - started > timeout:
+            names = ", ".join(svc.name for svc in pending)
+            raise ServiceTimeout(f"not healthy after {timeout:.0f} s: {names}")
+        if pending and on_progress and now - last_report >= progress_every_s:
+            last_report = now
+            for svc in pending:
+                on_progress(svc, now - started)
+        if pending:
+            time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def running(
+    service: Service, *, timeout: float, host: str = "127.0.0.1", grace_s: float = 30.0
+) -> Iterator[Service]:
+    """Start ``service``, wait until it is healthy, yield it, stop its whole group on exit."""
+    service.start(host=host)
+    try:
+        wait_healthy([service], timeout)
+        yield service
+    finally:
+        service.stop(grace_s)
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -11,52 +11,52 @@ then Postgres.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
-from common.defaults import DEMO_SAE_LAYER, DEMO_SAE_SUBDIR, PAGE_PATH, TINY_MODEL_SUBDIR
-from common.services import Service, free_port
+from common.defaults import DEFAULT_DATA_DIR, PAGE_PATH
+from common.services import Service, ServiceExited, ServiceTimeout, free_port
+from common.services import wait_healthy as common_wait_healthy
+from playground.console import say
+from playground.local_models import ensure_demo_sae, ensure_tiny_model
+from playground.settings import UpSettings
 
 PROGRESS_EVERY_S = 5.0
 STOP_GRACE_S = 20.0
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name) or default
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = UpSettings()
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
         type=Path,
-        default=Path(_env("PLAYGROUND_DATA_DIR", ".data")),
-        help="Postgres data, built models, logs (env PLAYGROUND_DATA_DIR; default .data)",
+        default=env.playground_data_dir,
+        help="Postgres data, built models, logs "
+        f"(env PLAYGROUND_DATA_DIR; default {DEFAULT_DATA_DIR})",
     )
     parser.add_argument(
         "--port",
         metavar="PORT",
         type=int,
-        default=int(_env("PLAYGROUND_PORT", "8000")),
+        default=env.playground_port,
         help="the backend's port, which serves the page (env PLAYGROUND_PORT; default 8000)",
     )
     parser.add_argument(
         "--host",
         metavar="HOST",
-        default=_env("PLAYGROUND_HOST", "127.0.0.1"),
+        default=env.playground_host,
         help="the backend's bind address (env PLAYGROUND_HOST; default 127.0.0.1)",
     )
     parser.add_argument(
         "--model",
         metavar="PATH_OR_ID",
-        default=_env("PLAYGROUND_MODEL"),
+        default=env.playground_model,
         help="model folder or HF id for the engine and the SAE service "
         "(env PLAYGROUND_MODEL; default: the tiny Llama-3.1, built on first use)",
     )
@@ -73,27 +73,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        default=_env("DATABASE_URL"),
+        default=env.database_url,
         help="external Postgres (env DATABASE_URL; default: embedded, in DATA_DIR/pg)",
     )
     parser.add_argument(
         "--engine-url",
         metavar="URL",
-        default=_env("PLAYGROUND_ACTIVATIONS_HF_URL"),
+        default=env.playground_activations_hf_url,
         help="use a running engine instead of starting one (env PLAYGROUND_ACTIVATIONS_HF_URL)",
     )
     parser.add_argument(
         "--sae-url",
         metavar="URL",
-        default=_env("PLAYGROUND_SAE_URL"),
+        default=env.playground_sae_url,
         help="use a running SAE service instead of starting one (env PLAYGROUND_SAE_URL)",
     )
     parser.add_argument(
         "--startup-timeout",
         metavar="SECONDS",
         type=float,
-        default=float(_env("PLAYGROUND_STARTUP_TIMEOUT_S", "900")),
-        help="seconds each service may take to become healthy (default 900)",
+        default=env.playground_startup_timeout_s,
+        help="seconds each service may take to become healthy "
+        "(env PLAYGROUND_STARTUP_TIMEOUT_S; default 900)",
+    )
+    # Not flags: read once here with the rest of the environment.
+    parser.set_defaults(
+        env_sae_dirs=env.playground_sae_dirs,
+        sae_torch_threads=env.sae_service_torch_threads,
+        backend_default_sae_id=env.playground_default_sae_id,
     )
 
 
@@ -112,68 +119,20 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
 def wait_healthy(services: list[Service], timeout: float) -> None:
-    """Poll until every service answers GET /health with 200; print progress meanwhile."""
-    pending = {svc.name: svc for svc in services}
-    started = time.monotonic()
-    last_report = started
-    while pending:
-        for name, svc in list(pending.items()):
-            code = svc.exited()
-            if code is not None:
-                raise StartupFailed(
-                    f"{name} exited with {code} during start-up; log {svc.log_path}:\n"
-                    f"{svc.log_tail()}"
-                )
-            if svc.healthy():
-                say(f"  {name}: healthy at {svc.url} ({time.monotonic() - started:.0f} s)")
-                del pending[name]
-        now = time.monotonic()
-        if pending and now - started > timeout:
-            raise StartupFailed(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
-        if pending and now - last_report >= PROGRESS_EVERY_S:
-            last_report = now
-            for name, svc in pending.items():
-                say(f"  {name}: starting ({now - started:.0f} s) {svc.last_log_line()}")
-        time.sleep(0.5)
-
-
-def _timed(label: str, build: Callable[[], Path]) -> Path:
-    say(f"==> {label}")
-    t = time.monotonic()
-    path = build()
-    say(f"    done in {time.monotonic() - t:.1f} s: {path}")
-    return path
-
-
-def ensure_tiny_model(data_dir: Path) -> Path:
-    from engine.tiny.build import build_tiny_model, is_complete
-
-    out = data_dir / TINY_MODEL_SUBDIR
-    if is_complete(out):
-        say(f"==> tiny Llama-3.1: {out}")
-        return out
-    return _timed(
-        f"building the tiny Llama-3.1 (first run only) in {out}", lambda: build_tiny_model(out)
-    )
-
-
-def ensure_demo_sae(model_dir: Path, data_dir: Path) -> Path:
-    from engine.sae.demo import build_demo_sae
-    from engine.sae.layouts import is_complete_sae_dir
-
-    out = data_dir / DEMO_SAE_SUBDIR
-    if is_complete_sae_dir(out):
-        say(f"==> demo SAE: {out}")
-        return out
-    return _timed(
-        f"building the demo SAE, layer {DEMO_SAE_LAYER}, random weights (first run only) in {out}",
-        lambda: build_demo_sae(model_dir, out, layer=DEMO_SAE_LAYER),
-    )
+    """Wait for ``services`` with progress lines; a child that exits or hangs fails start-up."""
+    try:
+        common_wait_healthy(
+            services,
+            timeout,
+            on_healthy=lambda svc, s: say(f"  {svc.name}: healthy at {svc.url} ({s:.0f} s)"),
+            on_progress=lambda svc, s: say(
+                f"  {svc.name}: starting ({s:.0f} s) {svc.last_log_line()}"
+            ),
+            progress_every_s=PROGRESS_EVERY_S,
+        )
+    except (ServiceExited, ServiceTimeout) as exc:
+        raise StartupFailed(str(exc)) from exc
 
 
 def _default_sae(sae_url: str) -> tuple[str, int] | None:
@@ -228,7 +187,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
     if sae_url:
         _report_remote("sae", sae_url)
     else:
-        sae_dirs = args.sae_dirs or _env_paths("PLAYGROUND_SAE_DIRS")
+        sae_dirs = args.sae_dirs or args.env_sae_dirs
         if not sae_dirs:
             if not Path(model).is_dir():
                 raise StartupFailed("--model is not a local folder: pass --sae-dir or --sae-url")
@@ -239,7 +198,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
         sae_env = {}
         if not args.engine_url:
             # Both on this host: keep the SAE service off the cores vLLM's CPU workers spin on.
-            sae_env["SAE_SERVICE_TORCH_THREADS"] = os.environ.get("SAE_SERVICE_TORCH_THREADS", "1")
+            sae_env["SAE_SERVICE_TORCH_THREADS"] = str(args.sae_torch_threads)
         sae = Service("sae", sae_args, free_port(), logs / "sae.log", sae_env)
         services.append(sae)
         sae_url = sae.url
@@ -264,7 +223,7 @@ def _backend_service(
         "PLAYGROUND_DATA_DIR": str(data_dir),
     }
     default_sae = _default_sae(sae_url)
-    if default_sae and not os.environ.get("PLAYGROUND_DEFAULT_SAE_ID"):
+    if default_sae and not args.backend_default_sae_id:
         env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
         env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
     # Migrations already ran above, whichever database it is.
@@ -315,11 +274,6 @@ def up(args: argparse.Namespace) -> int:
                 else:
                     say(f"  {svc.name}: stopped")
     return 0
-
-
-def _env_paths(name: str) -> list[Path]:
-    raw = os.environ.get(name, "")
-    return [Path(part.strip()) for part in raw.split(",") if part.strip()]
 
 
 def _watch(children: list[Service]) -> int:

@@ -1,8 +1,8 @@
 """Routes of /playground/activations: parse, call the service, answer JSON.
 
-Handlers return OrjsonResponse directly: the service builds plain dicts (timelines embedded as
+Handlers return OrjsonResponse directly: the services build TypedDicts (timelines embedded as
 already-serialised JSON), so FastAPI's re-validation through the response model is skipped;
-the models still document the schema.
+the models document the schema and the tests validate every answer against them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from backend.activations.protocol import (
     SummaryResponse,
     TopFeaturesResponse,
 )
-from backend.deps import ActivationsDep
+from backend.deps import ActivationsDep, HealthDep, PublicBaseDep, RunsDep
 from common.errors import ERROR_RESPONSES, NotImplementedYet
 from common.responses import OrjsonResponse
 
@@ -37,14 +37,14 @@ MAX_FEATURE_ID = 2**31 - 1
 
 
 @router.post("/run", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
-async def run(body: ActivationRunRequest, service: ActivationsDep):
+async def run(body: ActivationRunRequest, service: ActivationsDep, base_url: PublicBaseDep):
     """Generate with the engine, extract SAE features on the full sequence, store, answer."""
-    return OrjsonResponse(await service.run(body))
+    return OrjsonResponse(await service.run(body, base_url))
 
 
 @router.get("/runs", response_model=RunsPage, responses=ERROR_RESPONSES)
 async def runs(
-    service: ActivationsDep,
+    service: RunsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
@@ -54,27 +54,27 @@ async def runs(
 
 
 @router.get("/summary", response_model=SummaryResponse, responses=ERROR_RESPONSES)
-async def summary(service: ActivationsDep):
+async def summary(service: RunsDep):
     return OrjsonResponse(await service.summary())
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-async def health(service: ActivationsDep):
+async def health(service: HealthDep):
     """Postgres, engine and SAE service: 200 (``ok``/``degraded``), 503 when Postgres is down."""
-    status_code, body = await service.health()
-    return OrjsonResponse(body, status_code=status_code)
+    report = await service.check()
+    return OrjsonResponse(report.body, status_code=report.status_code)
 
 
 @router.get("/{request_id}", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
-async def get_run(request_id: RequestId, service: ActivationsDep):
+async def get_run(request_id: RequestId, service: RunsDep, base_url: PublicBaseDep):
     """The stored run; 404 unknown, 410 when its preview was pruned."""
-    return OrjsonResponse(await service.get_run(request_id))
+    return OrjsonResponse(await service.get_run(request_id, base_url))
 
 
 @router.get("/{request_id}/rows", response_model=RowsResponse, responses=ERROR_RESPONSES)
 async def rows(
     request_id: RequestId,
-    service: ActivationsDep,
+    service: RunsDep,
     feature_id: Annotated[int | None, Query(ge=0, le=MAX_FEATURE_ID)] = None,
     token_start: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
     token_end: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
@@ -93,7 +93,7 @@ async def rows(
 )
 async def top_features(
     request_id: RequestId,
-    service: ActivationsDep,
+    service: RunsDep,
     segment: SegmentQ = "all",
     include_special: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,

@@ -36,7 +36,7 @@ def rows(
     """(total matching, the page of rows). ``step`` is the index within the output."""
     positions = timeline.feature_positions()
     ranks = np.arange(timeline.n_features, dtype=np.int64) - timeline.offsets[positions] + 1
-    mask = np.ones(timeline.n_features, dtype=bool)
+    mask: np.ndarray = np.ones(timeline.n_features, dtype=bool)
     if flt.feature_id is not None:
         mask &= timeline.feature_ids == flt.feature_id
     if flt.token_start is not None:
@@ -83,7 +83,7 @@ def top_features(
     """Per feature: max activation (and where), hits (positions where it is in the top-k),
     mean activation over those hits. Sorted by max desc, hits desc, feature id asc."""
     positions = timeline.feature_positions()
-    keep = np.ones(timeline.n_positions, dtype=bool)
+    keep: np.ndarray = np.ones(timeline.n_positions, dtype=bool)
     seg = _segment_mask(timeline.flags, segment)
     if seg is not None:
         keep &= seg

@@ -50,7 +50,8 @@ class Timeline:
 
 
 def from_entries(entries: list[Any]) -> tuple[Timeline, list[str]]:
-    """Check and convert the SAE service's ``feature_timeline``; also return the token texts."""
+    """Check and convert the SAE service's ``feature_timeline``; also return the token texts,
+    made storable (NUL replaced). ``entries`` is not modified."""
     n = len(entries)
     token_ids = [0] * n
     flags = bytearray(n)
@@ -67,8 +68,9 @@ def from_entries(entries: list[Any]) -> tuple[Timeline, list[str]]:
             if not isinstance(token, str):
                 token = ""
             elif "\x00" in token:
-                # Postgres text cannot hold NUL (a byte-level token can decode to it).
-                token = entry["token"] = token.replace("\x00", "\ufffd")
+                # Postgres text cannot hold NUL (a byte-level token can decode to it); the
+                # entries themselves are left as they are (see extraction.storable_entries).
+                token = token.replace("\x00", "\ufffd")
             tokens[i] = token
             segment = entry.get("segment", "prompt")
             if segment not in ("prompt", "output"):

@@ -113,6 +113,10 @@ class RunError(BaseModel):
 
 class ActivationRunResponse(BaseModel):
     request_id: str
+    permalink: str = Field(
+        description="absolute URL of the page opened on this run (from PUBLIC_BASE_URL, else "
+        "the request's origin)"
+    )
     created_at: datetime
     status: Literal["ok", "failed"]
     model_id: str

@@ -24,7 +24,8 @@ _UNAVAILABLE = (
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
-    assert settings.database_url, "database_url must be resolved before the app starts"
+    if not settings.database_url:
+        raise RuntimeError("database_url must be resolved before the app starts")
     return await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.playground_db_pool_min,

@@ -95,7 +95,8 @@ _SAVE_WITHOUT_PREVIEW = (
 async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow | None) -> None:
     """Write a run's index row and its preview (or remove a stale one) atomically."""
     if preview is not None:
-        assert preview.request_id == index.request_id
+        if preview.request_id != index.request_id:
+            raise ValueError("a run's index and preview rows must share one request_id")
         await conn.execute(_SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
     else:
         await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
@@ -149,7 +150,8 @@ async def list_runs(
     conn: asyncpg.Connection,
     *,
     limit: int,
-    before: tuple[datetime, str] | None,
+    before_created_at: datetime | None,
+    before_request_id: str | None,
     status: str | None,
 ) -> list[asyncpg.Record]:
     """Newest first; keyset pagination on (created_at, request_id)."""
@@ -162,8 +164,8 @@ WHERE ($1::timestamptz IS NULL OR (i.created_at, i.request_id) < ($1, $2))
 ORDER BY i.created_at DESC, i.request_id DESC
 LIMIT $4
 """,
-        before[0] if before else None,
-        before[1] if before else None,
+        before_created_at,
+        before_request_id,
         status,
         limit,
     )

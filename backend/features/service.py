@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.activations import packed
+from backend.activations.extraction import checked_timeline
 from backend.features.protocol import AnalyzeFeaturesRequest, ExtractFeaturesRequest
 from backend.settings import Settings
 from backend.upstreams.sae import ExtractRequest, SaeClient
-from common.errors import UpstreamError
 
 
 class FeatureService:
@@ -33,12 +32,7 @@ class FeatureService:
                 output_start=req.output_start,
             )
         )
-        try:
-            packed.from_entries(envelope.feature_timeline)  # shape check, same as run
-        except packed.TimelineShapeError as exc:
-            raise UpstreamError(
-                f"{self.sae.name} answered an unexpected timeline: {exc}", upstream=self.sae.name
-            ) from exc
+        checked_timeline(self.sae.name, envelope.feature_timeline)  # the same check as a run's
         return raw
 
     async def analyze(self, req: AnalyzeFeaturesRequest) -> dict[str, Any]:

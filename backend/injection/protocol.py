@@ -6,8 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MODEL_KEYS = ("llama-3.1-8b", "qwen-14b")
-
 
 class ChatMessage(BaseModel):
     # OpenAI messages carry optional fields (name, tool_calls, ...) that the server understands.

@@ -1,4 +1,4 @@
-"""The HF inference engine (PLAYGROUND_ACTIVATIONS_HF_URL): POST /generate."""
+"""The generation engine (vLLM, at PLAYGROUND_ACTIVATIONS_HF_URL): POST /generate."""
 
 from __future__ import annotations
 

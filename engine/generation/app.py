@@ -7,10 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.auth import require_token
-from common.body_limit import limit_body
-from common.errors import install_error_handlers
-from common.responses import OrjsonResponse
+from common.app import create_service_app
 from engine.generation.api_router import router
 from engine.generation.runtime import open_engine
 from engine.generation.serving import GenerationService
@@ -27,15 +24,11 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
             app.state.generation = GenerationService.from_engine(engine, settings)
             yield
 
-    app = FastAPI(
+    return create_service_app(
         title="Activations playground engine",
         description="Text generation with token IDs, on vLLM's async engine.",
         lifespan=lifespan,
-        default_response_class=OrjsonResponse,
+        routers=[router],
+        max_body_bytes=settings.max_body_bytes,
+        token=settings.api_token,
     )
-    install_error_handlers(app)
-    app.include_router(router)
-    # Outermost last: the token is checked before any body byte is read.
-    limit_body(app, settings.max_body_bytes)
-    require_token(app, settings.api_token)
-    return app

@@ -160,6 +160,8 @@ class GenerationService:
         except ValueError as exc:  # vLLM's own input validation
             raise InvalidRequest(str(exc), code="engine_rejected") from exc
         done = time.perf_counter()
+        if final is None:  # vLLM yields at least once per request; an empty stream is a bug
+            raise ServiceUnavailable("the vLLM engine returned no output")
         completion = final.outputs[0]
         first_token_at = first_token_at or done
         output_ids = [int(i) for i in completion.token_ids]

@@ -9,10 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.auth import require_token
-from common.body_limit import limit_body
-from common.errors import install_error_handlers
-from common.responses import OrjsonResponse
+from common.app import create_service_app
 from engine.sae.api_router import router
 from engine.sae.settings import Settings
 
@@ -79,15 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.batcher.stop()
 
-    app = FastAPI(
+    return create_service_app(
         title="SAE service",
-        version="0.1.0",
         lifespan=lifespan,
-        default_response_class=OrjsonResponse,
+        routers=[router],
+        max_body_bytes=settings.max_body_bytes,
+        token=settings.api_token,
     )
-    install_error_handlers(app)
-    app.include_router(router)
-    # Outermost last: the token is checked before any body byte is read.
-    limit_body(app, settings.max_body_bytes)
-    require_token(app, settings.api_token)
-    return app

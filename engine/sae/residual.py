@@ -53,10 +53,7 @@ class ResidualModel:
             # Blocks above every served layer are never run: don't hold them in memory.
             base.layers = base.layers[:keep_layers]
         base.to(device)
-        self = cls(base, device=device, dtype=dtype)
-        self.n_layers = int(base.config.num_hidden_layers)
-        self.available_layers = len(base.layers)
-        return self
+        return cls(base, device=device, dtype=dtype)
 
     @property
     def kept_layers(self) -> int:

@@ -8,6 +8,7 @@ import pytest
 
 from backend.activations.protocol import (
     ActivationRunResponse,
+    HealthResponse,
     RowsResponse,
     RunsPage,
     SummaryResponse,
@@ -156,9 +157,41 @@ async def test_get_run_matches_run(client):
     assert got.status_code == 200
     stored = got.json()
     ActivationRunResponse.model_validate(stored)
-    for key in ("request_id", "model_id", "prompt", "output", "preview", "status"):
+    for key in ("request_id", "permalink", "model_id", "prompt", "output", "preview", "status"):
         assert stored[key] == body[key], key
     assert stored["created_at"][:19] == body["created_at"][:19]
+    # One meaning per field: the read-back carries the run's own stored times, the numbers its
+    # POST answered; the write's own time is known only to the POST.
+    for key in ("engine", "sae", "total"):
+        assert stored["timings_ms"][key] == body["timings_ms"][key], key
+    assert body["timings_ms"]["db"] is not None and stored["timings_ms"]["db"] is None
+    assert body["permalink"].endswith("/playground/activations?run=get-1")
+    assert body["permalink"].startswith("http://127.0.0.1:")
+
+
+async def test_every_route_answers_its_response_model(client, long_run, stub_states):
+    """Handlers skip FastAPI's response validation (see api_router), so check each answer."""
+    rid = "long-1"  # the long_run fixture's
+    checks = [
+        (f"/playground/activations/{rid}", ActivationRunResponse),
+        (f"/playground/activations/{rid}/rows", RowsResponse),
+        (f"/playground/activations/{rid}/top-features", TopFeaturesResponse),
+        ("/playground/activations/runs?limit=2", RunsPage),
+        ("/playground/activations/summary", SummaryResponse),
+        ("/playground/activations/health", HealthResponse),
+    ]
+    for path, model in checks:
+        response = await client.get(path)
+        assert response.status_code == 200, (path, response.text)
+        model.model_validate(response.json(), strict=False)
+    stub_states["engine"].mode = "error500"
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "model-failed"}
+    )
+    assert response.status_code == 502
+    stub_states["engine"].mode = "ok"
+    failed = await client.get("/playground/activations/model-failed")
+    assert ActivationRunResponse.model_validate(failed.json()).status == "failed"
 
 
 async def test_unknown_model_means_default_and_sae_choice(client, stub_states):

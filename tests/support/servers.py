@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from common.services import Service, free_port
+from common.services import Service, free_port, running
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,9 +56,5 @@ def serve_subcommand(
     whole group on exit."""
     service = Service(args[0], args, free_port(), log_path, env or {})
     log_path.unlink(missing_ok=True)
-    service.start()
-    try:
-        service.wait_healthy(start_timeout)
+    with running(service, timeout=start_timeout):
         yield service.url
-    finally:
-        service.stop(grace_s=30.0)

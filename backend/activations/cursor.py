@@ -1,0 +1,38 @@
+"""The opaque keyset cursor of the runs listing: base64url of ``[created_at, request_id]``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from common.errors import InvalidRequest
+
+
+@dataclass(frozen=True, slots=True)
+class RunsCursor:
+    """The last run of a page: the next page starts strictly after it."""
+
+    created_at: datetime
+    request_id: str
+
+
+def encode(cursor: RunsCursor) -> str:
+    raw = orjson.dumps([cursor.created_at.isoformat(), cursor.request_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(text: str) -> RunsCursor:
+    """422 ``invalid_cursor`` for anything this API did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        created, request_id = orjson.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(request_id, str):
+            raise ValueError("bad cursor")
+        return RunsCursor(when, request_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidRequest("cursor: not a cursor this API issued", code="invalid_cursor") from exc

@@ -1,0 +1,72 @@
+"""One run as a frozen, typed record: what the engine generated, what the SAE extracted, how
+long each took, and how it ended. The database rows (``storage.py``) and the answers
+(``views.py``) are both derived from it; nothing else carries a run between layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from backend.activations.packed import Timeline
+
+RunStatus = Literal["ok", "failed"]
+
+
+def pg_text(text: str) -> str:
+    """Postgres text cannot hold NUL; models and upstream messages can produce it."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The engine's answer, made storable (no NUL in text)."""
+
+    model_id: str
+    output_text: str
+    output_token_ids: list[int]
+    prompt_token_ids: list[int]
+    finish_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """The SAE's timeline for the full sequence, checked: packed for reads, JSON for storage."""
+
+    sae_id: str
+    sae_layer: int
+    sae_top_k: int
+    timeline: Timeline
+    tokens: list[str]
+    timeline_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunTimings:
+    """``total`` runs from the request to the start of the write; the write itself (``db``) is
+    known only to the call that made it, so a stored run reads back with ``db = None``."""
+
+    engine: float | None = None
+    sae: float | None = None
+    total: float | None = None
+    db: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailure:
+    code: str
+    message: str
+    upstream: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    request_id: str
+    created_at: datetime
+    model_id: str
+    prompt: str
+    status: RunStatus
+    generation: Generation | None
+    extraction: Extraction | None
+    failure: RunFailure | None
+    timings: RunTimings

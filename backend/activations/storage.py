@@ -1,0 +1,62 @@
+"""A run record as database rows: the one place that maps a :class:`RunRecord` onto
+``activation_run_index`` and ``activation_run_previews`` (the run path, failure records and the
+benchmark seeder all build rows here)."""
+
+from __future__ import annotations
+
+from backend.activations import packed
+from backend.activations.record import RunRecord
+from backend.db.queries import IndexRow, PreviewRow
+
+PROMPT_PREVIEW_CHARS = 200
+ERROR_MESSAGE_CHARS = 2000
+
+
+def index_row(record: RunRecord) -> IndexRow:
+    gen, ext, failure = record.generation, record.extraction, record.failure
+    return IndexRow(
+        request_id=record.request_id,
+        created_at=record.created_at,
+        updated_at=record.created_at,
+        model_id=record.model_id,
+        prompt_preview=record.prompt[:PROMPT_PREVIEW_CHARS],
+        status=record.status,
+        error_code=failure.code if failure else None,
+        error_message=failure.message[:ERROR_MESSAGE_CHARS] if failure else None,
+        error_upstream=failure.upstream if failure else None,
+        prompt_tokens=len(gen.prompt_token_ids) if gen else None,
+        output_tokens=len(gen.output_token_ids) if gen else None,
+        finish_reason=gen.finish_reason if gen else None,
+        sae_id=ext.sae_id if ext else None,
+        sae_layer=ext.sae_layer if ext else None,
+        sae_top_k=ext.sae_top_k if ext else None,
+        has_preview=ext is not None,
+        engine_ms=record.timings.engine,
+        sae_ms=record.timings.sae,
+        total_ms=record.timings.total,
+    )
+
+
+def preview_row(record: RunRecord) -> PreviewRow | None:
+    """The preview of a successful run; it also keeps the output of runs without activations
+    (read-back needs it), marked by ``sae_id IS NULL``. A failed run has none."""
+    gen, ext = record.generation, record.extraction
+    if record.status != "ok" or gen is None:
+        return None
+    return PreviewRow(
+        request_id=record.request_id,
+        created_at=record.created_at,
+        updated_at=record.created_at,
+        model_id=record.model_id,
+        prompt=record.prompt,
+        output_text=gen.output_text,
+        output_token_ids=gen.output_token_ids,
+        prompt_token_ids=gen.prompt_token_ids,
+        finish_reason=gen.finish_reason,
+        sae_id=ext.sae_id if ext else None,
+        sae_layer=ext.sae_layer if ext else None,
+        sae_top_k=ext.sae_top_k if ext else None,
+        feature_timeline=ext.timeline_json.decode() if ext else "[]",
+        timeline_packed=packed.pack(ext.timeline) if ext else None,
+        timeline_tokens=ext.tokens if ext else None,
+    )
