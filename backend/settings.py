@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # Input bounds (the request models carry hard caps; these may only tighten them).
     playground_max_prompt_chars: int = Field(16_000, ge=1, le=100_000)
     playground_max_tokens: int = Field(2048, ge=1, le=8192)
+    # Worst-case positions x sae_top_k and stored timeline bytes of one run, checked before any
+    # GPU work from the prompt's bytes and max_tokens (backend/activations/budget.py).
+    playground_max_timeline_features: int = Field(1_000_000, ge=1, le=100_000_000)
+    playground_max_timeline_bytes: int = Field(64 << 20, ge=1024, le=1 << 30)
 
     @field_validator(
         "playground_activations_hf_url",

@@ -19,8 +19,11 @@ from tests.backend import stubs
 PROMPT = "Why is the sky blue?"
 
 
-async def run(client, **body):
-    response = await client.post("/playground/activations/run", json={"prompt": PROMPT, **body})
+async def run(client, owner: str | None = None, **body):
+    headers = {"X-Run-Owner": owner} if owner else {}
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": PROMPT, **body}, headers=headers
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -224,10 +227,15 @@ async def test_no_activations_skips_sae(client, stub_states, flag):
 
 
 async def test_rerun_same_id_replaces_both(client, db):
-    await run(client, request_id="rerun-1", prompt="first prompt")
+    first = await run(client, request_id="rerun-1", prompt="first prompt")
     second = await run(
-        client, request_id="rerun-1", prompt="second prompt", collect_activations=False
+        client,
+        owner=first["owner_token"],
+        request_id="rerun-1",
+        prompt="second prompt",
+        collect_activations=False,
     )
+    assert second["owner_token"] is None  # given once, by the answer that created the run
     assert (
         await db.fetchval("SELECT count(*) FROM activation_run_index WHERE request_id='rerun-1'")
         == 1
