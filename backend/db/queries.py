@@ -68,6 +68,8 @@ def _placeholders(first: int, count: int) -> str:
 
 
 _N_INDEX = len(INDEX_COLUMNS)
+
+
 # One statement (one round trip, atomic): the index upsert feeds the preview write, so every
 # writer locks the index row first; concurrent runs with one id serialise on it and the last
 # to commit leaves a consistent pair. A re-run also clears an earlier prune mark. A failure
