@@ -18,6 +18,8 @@ from backend.features.service import FeatureService
 from backend.health import HealthService
 from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
+from backend.limits.limiter import Limiter
+from backend.limits.middleware import LimitsMiddleware
 from backend.page.router import router as page_router
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
@@ -69,14 +71,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)
             app.state.injection = InjectionProxy(settings, injection_http)
+            limiter = Limiter(settings, pool)
+            limiter.start()
+            stack.push_async_callback(limiter.stop)
+            app.state.limiter = limiter
             yield
 
-    return create_service_app(
+    app = create_service_app(
         title="Activations playground backend",
         lifespan=lifespan,
         routers=[activations_router, features_router, injection_router, page_router, meta_router],
         max_body_bytes=settings.playground_max_body_bytes,
     )
+    # Outermost: a client over its limits is answered before its body is read.
+    app.add_middleware(LimitsMiddleware)
+    return app
 
 
 meta_router = APIRouter(tags=["meta"])

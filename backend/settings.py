@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     playground_injection_max_message_chars: int = Field(32_000, ge=1, le=1_000_000)
     playground_injection_allow_ignore_eos: bool = False
 
+    # Per-client limits (429 rate_limited + Retry-After) and the deployment's GPU ceiling (503
+    # overloaded), shared by every backend process through Postgres. "gpu" routes: run,
+    # features/extract|analyze, chat/completions; "read": every other route but /health.
+    playground_rate_window_s: float = Field(60.0, ge=1, le=3600)
+    playground_rate_gpu_per_window: int = Field(20, ge=1, le=1_000_000)
+    playground_rate_read_per_window: int = Field(1200, ge=1, le=10_000_000)
+    playground_gpu_in_flight_per_client: int = Field(2, ge=1, le=10_000)
+    playground_gpu_in_flight_global: int = Field(16, ge=1, le=100_000)
+    playground_read_in_flight_per_client: int = Field(16, ge=1, le=100_000)
+    # Concurrency slots are leases: renewed every third of this while held, expired after it
+    # when their process is gone.
+    playground_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
+    # Unset: the client is the peer address. Set (behind a trusted proxy, e.g.
+    # x-forwarded-for): the header's last address, the one the proxy appended.
+    playground_client_ip_header: str | None = None
+
     # Request bodies over this many bytes answer 413 before parsing.
     playground_max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)
 

@@ -42,6 +42,9 @@ def settings_for(db: str, engine_url: str, sae_url: str) -> Settings:
         playground_default_sae_id="demo_random",
         playground_default_sae_layer=16,
         playground_service_token=SERVICE_TOKEN,
+        # One browser runs every test: the per-client GPU limits are for strangers.
+        playground_rate_gpu_per_window=10_000,
+        playground_gpu_in_flight_per_client=100,
     )
 
 
