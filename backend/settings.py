@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     playground_injection_timeout_s: float = Field(300.0, gt=0)
     playground_connect_timeout_s: float = Field(5.0, gt=0)
     playground_health_timeout_s: float = Field(2.0, gt=0)
+    # The engine's and SAE service's /health are asked at most this often; in between the
+    # health route answers from the last result (with its age). Longer than the GPU apps'
+    # scale-down window (900 s), so a page left open keeps no GPU container alive. 0: always ask.
+    playground_health_interval_s: float = Field(1200.0, ge=0, le=86_400)
     playground_db_timeout_s: float = Field(10.0, gt=0)
 
     # False: commits stop waiting for the WAL flush (synchronous_commit=off). Runs are preview

@@ -215,6 +215,11 @@ class Check(BaseModel):
     ok: bool
     latency_ms: float | None
     error: str | None
+    age_s: float | None = Field(
+        None,
+        description="seconds since this upstream was last asked (engine and SAE: answered from "
+        "a cache refreshed at most every PLAYGROUND_HEALTH_INTERVAL_S); null for Postgres",
+    )
 
 
 class HealthResponse(BaseModel):

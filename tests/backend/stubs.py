@@ -32,6 +32,7 @@ N_FEATURES = 40  # small, so features repeat across positions and aggregation is
 class StubState:
     mode: str = "ok"
     slow_s: float = 3.0
+    health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -88,6 +89,7 @@ def engine_app(state: StubState) -> FastAPI:
 
     @app.get("/health")
     async def health():
+        state.health_calls += 1
         if state.mode in ("error500", "down"):
             return JSONResponse({"status": "down"}, 500)
         return {"status": "ok", "model_id": DEFAULT_MODEL, "backend": "stub", "device": "cpu"}

@@ -108,6 +108,12 @@ def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir
         assert "building the tiny Llama-3.1" in output
         assert "building the demo SAE" in output
         assert "engine: healthy" in output and "sae: healthy" in output
+        # The model services answer only the backend: up gave the three one fresh token.
+        for name, path in (("engine", "/generate"), ("sae", "/extract_features")):
+            url = re.search(rf"{name}: healthy at (http://\S+)", output).group(1)
+            refused = httpx.post(url + path, json={}, timeout=10)
+            assert refused.status_code == 401, (name, refused.text)
+            assert refused.json()["error"]["code"] == "unauthorized"
 
         page = httpx.get(base + "/", follow_redirects=True, timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
