@@ -11,7 +11,6 @@ import orjson
 
 from common.errors import InvalidRequest
 
-
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 
