@@ -136,12 +136,13 @@ def prune(args: argparse.Namespace) -> int:
 
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
-        count = asyncio.run(_prune(url, args.older_than))
+        count = asyncio.run(prune_database(url, args.older_than))
     print(f"pruned {count} previews older than {args.older_than}")
     return 0
 
 
-async def _prune(url: str, older_than: timedelta) -> int:
+async def prune_database(url: str, older_than: timedelta) -> int:
+    """Prune previews older than ``older_than``; returns how many (the CLI, Modal's cron)."""
     import asyncpg
 
     from backend.db import queries
