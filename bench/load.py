@@ -75,6 +75,10 @@ async def client_loop(index: int, base: str, deadline: float, tally: Tally) -> N
             body = {"prompt": PROMPTS[n % len(PROMPTS)], "max_tokens": 8, "temperature": 0.0}
             run = await call(tally, http, "run", "POST", "/playground/activations/run", json=body)
             rid = None
+            if run is not None and run.status_code in (429, 503):
+                # A polite client: waits as told (at most 1 s here, to keep the load on).
+                retry = float(run.headers.get("retry-after", "0.2") or 0.2)
+                await asyncio.sleep(min(retry, 1.0))
             if run is not None and run.status_code == 200:
                 answer = run.json()
                 rid = answer["request_id"]
