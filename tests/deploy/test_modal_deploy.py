@@ -161,8 +161,10 @@ def test_images_ship_our_sources_with_the_page_and_migrations(monkeypatch):
     remote = {str(path) for _, path in files}
     assert "/root/backend/page/router.py" in remote
     static = REPO_ROOT / "backend" / "page" / "static"
-    for page_file in static.iterdir():
-        assert f"/root/backend/page/static/{page_file.name}" in remote
+    for page_file in static.rglob("*"):  # the page's ES modules live in static/js/
+        if page_file.is_file():
+            relative = page_file.relative_to(static).as_posix()
+            assert f"/root/backend/page/static/{relative}" in remote
     # backend.db.migrate resolves alembic's folder as /migrations inside the container.
     assert "/migrations/env.py" in remote
     versions = REPO_ROOT / "migrations" / "versions"
