@@ -47,7 +47,7 @@ async def test_backend_on_embedded_postgres(tmp_path, stub_urls, artifacts_dir):
     )
     stdout, _ = await proc.communicate()
     assert proc.returncode == 0
-    assert b"0014_add_activation_run_previews" in stdout
+    assert b"0015_staging_safety" in stdout
 
 
 def _gone(path, timeout: float = 15.0) -> bool:
