@@ -2,7 +2,7 @@
 concurrency levels, against two baselines measured in the same run on the same weights:
 vLLM's offline ``LLM.generate`` (the ceiling) and naive HF ``generate`` one request at a time.
 
-    .venv/bin/python bench/engine.py [--quick] [--model PATH_OR_ID] [--load-format dummy]
+    .venv/bin/python -m bench.engine [--quick] [--model PATH_OR_ID] [--load-format dummy]
 
 Default model: the tiny Llama-3.1 (built into .data/models/tiny-llama-3.1 if missing). On a GPU
 host, ``--model meta-llama/Llama-3.1-8B-Instruct --load-format dummy`` runs the real 8B
@@ -14,25 +14,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import harness
+from common.services import Service, free_port
+from engine.generation.settings import EngineSettings
 
-from common.services import Service, free_port  # noqa: E402
-from engine.generation.settings import EngineSettings  # noqa: E402
-
-TINY_DIR = ROOT / ".data" / "models" / "tiny-llama-3.1"
+TINY_DIR = harness.REPO / ".data" / "models" / "tiny-llama-3.1"
 _VOCABULARY = (
     "the of and to in is was for on that with as by at from his her an were are which this be "
     "model token layer feature sparse autoencoder residual stream attention head vector "
@@ -61,17 +55,10 @@ def workload(n: int, seed: int, quick: bool) -> list[dict]:
     return requests
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
 def summarize(
     name: str, wall_s: float, latencies_s: list[float], output_tokens: int, requests: int
 ) -> dict:
+    latency = harness.timing_stats(latencies_s)
     return {
         "name": name,
         "requests": requests,
@@ -79,8 +66,8 @@ def summarize(
         "requests_per_s": round(requests / wall_s, 3),
         "output_tokens": output_tokens,
         "output_tokens_per_s": round(output_tokens / wall_s, 2),
-        "latency_p50_ms": round(percentile(latencies_s, 50) * 1000, 1) if latencies_s else None,
-        "latency_p99_ms": round(percentile(latencies_s, 99) * 1000, 1) if latencies_s else None,
+        "latency_p50_ms": latency["p50_ms"],
+        "latency_p99_ms": latency["p99_ms"],
     }
 
 
@@ -211,21 +198,15 @@ def run_hf(args, requests: list[dict], prompt_ids: list[list[int]]) -> dict:
 # -- main -------------------------------------------------------------------------------------
 
 
-def print_table(rows: list[dict], ceiling: dict | None) -> None:
-    header = f"{'run':<30} {'req':>5} {'req/s':>8} {'out tok/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
-    header += f" {'vs offline':>10}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        ratio = (
-            f"{row['output_tokens_per_s'] / ceiling['output_tokens_per_s']:.2f}" if ceiling else "-"
-        )
-        p50 = row["latency_p50_ms"] if row["latency_p50_ms"] is not None else "-"
-        p99 = row["latency_p99_ms"] if row["latency_p99_ms"] is not None else "-"
-        print(
-            f"{row['name']:<30} {row['requests']:>5} {row['requests_per_s']:>8.2f} "
-            f"{row['output_tokens_per_s']:>10.1f} {p50!s:>9} {p99!s:>9} {ratio:>10}"
-        )
+COLUMNS = [
+    harness.Column("name", "run"),
+    harness.Column("requests", "req"),
+    harness.Column("requests_per_s", "req/s", ".2f"),
+    harness.Column("output_tokens_per_s", "out tok/s", ".1f"),
+    harness.Column("latency_p50_ms", "p50 ms", ".1f"),
+    harness.Column("latency_p99_ms", "p99 ms", ".1f"),
+    harness.Column("vs_offline", "vs offline", ".2f"),
+]
 
 
 def main() -> int:
@@ -240,7 +221,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="best of N per row")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="folder (default bench/results)")
     args = parser.parse_args()
 
     if args.model is None:
@@ -253,9 +234,7 @@ def main() -> int:
     ]
     args.hf_requests = args.hf_requests or (8 if args.quick else 32)
     requests = workload(n, args.seed, args.quick)
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = harness.stamp()
 
     log_path = Path(tempfile.gettempdir()) / f"bench-engine-{stamp}.log"
     print(f"engine log: {log_path}", flush=True)
@@ -286,35 +265,36 @@ def main() -> int:
     rows = [*http_rows, offline_row, *hf_rows]
     same = sum(http_outputs[k] == offline_outputs[k] for k in offline_outputs)
 
+    for row in rows:
+        row["vs_offline"] = round(
+            row["output_tokens_per_s"] / offline_row["output_tokens_per_s"], 3
+        )
     best = max(http_rows, key=lambda r: r["output_tokens_per_s"])
-    report = {
-        "benchmark": "engine",
-        "created_at": stamp,
-        "model": args.model,
-        "load_format": args.load_format,
-        "device": health["device"],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "workload": {
-            "requests": n,
-            "seed": args.seed,
-            "quick": args.quick,
-            "repeats_best_of": args.repeats,
-            "prompt_tokens_total": sum(len(ids) for ids in prompt_ids),
-            "max_tokens_total": sum(r["max_tokens"] for r in requests),
-        },
-        "rows": rows,
+    summary = {
         "http_best_vs_offline": round(
             best["output_tokens_per_s"] / offline_row["output_tokens_per_s"], 3
         ),
         "greedy_outputs_equal_offline": f"{same}/{len(offline_outputs)}",
     }
-    print()
-    print_table(rows, offline_row)
-    print(f"\nbest HTTP / offline ceiling: {report['http_best_vs_offline']:.2f}")
-    print(f"greedy outputs identical to offline: {report['greedy_outputs_equal_offline']}")
-    out = args.out or results_dir / f"engine-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    config = {
+        "model": args.model,
+        "load_format": args.load_format,
+        "device": health["device"],
+        "requests": n,
+        "seed": args.seed,
+        "quick": args.quick,
+        "concurrency": levels,
+        "repeats_best_of": args.repeats,
+        "prompt_tokens_total": sum(len(ids) for ids in prompt_ids),
+        "max_tokens_total": sum(r["max_tokens"] for r in requests),
+    }
+    results = harness.report(
+        "engine", config=config, tables={"rows": rows}, summary=summary, created_at=stamp
+    )
+    harness.print_table(rows, COLUMNS)
+    print(f"\nbest HTTP / offline ceiling: {summary['http_best_vs_offline']:.2f}")
+    print(f"greedy outputs identical to offline: {summary['greedy_outputs_equal_offline']}")
+    harness.write_report(results, tag="quick" if args.quick else "", out_dir=args.out)
     return 0
 
 
