@@ -107,7 +107,7 @@ def _decide_row(xr, pr, mx, k, t, deltas, cap, cand_x, cand_p):
         eta = 1.001 * _U * acc / total + 8.0 * _U + 1e-9
         # m: the top tokens whose cumulative mass from the bottom exceeds t (the first always).
         m = 1
-        above = sp[0]  # mass of the top m tokens
+        above = np.float64(sp[0])  # mass of the top m tokens (float64: see cand_p)
         while m < nk and (total - above) / total > t:
             above += sp[m]
             m += 1
@@ -132,7 +132,7 @@ def decide_and_mask(x, probs, maxes, top_k, one_minus_p, deltas, cap, reasons):
     """Decide each row (``reasons`` in: FAST to try, out: why the reference must do it) and
     mask in place the rows decided here."""
     cand_x = np.empty(min(cap, x.shape[1]), dtype=np.float32)
-    cand_p = np.empty(min(cap, x.shape[1]), dtype=np.float32)
+    cand_p = np.empty(min(cap, x.shape[1]), dtype=np.float64)  # sums must stay float64
     for r in range(x.shape[0]):
         if reasons[r] != FAST:
             continue
