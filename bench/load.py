@@ -7,7 +7,7 @@ top-features and features/extract; Postgres is stopped once in the middle and st
 Prints requests, 2xx, 4xx by code, 503 by code, any other 5xx (must be 0), p50/p99 per route;
 then re-reads every run that answered 200: each must be stored and equal (none lost).
 
-    .venv/bin/python bench/load.py [--clients 6] [--seconds 60] [--pg-down-s 5]
+    .venv/bin/python -m bench.load [--clients 6] [--seconds 60] [--pg-down-s 5]
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import statistics
 import sys
 import tempfile
@@ -24,11 +23,9 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from common.pgembed import _pg_ctl, embedded_postgres  # noqa: E402
-from common.services import Service, free_port  # noqa: E402
+from bench import harness
+from common.pgembed import _pg_ctl, embedded_postgres
+from common.services import Service, free_port
 
 MAX_REQUESTS = 20_000  # a hard bound whatever the duration
 PROMPTS = ["Name three colours.", "What is 2+2?", "Tell me about the sea.", "Hello there!"]
@@ -247,9 +244,9 @@ def main() -> int:
             elapsed = time.monotonic() - started
             checked, bad = asyncio.run(verify(backend.url, tally.ok_runs))
             result = report(tally, elapsed, checked, bad)
-            out = REPO_ROOT / "bench" / "results"
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "load.json").write_text(json.dumps(result, indent=2))
+            harness.write_report(
+                harness.report("load", config=vars(args), tables={}, summary=result)
+            )
             return 0 if result["other_5xx"] == 0 and not bad else 1
         finally:
             for svc in reversed(services):
