@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from common.defaults import (
@@ -114,6 +115,7 @@ def train(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         collect_dtype=args.collect_dtype,
         weights_dtype=args.weights_dtype,
+        command=" ".join(["playground", *sys.argv[1:]]),
     )
     print(
         f"SAE {stats.sae_id} at layer {stats.layer}: FVU {stats.fvu_train} "

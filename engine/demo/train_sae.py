@@ -9,6 +9,7 @@ file (``feature_examples.jsonl``, format in docs/sae.md) and ``training_stats.js
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 STATS_FILE = "training_stats.json"
 HELDOUT_FRACTION = 0.1
+# The demo SAE as `train-sae` made it (command and figures in its training_stats.json).
+COMMITTED_SAE_DIR = Path(__file__).resolve().parent / "data" / "demo-trained-l15"
 DEFAULT_TOKENS = 120_000
 
 
@@ -61,6 +64,8 @@ class TrainingStats:
     label_precision: float  # see features.label_precision (held-out texts)
     label_precision_judged: int
     seconds: dict[str, float]
+    model_source: str | None  # the model folder's build source (build-demo's marker), if any
+    command: str  # how it was made
 
 
 def resolve_collect_dtype(name: str) -> torch.dtype:
@@ -145,6 +150,7 @@ def train_sae(
     collect_dtype: str = "auto",
     batch_tokens: int = 4096,
     weights_dtype: str = "float32",
+    command: str = "",
     say: Say = say_flush,
 ) -> TrainingStats:
     from transformers import AutoTokenizer
@@ -255,6 +261,8 @@ def train_sae(
             label_precision=round(precision.value, 4),
             label_precision_judged=precision.judged,
             seconds={key: round(value, 1) for key, value in seconds.items()},
+            model_source=model_source(model_dir),
+            command=command,
         )
 
     with step(say, f"writing {out_dir}") as timing:
@@ -266,6 +274,16 @@ def train_sae(
     return stats()
 
 
+def model_source(model_dir: Path) -> str | None:
+    from engine.demo.model import MARKER
+
+    marker = Path(model_dir) / MARKER
+    if not marker.is_file():
+        return None
+    built = json.loads(marker.read_text())
+    return f"{built.get('source')} sha256:{built.get('wheel_sha256')}"
+
+
 def is_complete(out_dir: Path) -> bool:
     from engine.sae.layouts import is_complete_sae_dir
 
@@ -273,15 +291,35 @@ def is_complete(out_dir: Path) -> bool:
     return is_complete_sae_dir(out_dir) and (out_dir / STATS_FILE).is_file()
 
 
+def committed_sae_fits(model_dir: Path) -> bool:
+    """Whether the SAE committed in the repo was trained on this very model build."""
+    stats_path = COMMITTED_SAE_DIR / STATS_FILE
+    if not (is_complete(COMMITTED_SAE_DIR) and stats_path.is_file()):
+        return False
+    committed = json.loads(stats_path.read_text()).get("model_source")
+    return committed is not None and committed == model_source(model_dir)
+
+
 def ensure_demo_sae(model_dir: Path, data_dir: Path, say: Say = say_flush) -> Path:
-    """The demo's trained SAE under ``data_dir`` (trained on first use, on the default corpus
-    and budget); what `playground up` calls after ``ensure_demo_model``."""
+    """The demo's trained SAE under ``data_dir``; what `playground up` calls after
+    ``ensure_demo_model``. On first use it is copied from the SAE committed in the repo (made
+    by `train-sae` with the command in its training_stats.json) when that was trained on the
+    same model build, else trained here on the default corpus and budget."""
     from engine.demo.corpus import CORPUS_NAME, fortunes_corpus
 
     data_dir = Path(data_dir)
     out_dir = data_dir / DEMO_TRAINED_SAE_SUBDIR
     if is_complete(out_dir):
-        say(f"==> demo SAE: {out_dir} (already trained)")
+        say(f"==> demo SAE: {out_dir} (already there)")
+        return out_dir
+    if committed_sae_fits(model_dir):
+        with (
+            step(say, f"demo SAE: copying the committed one to {out_dir}"),
+            atomic_directory(out_dir) as staging,
+        ):
+            for path in COMMITTED_SAE_DIR.iterdir():
+                if path.is_file():
+                    shutil.copy2(path, staging / path.name)
         return out_dir
     with step(say, "fetching the training text"):
         texts = fortunes_corpus(data_dir / DEMO_CACHE_SUBDIR, say)
@@ -292,6 +330,7 @@ def ensure_demo_sae(model_dir: Path, data_dir: Path, say: Say = say_flush) -> Pa
         texts=texts,
         corpus_name=CORPUS_NAME,
         model_name=DEMO_MODEL_ID,
+        command="ensure_demo_sae (playground up): the defaults of train-sae",
         say=say,
     )
     say(f"==> demo SAE: {out_dir}")

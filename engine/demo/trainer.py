@@ -150,7 +150,7 @@ def train_topk_sae(
                 since_fired += batch.shape[0]
                 since_fired[out.latent_indices.flatten()] = 0
             step += 1
-            loss_value = float(out.fvu)
+            loss_value = float(out.fvu.detach())
             elapsed = time.perf_counter() - started
             if elapsed >= next_report or step == total_steps:
                 n_dead = int((since_fired > settings.dead_after_tokens).sum())
