@@ -25,9 +25,9 @@ LABEL_TOP_N = 20  # a label is made from, and judged on, a feature's top-20 acti
 LABEL_MAX_NAMES = 3
 LABEL_MIN_HITS = 3  # a feature active on fewer tokens gets no label
 MIXED_SHARE = 0.25  # top token under 25 % of the top-20: the label says "mixed"
-EXAMPLES_PER_FEATURE = 8
-CONTEXT_BEFORE = 12
-CONTEXT_AFTER = 4
+EXAMPLES_PER_FEATURE = 5
+CONTEXT_BEFORE = 8
+CONTEXT_AFTER = 3
 
 
 @dataclass(frozen=True)
