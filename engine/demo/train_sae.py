@@ -34,7 +34,7 @@ STATS_FILE = "training_stats.json"
 HELDOUT_FRACTION = 0.1
 # The demo SAE as `train-sae` made it (command and figures in its training_stats.json).
 COMMITTED_SAE_DIR = Path(__file__).resolve().parent / "data" / "demo-trained-l15"
-DEFAULT_TOKENS = 200_000
+DEFAULT_TOKENS = 120_000
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from engine.demo.progress import Say, say_flush
 class TrainSettings:
     d_sae: int = 2048
     k: int = 16
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 1024  # tokens per step
     # None: sparsify's rule for SignSGD, 5e-3 / sqrt(d_sae / 2**14) (0.014 at 2048 latents);
     # on ~100k residuals of SmolLM2 that left ~12 % of the latents dead, 0.005 about none.
