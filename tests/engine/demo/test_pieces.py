@@ -49,7 +49,10 @@ def test_trainer_recovers_a_planted_sparse_dictionary(one_thread):
     active = torch.stack([torch.randperm(atoms, generator=gen)[:3] for _ in range(n)])
     codes.scatter_(1, active, 1 + 4 * torch.rand(n, 3, generator=gen))
     x = codes @ dictionary + 3.0  # an offset for b_dec to learn
-    settings = TrainSettings(d_sae=64, k=3, epochs=8, batch_size=128, dead_after_tokens=1000)
+    # lr None: sparsify's own rule (0.08 at 64 latents); the demo's 0.005 suits 2048 latents.
+    settings = TrainSettings(
+        d_sae=64, k=3, epochs=8, batch_size=128, dead_after_tokens=1000, lr=None
+    )
     sae, report = train_topk_sae(x, settings, say=lambda _line: None)
     result = evaluate(sae, x)
     assert report.steps == 8 * (n // 128)
