@@ -77,15 +77,15 @@ def top_activations(
         rows = np.arange(values.shape[0])
     feature = indices[rows].reshape(-1)
     value = values[rows].reshape(-1)
-    row = np.repeat(rows, k)
+    row: np.ndarray = np.repeat(rows, k)
     live = value > 0
     feature, value, row = feature[live], value[live], row[live]
     order = np.lexsort((-value, feature))  # by feature, then activation descending
     feature, value, row = feature[order], value[order], row[order]
-    starts = np.searchsorted(feature, np.arange(d_sae), side="left")
-    ends = np.searchsorted(feature, np.arange(d_sae), side="right")
-    out_rows = np.full((d_sae, n), -1, dtype=np.int64)
-    out_values = np.zeros((d_sae, n), dtype=np.float32)
+    starts = np.asarray(np.searchsorted(feature, np.arange(d_sae), side="left"))
+    ends = np.asarray(np.searchsorted(feature, np.arange(d_sae), side="right"))
+    out_rows: np.ndarray = np.full((d_sae, n), -1, dtype=np.int64)
+    out_values: np.ndarray = np.zeros((d_sae, n), dtype=np.float32)
     for f in np.nonzero(ends > starts)[0]:
         take = min(n, int(ends[f] - starts[f]))
         out_rows[f, :take] = row[starts[f] : starts[f] + take]

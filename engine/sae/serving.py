@@ -82,8 +82,9 @@ class SaeService:
             )
         result = await self._submit(EncodeJob(req.token_ids, meta, top_k=req.top_k))
         timeline = self.tokens.describe(req.token_ids, req.output_start)
+        # A job with top_k always gets both lists (a missing one fails the strict zip).
         for entry, values, indices in zip(
-            timeline, result.top_values, result.top_indices, strict=True
+            timeline, result.top_values or [], result.top_indices or [], strict=True
         ):
             # topk is already descending; zero activations are left out.
             entry["features"] = [
@@ -114,9 +115,9 @@ class SaeService:
         features = []
         for fid, acts, top, argmax in zip(
             req.feature_ids,
-            result.feature_acts,
-            result.feature_max,
-            result.feature_argmax,
+            result.feature_acts or [],
+            result.feature_max or [],
+            result.feature_argmax or [],
             strict=True,
         ):
             features.append(
