@@ -25,6 +25,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "build the tiny Llama-3.1 model and demo SAE offline",
     ),
     "prune": ("backend.cli", "add_prune_arguments", "prune", "delete old run previews"),
+    "import-labels": (
+        "backend.cli",
+        "add_import_labels_arguments",
+        "import_labels",
+        "load an SAE's feature labels from a file into the label cache",
+    ),
 }
 
 

@@ -35,7 +35,7 @@ down_revision = "0014_add_activation_run_previews"
 branch_labels = None
 depends_on = None
 
-BACKFILL_BATCH = 500
+BACKFILL_BATCH = 200
 # = backend.features.aggregate.HIST_EDGES (a test checks they are equal).
 HIST_EDGES = (
     0.0, 0.01, 0.013417128354799116, 0.018001933328915445, 0.024153425010859465,
