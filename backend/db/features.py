@@ -35,6 +35,26 @@ FOR UPDATE OF q SKIP LOCKED
     )
 
 
+async def cancel_unfolded_removals(conn: asyncpg.Connection) -> int:
+    """A removal queued while its version was being folded, whose fold then rolled back: the
+    version is still queued too. The pair cancels out; answers how many pairs."""
+    return await conn.fetchval(
+        """
+WITH pairs AS (
+  SELECT q.request_id, q.version, r.id
+  FROM feature_pending_runs q
+  JOIN feature_pending_removals r ON r.request_id = q.request_id AND r.version = q.version
+  FOR UPDATE OF q, r SKIP LOCKED
+), runs AS (
+  DELETE FROM feature_pending_runs q USING pairs p
+  WHERE q.request_id = p.request_id AND q.version = p.version
+)
+, removals AS (DELETE FROM feature_pending_removals r USING pairs p WHERE r.id = p.id RETURNING 1)
+SELECT count(*) FROM removals
+"""
+    )
+
+
 async def claim_pending_removals(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
@@ -370,9 +390,12 @@ async def pending_removals(
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
-SELECT request_id, version, sae_id, sae_layer, n_positions, data
-FROM feature_pending_removals
-WHERE ($1::text IS NULL OR (sae_id = $1 AND sae_layer = $2))
+SELECT r.request_id, r.version, r.sae_id, r.sae_layer, r.n_positions, r.data
+FROM feature_pending_removals r
+WHERE ($1::text IS NULL OR (r.sae_id = $1 AND r.sae_layer = $2))
+  -- A version still queued was never folded (its fold rolled back): nothing to take back.
+  AND NOT EXISTS (SELECT 1 FROM feature_pending_runs q
+                  WHERE q.request_id = r.request_id AND q.version = r.version)
 LIMIT $3
 """,
         sae_id,
@@ -680,8 +703,79 @@ async def clear_pending_runs(conn: asyncpg.Connection) -> None:
     await conn.execute("TRUNCATE feature_pending_runs")
 
 
+async def runs_fired(conn: asyncpg.Connection, sae_id: str, layer: int, feature_id: int) -> int:
+    """Folded runs only (the benchmark's report)."""
+    return await conn.fetchval(
+        "SELECT coalesce(max(st.runs_fired), 0) FROM feature_stats st"
+        " JOIN feature_saes s ON s.sae_key = st.sae_key"
+        " WHERE s.sae_id = $1 AND s.layer = $2 AND st.feature_id = $3",
+        sae_id,
+        layer,
+        feature_id,
+    )
+
+
 async def queue_sizes(conn: asyncpg.Connection) -> asyncpg.Record:
     return await conn.fetchrow(
         "SELECT (SELECT count(*) FROM feature_pending_runs) AS runs,"
         " (SELECT count(*) FROM feature_pending_removals) AS removals"
+    )
+
+
+async def drop_member_index(conn: asyncpg.Connection) -> None:
+    """Seeder: the members' GIN index is built once after the bulk COPY (far faster)."""
+    await conn.execute("DROP INDEX IF EXISTS feature_run_members_keys_idx")
+
+
+async def create_member_index(conn: asyncpg.Connection) -> None:
+    """The index of migration 0016, rebuilt after a bulk load."""
+    await conn.execute("SET maintenance_work_mem = '512MB'")
+    await conn.execute(
+        "CREATE INDEX IF NOT EXISTS feature_run_members_keys_idx "
+        "ON feature_run_members USING gin (keys)"
+    )
+    await conn.execute("RESET maintenance_work_mem")
+
+
+async def after_bulk_load(conn: asyncpg.Connection, last_version: int) -> None:
+    """Seeder: its rows came with their versions and folded tables; none is queued."""
+    await conn.execute("SELECT setval('activation_run_features_version_seq', $1)", last_version)
+    await conn.execute("TRUNCATE feature_pending_runs, feature_pending_removals")
+
+
+RUN_TABLES = {"activation_run_index", "activation_run_previews"}
+_SIZED_TABLES = [
+    "activation_run_index",
+    "activation_run_previews",
+    "activation_run_features",
+    "feature_pending_runs",
+    "feature_pending_removals",
+    "feature_saes",
+    "feature_labels",
+    "feature_examples",
+    "feature_stats",
+    "feature_hist",
+    "feature_top_runs",
+    "feature_run_members",
+]
+
+
+async def table_sizes(conn: asyncpg.Connection) -> dict[str, int]:
+    """pg_total_relation_size (table, TOAST and indexes) of each table of runs and features."""
+    rows = await conn.fetch(
+        "SELECT t, pg_total_relation_size(t::regclass) AS bytes FROM unnest($1::text[]) AS t",
+        _SIZED_TABLES,
+    )
+    return {r["t"]: r["bytes"] for r in rows}
+
+
+async def row_bytes(conn: asyncpg.Connection, run_ids: Sequence[str]) -> int:
+    """Mean bytes of these runs' index and preview rows (pg_column_size of the whole rows)."""
+    return await conn.fetchval(
+        """
+SELECT round(avg(pg_column_size(i.*) + pg_column_size(p.*)))::bigint
+FROM activation_run_index i JOIN activation_run_previews p ON p.request_id = i.request_id
+WHERE i.request_id = ANY($1::text[])
+""",
+        list(run_ids),
     )

@@ -153,6 +153,7 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
     async with conn.transaction():
         if not await db.try_fold_lock(conn):
             return FoldResult(0, 0, busy=True)
+        await db.cancel_unfolded_removals(conn)
         adds = [queued(r) for r in await db.claim_pending_runs(conn, limit)]
         claimed_removals = await db.claim_pending_removals(conn, limit)
         removals = [queued(r) for r in claimed_removals]

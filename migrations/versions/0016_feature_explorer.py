@@ -110,8 +110,9 @@ TABLES = [
     "ALTER TABLE activation_run_features ALTER COLUMN data SET STORAGE EXTERNAL",
     """
     CREATE TABLE feature_pending_runs (
-      request_id TEXT PRIMARY KEY,
-      version BIGINT NOT NULL
+      request_id TEXT NOT NULL,
+      version BIGINT NOT NULL,
+      PRIMARY KEY (request_id, version)
     )
     """,
     """
@@ -180,9 +181,14 @@ TRIGGER = [
     LANGUAGE plpgsql AS $$
     BEGIN
       IF TG_OP <> 'INSERT' THEN
-        -- Still queued: never folded, so nothing to take back. Otherwise queue its removal.
+        -- Still queued and not being folded: never folded, nothing to take back. Folded, or
+        -- being folded right now (its queue row locked: the writer never waits for a fold),
+        -- queue its removal. Should that fold roll back, the fold pairs the left-over queue
+        -- row with this removal and drops both; readers skip such pairs.
         DELETE FROM feature_pending_runs
-         WHERE request_id = OLD.request_id AND version = OLD.version;
+         WHERE ctid = (SELECT ctid FROM feature_pending_runs
+                        WHERE request_id = OLD.request_id AND version = OLD.version
+                        FOR UPDATE SKIP LOCKED);
         IF NOT FOUND THEN
           INSERT INTO feature_pending_removals
             (request_id, version, sae_id, sae_layer, n_positions, data)

@@ -4,8 +4,10 @@ failures, prune and delete. Real Postgres, stub upstreams over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import asyncpg
 import pytest
 
 from backend.activations.protocol import RunsPage
@@ -191,3 +193,34 @@ async def test_never_fired_unknown_sae_and_bounds(client, db):
     ]:
         response = await client.get(runs, params=params)
         assert response.status_code == 422, (params, response.text)
+
+
+async def test_rerun_while_its_version_is_being_folded(client, db, db_uri, pool):
+    """A write never waits for a fold: with the old version's queue row locked (as a fold
+    holds it), the re-run goes through and queues the old version's removal. If that fold then
+    rolls back, the pair cancels out; answers stay exact throughout."""
+    await make_runs(client, ["busy-1"], offset=70)
+    version = await db.fetchval(
+        "SELECT version FROM activation_run_features WHERE request_id = 'busy-1'"
+    )
+    folder = await asyncpg.connect(db_uri)
+    try:
+        tx = folder.transaction()
+        await tx.start()
+        await folder.execute(
+            "SELECT 1 FROM feature_pending_runs WHERE request_id = 'busy-1' FOR UPDATE"
+        )
+        await asyncio.wait_for(make_runs(client, ["busy-1"], offset=71), timeout=30)
+        await tx.rollback()
+    finally:
+        await folder.close()
+    pair = await db.fetchval(
+        "SELECT count(*) FROM feature_pending_removals r JOIN feature_pending_runs q"
+        " USING (request_id, version) WHERE request_id = 'busy-1' AND version = $1",
+        version,
+    )
+    assert pair == 1
+    await check(client, db)
+    await fold.fold_all(pool)
+    assert (await db.fetchval("SELECT count(*) FROM feature_pending_removals")) == 0
+    await check(client, db)
