@@ -148,30 +148,74 @@ class FoldResult:
         return self.runs + self.removals
 
 
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """Everything a batch writes, computed off the event loop (numpy, list building)."""
+
+    adds: list[QueuedRun]
+    removals: list[QueuedRun]
+    counts: Contributions
+    members: list[tuple]
+    candidates: tuple[list, ...]  # sae_key, feature_id, max_act, request_id, version, position
+
+
+def plan_batch(
+    add_rows: list[asyncpg.Record],
+    removal_rows: list[asyncpg.Record],
+    keys: dict[tuple[str, int], int],
+) -> BatchPlan:
+    adds = [queued(r) for r in add_rows]
+    removals = [queued(r) for r in removal_rows]
+    items = [(keys[(q.sae_id, q.sae_layer)], q.run, 1) for q in adds]
+    items += [(keys[(q.sae_id, q.sae_layer)], q.run, -1) for q in removals]
+    runs = [q.run for q in adds]
+    sizes = [r.n_features for r in runs]
+    candidates: tuple[list, ...] = ([], [], [], [], [], [])
+    if adds:
+        candidates = (
+            np.repeat([keys[(q.sae_id, q.sae_layer)] for q in adds], sizes).tolist(),
+            np.concatenate([r.feature_ids for r in runs]).tolist(),
+            np.concatenate([r.max_acts for r in runs]).tolist(),
+            np.repeat([q.request_id for q in adds], sizes).tolist(),
+            np.repeat([q.version for q in adds], sizes).tolist(),
+            np.concatenate([r.max_pos for r in runs]).tolist(),
+        )
+    return BatchPlan(
+        adds=adds,
+        removals=removals,
+        counts=contributions(items),
+        members=[member_record(q, keys[(q.sae_id, q.sae_layer)]) for q in adds],
+        candidates=candidates,
+    )
+
+
 async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
     """Fold up to ``limit`` queued runs and ``limit`` queued removals in one transaction."""
     async with conn.transaction():
         if not await db.try_fold_lock(conn):
             return FoldResult(0, 0, busy=True)
         await db.cancel_unfolded_removals(conn)
-        adds = [queued(r) for r in await db.claim_pending_runs(conn, limit)]
-        claimed_removals = await db.claim_pending_removals(conn, limit)
-        removals = [queued(r) for r in claimed_removals]
-        if not adds and not removals:
+        add_rows = await db.claim_pending_runs(conn, limit)
+        removal_rows = await db.claim_pending_removals(conn, limit)
+        if not add_rows and not removal_rows:
             return FoldResult(0, 0)
-        keys = await db.sae_keys(
-            conn, sorted({(q.sae_id, q.sae_layer) for q in adds + removals}), HIST_EDGES
-        )
-        items = [(keys[(q.sae_id, q.sae_layer)], q.run, 1) for q in adds]
-        items += [(keys[(q.sae_id, q.sae_layer)], q.run, -1) for q in removals]
-        await apply_counts(conn, contributions(items))
+        saes = {(r["sae_id"], r["sae_layer"]) for r in [*add_rows, *removal_rows]}
+        keys = await db.sae_keys(conn, sorted(saes), HIST_EDGES)
+        # The CPU part in a thread: the backend's requests share this event loop.
+        plan = await asyncio.to_thread(plan_batch, add_rows, removal_rows, keys)
+        await apply_counts(conn, plan.counts)
 
-        gone_ids = [q.request_id for q in removals]
-        gone_versions = [q.version for q in removals]
+        gone_ids = [q.request_id for q in plan.removals]
+        gone_versions = [q.version for q in plan.removals]
         await db.remove_members(conn, gone_ids, gone_versions)
-        await db.copy_members(conn, [member_record(q, keys[(q.sae_id, q.sae_layer)]) for q in adds])
+        await db.copy_members(conn, plan.members)
         thinned = await db.remove_top_runs(conn, gone_ids, gone_versions)
-        await _add_candidates(conn, adds, keys)
+        if plan.adds:
+            over = await db.add_top_candidates(conn, *plan.candidates, CAPACITY)
+            if over:
+                await db.trim_top_runs(
+                    conn, [o["sae_key"] for o in over], [o["feature_id"] for o in over], CAPACITY
+                )
         low = [
             (t["sae_key"], t["feature_id"])
             for t in thinned
@@ -184,34 +228,11 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
                 await refill(conn, board)
         await db.delete_claimed(
             conn,
-            [q.request_id for q in adds],
-            [q.version for q in adds],
-            [r["id"] for r in claimed_removals],
+            [q.request_id for q in plan.adds],
+            [q.version for q in plan.adds],
+            [r["id"] for r in removal_rows],
         )
-    return FoldResult(len(adds), len(removals))
-
-
-async def _add_candidates(
-    conn: asyncpg.Connection, adds: list[QueuedRun], keys: dict[tuple[str, int], int]
-) -> None:
-    if not adds:
-        return
-    runs = [q.run for q in adds]
-    sizes = [r.n_features for r in runs]
-    over = await db.add_top_candidates(
-        conn,
-        np.repeat([keys[(q.sae_id, q.sae_layer)] for q in adds], sizes).tolist(),
-        np.concatenate([r.feature_ids for r in runs]).tolist(),
-        np.concatenate([r.max_acts for r in runs]).tolist(),
-        np.repeat([q.request_id for q in adds], sizes).tolist(),
-        np.repeat([q.version for q in adds], sizes).tolist(),
-        np.concatenate([r.max_pos for r in runs]).tolist(),
-        CAPACITY,
-    )
-    if over:
-        await db.trim_top_runs(
-            conn, [o["sae_key"] for o in over], [o["feature_id"] for o in over], CAPACITY
-        )
+    return FoldResult(len(plan.adds), len(plan.removals))
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,13 +315,26 @@ async def fold_all(pool: asyncpg.Pool, batch: int = 64) -> int:
 
 
 class FoldWorker:
-    """Folds in the background of the backend: woken after each stored run, and every
-    ``idle_s`` (other processes' writes, `playground prune`)."""
+    """Folds in the background of the backend. A stored run wakes it; it then waits for
+    ``settle_s`` without another write (at most ``max_delay_s`` after the first), so a burst of
+    runs is folded in a few batches after it rather than between its requests. It also looks
+    every ``idle_s`` (other processes' writes, `playground prune`). Readers never depend on it:
+    they add what is still queued."""
 
-    def __init__(self, pool: asyncpg.Pool, *, batch: int, idle_s: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        batch: int,
+        idle_s: float,
+        settle_s: float = 0.25,
+        max_delay_s: float = 2.0,
+    ) -> None:
         self.pool = pool
         self.batch = batch
         self.idle_s = idle_s
+        self.settle_s = settle_s
+        self.max_delay_s = max_delay_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -316,18 +350,34 @@ class FoldWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def _settle(self) -> None:
+        """Return once writes paused for settle_s, or max_delay_s after the first one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_delay_s
+        while True:
+            self._wake.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=min(self.settle_s, left))
+            except TimeoutError:
+                return
+
     async def _run(self) -> None:
         while True:
-            done = 0
-            try:
-                async with self.pool.acquire() as conn:
-                    done = (await fold_batch(conn, self.batch)).done
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be away; try again later
-                logger.warning("feature fold failed: %s: %s", type(exc).__name__, exc)
-            if done:
-                continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_s)
+            if self._wake.is_set():
+                await self._settle()
+            while True:
+                try:
+                    async with self.pool.acquire() as conn:
+                        result = await fold_batch(conn, self.batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database may be away; try again later
+                    logger.warning("feature fold failed: %s: %s", type(exc).__name__, exc)
+                    break
+                if result.done == 0:
+                    break
