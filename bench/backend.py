@@ -129,15 +129,22 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
     conn = await asyncpg.connect(url)
     try:
         bulk = await feature_bench.prepare_bulk(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
-        batch = 2_000
+        batch = 500
         for start in range(0, n_runs, batch):
             idx, prev, feats = [], [], []
-            for i in range(start, min(start + batch, n_runs)):
+            stop = min(start + batch, n_runs)
+            for i, timeline in zip(range(start, stop), gen.timelines(stop - start), strict=True):
                 created = now - timedelta(seconds=i * 26)  # 100k runs over ~30 days
                 rid = f"seed-{i:07d}"
                 realistic = i % 10 == 0
                 record = gen.record(
-                    rid, created, MODEL, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER, realistic=realistic
+                    timeline,
+                    rid,
+                    created,
+                    MODEL,
+                    DEFAULT_SAE_ID,
+                    DEFAULT_SAE_LAYER,
+                    realistic=realistic,
                 )
                 rows = storage.rows(record)
                 stamp = {"request_id": rid, "created_at": created, "updated_at": created}
@@ -235,6 +242,7 @@ def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
         "DATABASE_URL": db_url,
         "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
         "PLAYGROUND_SAE_URL": upstream,
+        "PLAYGROUND_FEATURE_FOLD": os.environ.get("XFOLD", "true"),
     }
     backend_args = ["backend", "--log-level", "warning"]
     service = Service("backend", backend_args, free_port(), log_path, env)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
+import orjson
 
 from backend.activations import packed
 from backend.activations.record import Extraction, Generation, RunRecord, RunTimings
@@ -85,9 +86,10 @@ class RunGenerator:
     def features(self) -> FeatureSet:
         return FeatureSet(common=int(self.rank_to_id[0]), rare=int(self.rank_to_id[20_000]))
 
-    def timeline(self) -> packed.Timeline:
-        draws = 48
-        ranks = np.searchsorted(self.cdf, self.rng.random((self.positions, draws)))
+    def timelines(self, n: int) -> list[packed.Timeline]:
+        """``n`` runs' timelines, drawn together (numpy over all their positions at once)."""
+        draws, rows_n = 48, n * self.positions
+        ranks = np.searchsorted(self.cdf, self.rng.random((rows_n, draws)))
         ids = self.rank_to_id[np.minimum(ranks, D_SAE - 1)].astype(np.int64)
         ids.sort(axis=1)
         dup = np.zeros_like(ids, dtype=bool)
@@ -95,17 +97,22 @@ class RunGenerator:
         acts = self.scale[ids] * self.rng.lognormal(0.0, 0.5, ids.shape)
         acts[dup] = -1.0  # duplicates drop out below
         order = np.argsort(-acts, axis=1)[:, :TOP_K]
-        rows = np.arange(self.positions)[:, None]
-        ids, acts = ids[rows, order], acts[rows, order]
-        keep = acts > 0
-        counts = keep.sum(axis=1)
-        return packed.Timeline(
-            activations=np.round(acts[keep], 4).astype(np.float64),
-            token_ids=np.arange(1000, 1000 + self.positions, dtype=np.int64),
-            offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
-            feature_ids=ids[keep].astype(np.int32),
-            flags=self.flags,
-        )
+        rows = np.arange(rows_n)[:, None]
+        ids, acts = ids[rows, order], np.round(acts[rows, order], 4)
+        out = []
+        for r in range(n):
+            block = slice(r * self.positions, (r + 1) * self.positions)
+            keep = acts[block] > 0
+            out.append(
+                packed.Timeline(
+                    activations=acts[block][keep].astype(np.float64),
+                    token_ids=np.arange(1000, 1000 + self.positions, dtype=np.int64),
+                    offsets=np.r_[0, np.cumsum(keep.sum(axis=1))].astype(np.int64),
+                    feature_ids=ids[block][keep].astype(np.int32),
+                    flags=self.flags,
+                )
+            )
+        return out
 
     def entries(self, timeline: packed.Timeline) -> list[dict]:
         """The timeline as the SAE service answers it (a realistic preview's JSON)."""
@@ -127,12 +134,19 @@ class RunGenerator:
             for p in range(self.positions)
         ]
 
-    def record(self, request_id, created, model_id, sae_id, layer, *, realistic: bool) -> RunRecord:
+    def record(
+        self,
+        timeline: packed.Timeline,
+        request_id: str,
+        created,
+        model_id: str,
+        sae_id: str,
+        layer: int,
+        *,
+        realistic: bool,
+    ) -> RunRecord:
         """A run as the run path records it; only a realistic one carries its timeline's JSON
         (the others' previews come from the small seeded run)."""
-        import orjson
-
-        timeline = self.timeline()
         ids = timeline.token_ids.tolist()
         return RunRecord(
             request_id=request_id,
