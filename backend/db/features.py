@@ -525,24 +525,54 @@ ON CONFLICT (sae_key, feature_id) DO UPDATE SET examples = EXCLUDED.examples, fe
     )
 
 
-async def search_labels(
+async def search_fired_labels(
     conn: asyncpg.Connection,
     tsquery: str,
     sae_id: str | None,
     layer: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Labels matching a ``to_tsquery('simple', ...)`` text, most-fired first."""
+    """Fired features whose label matches a ``to_tsquery('simple', ...)`` text, most-fired
+    first. Postgres picks the plan: for a broad query it walks features by runs_fired and
+    stops at ``limit`` matches; for a narrow one it takes the label index's matches and sorts."""
     return await conn.fetch(
         """
-SELECT s.sae_id, s.layer, l.feature_id, l.label, coalesce(st.runs_fired, 0) AS runs_fired
+SELECT s.sae_id, s.layer, st.feature_id, l.label, st.runs_fired
+FROM feature_stats st
+JOIN feature_labels l ON l.sae_key = st.sae_key AND l.feature_id = st.feature_id
+JOIN feature_saes s ON s.sae_key = st.sae_key
+WHERE st.runs_fired > 0 AND l.search @@ to_tsquery('simple', $1)
+  AND ($2::text IS NULL OR s.sae_id = $2)
+  AND ($3::int IS NULL OR s.layer = $3)
+ORDER BY st.runs_fired DESC, st.sae_key, st.feature_id
+LIMIT $4
+""",
+        tsquery,
+        sae_id,
+        layer,
+        limit,
+    )
+
+
+async def search_unfired_labels(
+    conn: asyncpg.Connection,
+    tsquery: str,
+    sae_id: str | None,
+    layer: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Matching labels of features that never fired in a folded run (after the fired ones)."""
+    return await conn.fetch(
+        """
+SELECT s.sae_id, s.layer, l.feature_id, l.label, 0::bigint AS runs_fired
 FROM feature_labels l
 JOIN feature_saes s ON s.sae_key = l.sae_key
-LEFT JOIN feature_stats st ON st.sae_key = l.sae_key AND st.feature_id = l.feature_id
 WHERE l.search @@ to_tsquery('simple', $1)
   AND ($2::text IS NULL OR s.sae_id = $2)
   AND ($3::int IS NULL OR s.layer = $3)
-ORDER BY runs_fired DESC, s.sae_id, s.layer, l.feature_id
+  AND NOT EXISTS (SELECT 1 FROM feature_stats st WHERE st.sae_key = l.sae_key
+                  AND st.feature_id = l.feature_id AND st.runs_fired > 0)
+ORDER BY s.sae_id, s.layer, l.feature_id
 LIMIT $4
 """,
         tsquery,

@@ -43,7 +43,11 @@ class LabelSearch:
             if feature_id is not None:
                 rows += await db.features_by_id(conn, feature_id, sae_id, layer, limit)
             if tsquery is not None:
-                rows += await db.search_labels(conn, tsquery, sae_id, layer, limit)
+                rows += await db.search_fired_labels(conn, tsquery, sae_id, layer, limit)
+                if len(rows) < limit:
+                    rows += await db.search_unfired_labels(
+                        conn, tsquery, sae_id, layer, limit - len(rows)
+                    )
             both = sae_id is not None and layer is not None
             pending = await pending_mod.load(
                 conn, sae_id if both else None, layer if both else None

@@ -140,6 +140,8 @@ TABLES = [
       PRIMARY KEY (sae_key, feature_id)
     )
     """,
+    # Label search walks features most-fired first and stops at its page (db/features.py).
+    "CREATE INDEX feature_stats_fired_idx ON feature_stats (runs_fired DESC, sae_key, feature_id)",
     """
     CREATE TABLE feature_hist (
       sae_key INT NOT NULL,
