@@ -149,7 +149,7 @@ def from_timeline(timeline: Timeline) -> RunFeatures:
 
 
 def empty(n_positions: int) -> RunFeatures:
-    i32 = np.zeros(0, dtype=np.int32)
+    i32: np.ndarray = np.zeros(0, dtype=np.int32)
     return RunFeatures(
         n_positions, i32, np.zeros(0, dtype=np.float32), i32, i32, i32, np.zeros(0, np.int16)
     )
@@ -208,7 +208,7 @@ def lookup(run: RunFeatures, feature_id: int) -> FeatureInRun | None:
         return None
     lo = int(np.searchsorted(run.hist_fids, feature_id, side="left"))
     hi = int(np.searchsorted(run.hist_fids, feature_id, side="right"))
-    hist = np.zeros(N_BINS, dtype=np.int64)
+    hist: np.ndarray = np.zeros(N_BINS, dtype=np.int64)
     np.add.at(hist, run.hist_bins[lo:hi].astype(np.int64), run.hist_counts[lo:hi])
     return FeatureInRun(
         max_act=float(run.max_acts[i]),

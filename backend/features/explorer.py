@@ -24,10 +24,16 @@ from backend.features import fold, links
 from backend.features import pending as pending_mod
 from backend.features.aggregate import N_BINS
 from backend.features.catalog import SaeCatalog, SaeEntry
-from backend.features.results import FeatureRunsPageView, FeatureView, TopRunView, WindowView
+from backend.features.results import (
+    FeatureRunsPageView,
+    FeatureRunSummaryView,
+    FeatureView,
+    TopRunView,
+    WindowView,
+)
 from backend.settings import Settings
 from backend.upstreams.sae import SaeClient
-from common.errors import ApiError, InvalidRequest
+from common.errors import ApiError, InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +144,10 @@ class FeatureExplorer:
             examples_json, fetched_label = await self._fetch_examples(entry, feature_id)
             label = label or fetched_label
 
+        if sae_row is None:  # resolve() found it; only a concurrent delete of the SAE row
+            raise NotFound(f"unknown SAE {sae_id!r} at layer {layer}", code="sae_not_found")
         delta = pending_mod.feature_delta(pending, sae_id, layer, feature_id)
-        counts = np.zeros(N_BINS, dtype=np.int64)
+        counts: np.ndarray = np.zeros(N_BINS, dtype=np.int64)
         for r in hist_rows:
             counts[r["bin"]] += r["count"]
         counts += delta.hist
@@ -223,7 +231,9 @@ class FeatureExplorer:
         by_id = {r["request_id"]: r for r in rows}
         page = found[:limit]
         items = [
-            {**run_views.run_summary_view(by_id[r.request_id]), "feature_max_activation": r.max_act}
+            FeatureRunSummaryView(
+                **run_views.run_summary_view(by_id[r.request_id]), feature_max_activation=r.max_act
+            )
             for r in page
             if r.request_id in by_id
         ]

@@ -149,6 +149,18 @@ class FoldResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Candidates:
+    """Every (run, feature) of a batch's new versions, as parallel lists for the leaderboards."""
+
+    sae_keys: list[int]
+    feature_ids: list[int]
+    max_acts: list[float]
+    request_ids: list[str]
+    versions: list[int]
+    positions: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class BatchPlan:
     """Everything a batch writes, computed off the event loop (numpy, list building)."""
 
@@ -156,7 +168,7 @@ class BatchPlan:
     removals: list[QueuedRun]
     counts: Contributions
     members: list[tuple]
-    candidates: tuple[list, ...]  # sae_key, feature_id, max_act, request_id, version, position
+    candidates: Candidates
 
 
 def plan_batch(
@@ -170,9 +182,9 @@ def plan_batch(
     items += [(keys[(q.sae_id, q.sae_layer)], q.run, -1) for q in removals]
     runs = [q.run for q in adds]
     sizes = [r.n_features for r in runs]
-    candidates: tuple[list, ...] = ([], [], [], [], [], [])
+    candidates = Candidates([], [], [], [], [], [])
     if adds:
-        candidates = (
+        candidates = Candidates(
             np.repeat([keys[(q.sae_id, q.sae_layer)] for q in adds], sizes).tolist(),
             np.concatenate([r.feature_ids for r in runs]).tolist(),
             np.concatenate([r.max_acts for r in runs]).tolist(),
@@ -211,7 +223,17 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
         await db.copy_members(conn, plan.members)
         thinned = await db.remove_top_runs(conn, gone_ids, gone_versions)
         if plan.adds:
-            over = await db.add_top_candidates(conn, *plan.candidates, CAPACITY)
+            c = plan.candidates
+            over = await db.add_top_candidates(
+                conn,
+                c.sae_keys,
+                c.feature_ids,
+                c.max_acts,
+                c.request_ids,
+                c.versions,
+                c.positions,
+                CAPACITY,
+            )
             if over:
                 await db.trim_top_runs(
                     conn, [o["sae_key"] for o in over], [o["feature_id"] for o in over], CAPACITY

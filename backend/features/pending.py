@@ -53,7 +53,7 @@ def _of(runs: list[QueuedRun], sae_id: str, layer: int) -> list[QueuedRun]:
 
 def feature_delta(p: Pending, sae_id: str, layer: int, feature_id: int) -> FeatureDelta:
     runs_total = positions_total = runs_fired = 0
-    hist = np.zeros(N_BINS, dtype=np.int64)
+    hist: np.ndarray = np.zeros(N_BINS, dtype=np.int64)
     for sign, runs in ((1, p.adds), (-1, p.removals)):
         for q in _of(runs, sae_id, layer):
             runs_total += sign
