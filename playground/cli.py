@@ -37,6 +37,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "train",
         "train a TopK SAE on a model's residuals, with labels and examples",
     ),
+    "import-labels": (
+        "backend.cli",
+        "add_import_labels_arguments",
+        "import_labels",
+        "load an SAE's feature labels from a file into the label cache",
+    ),
 }
 
 

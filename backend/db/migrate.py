@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-HEAD = "0015_staging_safety"
+HEAD = "0016_feature_explorer"
 
 
 def _config() -> Config:
