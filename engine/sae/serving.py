@@ -36,9 +36,9 @@ class SaeService:
         self.model_id = settings.served_model_id
         self.max_len = min(settings.max_sequence_tokens, model.max_positions)
 
-    def _resolve(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
+    def _resolve(self, sae_id: str | None, layer: int | None) -> SaeMeta:
         try:
-            return self.registry.resolve(req.sae_id, req.layer)
+            return self.registry.resolve(sae_id, layer)
         except UnknownSae as exc:
             raise NotFound(str(exc), code="sae_not_found") from exc
         except UnknownSaeLayer as exc:
@@ -53,7 +53,7 @@ class SaeService:
             raise Overloaded(str(exc), retry_after_s=1) from exc
 
     def _check_sequence(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
-        meta = self._resolve(req)
+        meta = self._resolve(req.sae_id, req.layer)
         ids = req.token_ids
         if len(ids) > self.max_len:
             raise InvalidRequest(
@@ -136,25 +136,24 @@ class SaeService:
         }
 
     def feature(self, sae_id: str, layer: int, feature_id: int) -> FeatureResponse:
-        meta = self.registry.resolve(sae_id, layer)
+        meta = self._resolve(sae_id, layer)
         self._check_feature_id(meta, feature_id)
-        sidecars = self.registry.sidecars
         return FeatureResponse(
             sae_id=meta.sae_id,
             layer=meta.layer,
             feature_id=feature_id,
             d_sae=meta.d_sae,
-            label=sidecars.labels(meta).get(feature_id),
-            examples=sidecars.examples(meta, feature_id),
+            label=self.registry.labels(meta).get(feature_id),
+            examples=self.registry.sidecars.examples(meta, feature_id),
         )
 
     def labels(self, sae_id: str, layer: int) -> LabelsResponse:
-        meta = self.registry.resolve(sae_id, layer)
+        meta = self._resolve(sae_id, layer)
         return LabelsResponse(
             sae_id=meta.sae_id,
             layer=meta.layer,
             d_sae=meta.d_sae,
-            labels=self.registry.sidecars.labels(meta),
+            labels=self.registry.labels(meta),
         )
 
     @staticmethod
