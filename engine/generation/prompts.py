@@ -32,9 +32,18 @@ class PromptEncoder:
         if not found or _SENTINEL in after:
             raise TemplateError("the chat template must place the user content exactly once")
         self._before, self._after = before, after
-        # The template's fixed text, special tokens parsed (it is ours, not the user's).
-        self._before_ids = self._encode(before, parse_special=True)
-        self._after_ids = self._encode(after, parse_special=True)
+        # A tokenizer parsing special tokens splits the text at them and encodes each piece
+        # between on its own, so ordinary text next to the user content ("user\n" in
+        # ChatML) can merge with it ("\n  " is one token). That text is encoded together
+        # with the content; only the template's pieces up to its special tokens are fixed.
+        specials = [t for t in tokenizer.get_added_vocab() if t]
+        head_end = max((before.rfind(t) + len(t) for t in specials if t in before), default=0)
+        tail_start = min((after.find(t) for t in specials if t in after), default=len(after))
+        self._head, self._glue_before = before[:head_end], before[head_end:]
+        self._glue_after, self._tail = after[:tail_start], after[tail_start:]
+        # The template's own text, special tokens parsed (it is ours, not the user's).
+        self._head_ids = self._encode(self._head, parse_special=True)
+        self._tail_ids = self._encode(self._tail, parse_special=True)
 
     def _render(self, content: str) -> str:
         return self.tokenizer.apply_chat_template(
@@ -64,8 +73,9 @@ class PromptEncoder:
     def chat(self, text: str) -> list[int]:
         """One user turn plus the generation prompt; the user text is never parsed for
         special tokens. The template writes BOS itself: exactly one BOS."""
-        content = self._encode(self.user_content(text), parse_special=False)
-        return [*self._before_ids, *content, *self._after_ids]
+        middle = self._glue_before + self.user_content(text) + self._glue_after
+        content = self._encode(middle, parse_special=False)
+        return [*self._head_ids, *content, *self._tail_ids]
 
     def raw(self, text: str, *, parse_special_tokens: bool = False) -> list[int]:
         """BOS then the text; special-token text is parsed only when asked."""
