@@ -167,14 +167,12 @@ def iter_examples(
     d_sae: int,
 ) -> Iterator[dict]:
     """Per active feature, its strongest contexts (one per text): the tokens around the max
-    with this feature's activation at each (positions >= 1; position 0 is never encoded)."""
+    with this feature's activation at each (positions >= 1; a token that was not encoded, an
+    attention sink, has ``None``)."""
     top = top_activations(codes, d_sae, n=EXAMPLES_PER_FEATURE * 4)
     seq = residuals.seq.numpy()
     pos = residuals.pos.numpy()
-    # Rows of one sequence are contiguous, positions 1..n-1 in order.
-    first_row = {}
-    for row in range(len(seq) - 1, -1, -1):
-        first_row[int(seq[row])] = row
+    row_at = {(int(s), int(p)): row for row, (s, p) in enumerate(zip(seq, pos, strict=True))}
     values, indices = codes.values, codes.indices
     for feature in range(d_sae):
         examples = []
@@ -187,14 +185,15 @@ def iter_examples(
             ids = sequences.token_ids[s]
             p = int(pos[row])
             start, end = max(1, p - CONTEXT_BEFORE), min(len(ids), p + CONTEXT_AFTER + 1)
-            window = torch.arange(first_row[s] + start - 1, first_row[s] + end - 1)
-            acts = (values[window] * (indices[window] == feature)).sum(dim=1)
+            rows = [row_at.get((s, q)) for q in range(start, end)]
+            encoded = torch.tensor([r for r in rows if r is not None])
+            acts = iter((values[encoded] * (indices[encoded] == feature)).sum(dim=1).tolist())
             window_ids = ids[start:end]
             examples.append(
                 {
                     "token_ids": window_ids,
                     "tokens": [token_text(t) for t in window_ids],
-                    "activations": [round(float(a), 3) for a in acts],
+                    "activations": [None if r is None else round(next(acts), 3) for r in rows],
                     "max_index": p - start,
                     "max_activation": round(float(value), 3),
                 }

@@ -26,7 +26,7 @@ from common.defaults import (
 from engine.atomic_dir import atomic_directory
 from engine.demo import features
 from engine.demo.progress import Say, say_flush, step
-from engine.demo.residuals import collect_residuals, tokenize_texts
+from engine.demo.residuals import collect_residuals, drop_sinks, tokenize_texts
 from engine.demo.trainer import TopKSae, TrainSettings, evaluate, train_topk_sae
 from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
@@ -50,6 +50,7 @@ class TrainingStats:
     tokens: int  # run through the model (position 0 of each text included)
     tokens_train: int  # residuals trained on (position 0 left out)
     tokens_heldout: int
+    sink_tokens_excluded: int  # residual norm > SINK_NORM_RATIO x median (residuals.py)
     collect_dtype: str
     torch_threads: int
     residual_tokens_per_s: float
@@ -184,7 +185,8 @@ def train_sae(
         residuals = collect_residuals(model, sequences, layer, batch_tokens=batch_tokens, say=say)
         del model
     seconds["collect"] = timing["seconds"]
-    say(f"    {residuals.tokens_per_s:.0f} tokens/s")
+    residuals, sinks = drop_sinks(residuals)
+    say(f"    {residuals.tokens_per_s:.0f} tokens/s; {sinks} attention-sink residuals left out")
 
     n_texts = len(sequences.token_ids)
     heldout_mask = residuals.seq >= n_texts - max(1, round(HELDOUT_FRACTION * n_texts))
@@ -247,6 +249,7 @@ def train_sae(
             tokens=sequences.tokens,
             tokens_train=int(train.acts.shape[0]),
             tokens_heldout=int(heldout.acts.shape[0]),
+            sink_tokens_excluded=sinks,
             collect_dtype=str(dtype).removeprefix("torch."),
             torch_threads=torch.get_num_threads(),
             residual_tokens_per_s=round(residuals.tokens_per_s, 1),

@@ -103,7 +103,9 @@ class FeatureExample(BaseModel):
 
     tokens: list[str]
     token_ids: list[int]
-    activations: list[float]
+    activations: list[float | None] = Field(
+        description="this feature's activation at each token; null: not encoded (a sink)"
+    )
     max_index: int = Field(description="index of the max within tokens")
     max_activation: float
 

@@ -117,9 +117,11 @@ def test_train_sae_writes_the_saelens_layout_and_its_explanations(trained_sae_di
             assert len(example["token_ids"]) == len(example["activations"]) == n
             top = example["activations"][example["max_index"]]
             assert top == pytest.approx(example["max_activation"], abs=1e-3)
-            assert max(example["activations"]) == pytest.approx(top, abs=1e-3)
+            encoded = [a for a in example["activations"] if a is not None]  # None: a sink
+            assert max(encoded) == pytest.approx(top, abs=1e-3)
     stats = json.loads((trained_sae_dir / "training_stats.json").read_text())
     assert stats["tokens"] >= 4000 and stats["tokens_train"] > stats["tokens_heldout"] > 0
+    assert stats["sink_tokens_excluded"] < stats["tokens"] // 100  # a handful of outliers
     assert 0 < stats["fvu_train"] < 1 and 0 < stats["l0"] <= K
     assert 0 <= stats["dead_fraction"] <= 1 and 0 <= stats["label_precision"] <= 1
     assert stats["residual_tokens_per_s"] > 0 and stats["seconds"]["train"] > 0
