@@ -98,6 +98,15 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(text: str) -> int:
+    from backend.db.prune import MAX_BATCH
+
+    value = int(text)
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"batch size must be within 1..{MAX_BATCH}")
+    return value
+
+
 def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     _add_database_argument(parser)
     parser.add_argument(
@@ -106,6 +115,12 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
         default=parse_duration("7d"),
         help="delete previews older than this (7d, 12h, 30m, 90s, 2w; default 7d)",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=100,
+        help="previews per transaction (default 100); stop any time, the next prune resumes",
+    )
 
 
 def prune(args: argparse.Namespace) -> int:
@@ -113,18 +128,37 @@ def prune(args: argparse.Namespace) -> int:
 
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
-        count = asyncio.run(_prune(url, args.older_than))
-    print(f"pruned {count} previews older than {args.older_than}")
+        done = asyncio.run(_prune(url, args.older_than, args.batch_size))
+    print(
+        f"pruned {done.pruned} previews older than {args.older_than} "
+        f"({done.batches} batches, {done.elapsed_s:.1f} s, {done.per_s:.0f}/s)"
+    )
     return 0
 
 
-async def _prune(url: str, older_than: timedelta) -> int:
+async def _prune(url: str, older_than: timedelta, batch_size: int):
+    import sys
+    import time
+
     import asyncpg
 
-    from backend.db import queries
+    from backend.db.prune import PruneProgress, prune_previews
+
+    last_report = time.monotonic()
+
+    def report(progress: PruneProgress) -> None:
+        nonlocal last_report
+        if time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            print(
+                f"pruned {progress.pruned} so far ({progress.batches} batches, "
+                f"{progress.per_s:.0f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     conn = await asyncpg.connect(url)
     try:
-        return await queries.prune_previews(conn, older_than)
+        return await prune_previews(conn, older_than, batch_size=batch_size, on_batch=report)
     finally:
         await conn.close()

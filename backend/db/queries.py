@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -146,6 +146,19 @@ WHERE i.request_id = $1
     )
 
 
+# The listing's four shapes, each its own statement so that every plan (generic ones too)
+# walks an index from the cursor on: (created_at DESC, request_id DESC), or with a status
+# (status, created_at DESC, request_id DESC) from 0017. One statement with
+# "$1 IS NULL OR ..." would fall back to a filtered scan from the newest row under a generic
+# plan, costing O(depth) for a deep cursor.
+_LIST_WHERE = {
+    (False, False): "",
+    (True, False): "WHERE (i.created_at, i.request_id) < ($2, $3)",
+    (False, True): "WHERE i.status = $2",
+    (True, True): "WHERE i.status = $4 AND (i.created_at, i.request_id) < ($2, $3)",
+}
+
+
 async def list_runs(
     conn: asyncpg.Connection,
     *,
@@ -154,62 +167,52 @@ async def list_runs(
     before_request_id: str | None,
     status: str | None,
 ) -> list[asyncpg.Record]:
-    """Newest first; keyset pagination on (created_at, request_id)."""
+    """Newest first; keyset pagination on (created_at, request_id); O(log n + limit)."""
+    after = before_created_at is not None
+    args: list[object] = [limit]
+    if after:
+        args += [before_created_at, before_request_id]
+    if status is not None:
+        args.append(status)
     return await conn.fetch(
         _RUN_SELECT
-        + """
+        + f"""
 FROM activation_run_index i
-WHERE ($1::timestamptz IS NULL OR (i.created_at, i.request_id) < ($1, $2))
-  AND ($3::text IS NULL OR i.status = $3)
+{_LIST_WHERE[(after, status is not None)]}
 ORDER BY i.created_at DESC, i.request_id DESC
-LIMIT $4
+LIMIT $1
 """,
-        before_created_at,
-        before_request_id,
-        status,
-        limit,
+        *args,
     )
 
 
 async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
+    """Counts from the trigger-maintained tables (0017): a few hundred rows at most, whatever
+    the number of runs. ``runs_last_24h`` is exact to the hour: runs since the start of the
+    UTC hour 24 hours ago. First/last run: one probe each of the created_at index."""
     return await conn.fetchrow(
         """
-SELECT count(*) AS total_runs,
-       count(*) FILTER (WHERE status = 'ok') AS ok_runs,
-       count(*) FILTER (WHERE status = 'failed') AS failed_runs,
-       count(*) FILTER (WHERE has_preview) AS with_preview,
-       count(*) FILTER (WHERE pruned_at IS NOT NULL) AS pruned_runs,
-       count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS runs_last_24h,
-       min(created_at) AS first_run_at,
-       max(created_at) AS last_run_at
-FROM activation_run_index
+SELECT coalesce(sum(runs), 0)::bigint AS total_runs,
+       coalesce(sum(runs) FILTER (WHERE status = 'ok'), 0)::bigint AS ok_runs,
+       coalesce(sum(runs) FILTER (WHERE status = 'failed'), 0)::bigint AS failed_runs,
+       coalesce(sum(runs) FILTER (WHERE has_preview), 0)::bigint AS with_preview,
+       coalesce(sum(runs) FILTER (WHERE pruned), 0)::bigint AS pruned_runs,
+       (SELECT coalesce(sum(runs), 0)::bigint FROM activation_run_hours
+        WHERE hour >= date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours')
+         AS runs_last_24h,
+       (SELECT min(created_at) FROM activation_run_index) AS first_run_at,
+       (SELECT max(created_at) FROM activation_run_index) AS last_run_at
+FROM activation_run_counts
 """
     )
 
 
 async def runs_per_model(conn: asyncpg.Connection, limit: int = 20) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT model_id, count(*) AS runs FROM activation_run_index "
-        "GROUP BY model_id ORDER BY runs DESC, model_id LIMIT $1",
+        "SELECT model_id, sum(runs)::bigint AS runs FROM activation_run_counts "
+        "GROUP BY model_id HAVING sum(runs) > 0 ORDER BY runs DESC, model_id LIMIT $1",
         limit,
     )
-
-
-async def prune_previews(conn: asyncpg.Connection, older_than: timedelta) -> int:
-    """Delete previews older than ``older_than``; their index rows stay, marked pruned."""
-    async with conn.transaction():
-        deleted = await conn.fetch(
-            "DELETE FROM activation_run_previews WHERE created_at < now() - $1::interval "
-            "RETURNING request_id",
-            older_than,
-        )
-        ids = [r["request_id"] for r in deleted]
-        await conn.execute(
-            "UPDATE activation_run_index SET pruned_at = now(), has_preview = false "
-            "WHERE request_id = ANY($1::text[])",
-            ids,
-        )
-    return len(ids)
 
 
 async def ping(conn: asyncpg.Connection) -> None:
