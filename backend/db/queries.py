@@ -174,24 +174,26 @@ async def list_runs(
         args += [before_created_at, before_request_id]
     if status is not None:
         args.append(status)
-    return await conn.fetch(
+    return await conn.fetch(list_runs_sql(after=after, status=status is not None), *args)
+
+
+def list_runs_sql(*, after: bool, status: bool) -> str:
+    """The listing statement: $1 limit, then ($2, $3) the cursor, then the status."""
+    return (
         _RUN_SELECT
         + f"""
 FROM activation_run_index i
-{_LIST_WHERE[(after, status is not None)]}
+{_LIST_WHERE[(after, status)]}
 ORDER BY i.created_at DESC, i.request_id DESC
 LIMIT $1
-""",
-        *args,
+"""
     )
 
 
-async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
-    """Counts from the trigger-maintained tables (0017): a few hundred rows at most, whatever
-    the number of runs. ``runs_last_24h`` is exact to the hour: runs since the start of the
-    UTC hour 24 hours ago. First/last run: one probe each of the created_at index."""
-    return await conn.fetchrow(
-        """
+# Counts from the trigger-maintained tables (0017): a few hundred rows at most, whatever the
+# number of runs. ``runs_last_24h`` is exact to the hour: runs since the start of the UTC hour
+# 24 hours ago. First/last run: one probe each at the ends of the created_at index.
+SUMMARY_SQL = """
 SELECT coalesce(sum(runs), 0)::bigint AS total_runs,
        coalesce(sum(runs) FILTER (WHERE status = 'ok'), 0)::bigint AS ok_runs,
        coalesce(sum(runs) FILTER (WHERE status = 'failed'), 0)::bigint AS failed_runs,
@@ -204,15 +206,18 @@ SELECT coalesce(sum(runs), 0)::bigint AS total_runs,
        (SELECT max(created_at) FROM activation_run_index) AS last_run_at
 FROM activation_run_counts
 """
-    )
+RUNS_PER_MODEL_SQL = (
+    "SELECT model_id, sum(runs)::bigint AS runs FROM activation_run_counts "
+    "GROUP BY model_id HAVING sum(runs) > 0 ORDER BY runs DESC, model_id LIMIT $1"
+)
+
+
+async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(SUMMARY_SQL)
 
 
 async def runs_per_model(conn: asyncpg.Connection, limit: int = 20) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT model_id, sum(runs)::bigint AS runs FROM activation_run_counts "
-        "GROUP BY model_id HAVING sum(runs) > 0 ORDER BY runs DESC, model_id LIMIT $1",
-        limit,
-    )
+    return await conn.fetch(RUNS_PER_MODEL_SQL, limit)
 
 
 async def ping(conn: asyncpg.Connection) -> None:
