@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import asyncpg
 import orjson
@@ -24,7 +23,7 @@ from backend.activations.results import (
     TimingsView,
     TopFeaturesView,
 )
-from common.defaults import PAGE_PATH
+from backend.page.permalink import page_url
 
 PREVIEW_TOP_FEATURES = 20
 
@@ -55,11 +54,6 @@ def preview_view(
     }
 
 
-def permalink(public_base_url: str, request_id: str) -> str:
-    """The page that opens this run (its absolute URL: links and Open Graph)."""
-    return f"{public_base_url}{PAGE_PATH}?run={quote(request_id, safe='')}"
-
-
 def _run_view(
     *,
     public_base_url: str,
@@ -75,7 +69,7 @@ def _run_view(
 ) -> RunView:
     return {
         "request_id": request_id,
-        "permalink": permalink(public_base_url, request_id),
+        "permalink": page_url(public_base_url, request_id),
         "created_at": created_at,
         "status": status,
         "model_id": model_id,

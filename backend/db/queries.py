@@ -127,6 +127,13 @@ WHERE i.request_id = $1
     )
 
 
+async def get_prompt_preview(conn: asyncpg.Connection, request_id: str) -> str | None:
+    """The run's stored prompt preview (the page's Open Graph description); None if no such run."""
+    return await conn.fetchval(
+        "SELECT prompt_preview FROM activation_run_index WHERE request_id = $1", request_id
+    )
+
+
 async def get_timeline(
     conn: asyncpg.Connection, request_id: str, *, with_tokens: bool
 ) -> asyncpg.Record | None:

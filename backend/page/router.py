@@ -1,27 +1,43 @@
-"""Serves the /playground/activations page: one static HTML file, its script and its stylesheet.
+"""Serves the /playground/activations page: one HTML file, its ES modules and its stylesheet.
 
-No build step: the files under static/ are what the browser gets. The page talks to the JSON API
-on the same origin, so a strict Content-Security-Policy (no inline script, no other origin) costs
-nothing and backs up the page's rule of rendering user and model text as text only.
+No build step: the files under static/ are what the browser gets, except that the HTML's
+``<!-- open-graph -->`` line becomes Open Graph tags (naming the run for ``?run=<id>``). The page
+talks to the JSON API on the same origin, so a strict Content-Security-Policy (no inline script,
+no other origin) costs nothing and backs up the page's rule of rendering user and model text as
+text only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse
+import asyncpg
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from backend.activations.protocol import REQUEST_ID_PATTERN
+from backend.db import queries
+from backend.db.pool import connection
+from backend.page.open_graph import open_graph_tags
+from backend.page.permalink import page_url
 from common.defaults import PAGE_PATH
-from common.errors import NotFound
+from common.errors import NotFound, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGE_HTML = STATIC_DIR / "activations.html"
+OPEN_GRAPH_MARK = "<!-- open-graph -->"
 ASSETS_PREFIX = "/playground/assets"
-# name -> media type; nothing else under static/ is served.
-ASSETS = {
-    "activations.js": "text/javascript; charset=utf-8",
-    "activations.css": "text/css; charset=utf-8",
-}
+# Only these names are served (no "..", no other folder, never the HTML); by suffix:
+ASSET_NAME = re.compile(r"(?:js/)?[a-z][a-z0-9-]*\.(?:js|css)")
+MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+# The tags are a nicety: a slow or absent Postgres must not hold the page up for long.
+PREVIEW_LOOKUP_TIMEOUT_S = 2.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,17 +58,35 @@ async def root() -> RedirectResponse:
 
 
 @router.get(PAGE_PATH)
-async def page() -> FileResponse:
-    return FileResponse(
-        STATIC_DIR / "activations.html",
-        media_type="text/html; charset=utf-8",
-        headers=SECURITY_HEADERS,
-    )
+async def page(request: Request, run: str | None = None) -> HTMLResponse:
+    """The page; ``?run=<id>`` opens that run (in the browser) and names it in the OG tags."""
+    base_url = request.app.state.settings.public_base_url or str(request.base_url)
+    preview = await _prompt_preview(request, run) if run and _REQUEST_ID.fullmatch(run) else None
+    if preview is None:  # no run asked for, a malformed id, an unknown run or no Postgres
+        tags = open_graph_tags(page_url(base_url))
+    else:
+        tags = open_graph_tags(page_url(base_url, run), run, preview)
+    html = PAGE_HTML.read_text(encoding="utf-8").replace(OPEN_GRAPH_MARK, tags, 1)
+    return HTMLResponse(html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
-@router.get(ASSETS_PREFIX + "/{name}")
+async def _prompt_preview(request: Request, request_id: str) -> str | None:
+    """The run's prompt preview; None when there is no such run or Postgres fails to say."""
+    settings = request.app.state.settings
+    try:
+        async with asyncio.timeout(PREVIEW_LOOKUP_TIMEOUT_S):
+            async with connection(
+                request.app.state.pool, settings.playground_connect_timeout_s
+            ) as conn:
+                return await queries.get_prompt_preview(conn, request_id)
+    except (ServiceUnavailable, asyncpg.PostgresError, TimeoutError) as exc:
+        logger.warning("page: no Open Graph tags for run %s: %s", request_id, exc)
+        return None
+
+
+@router.get(ASSETS_PREFIX + "/{name:path}")
 async def asset(name: str) -> FileResponse:
-    media_type = ASSETS.get(name)
-    if media_type is None:
+    path = STATIC_DIR / name
+    if not ASSET_NAME.fullmatch(name) or not path.is_file():
         raise NotFound(f"no page asset named {name!r}")
-    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=SECURITY_HEADERS)
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS)

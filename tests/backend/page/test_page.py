@@ -32,7 +32,8 @@ def run_in_page(page, prompt: str, max_tokens: int = 12) -> str:
     )
     assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
     wait_rows_loaded(page)
-    return page.evaluate("decodeURIComponent(location.hash.slice('#run='.length))")
+    # The page keeps the open run in the address bar as ?run=<id>.
+    return page.evaluate("new URLSearchParams(location.search).get('run')")
 
 
 def wait_rows_loaded(page) -> None:
@@ -256,7 +257,7 @@ def test_html_in_a_prompt_is_shown_as_text_and_runs_nothing(page, backend_url, a
     assert page.evaluate("window.__xss") is None
     assert page.evaluate("document.getElementById('injected')") is None
     assert page.locator("img").count() == 0
-    assert page.locator("script").count() == 1  # the page's own script only
+    assert page.locator("script").count() == 1  # the page's own module only
     assert page.locator("#run-summary .prompt-text").text_content() == hostile
     assert listed.locator(".run-prompt").text_content() == hostile
     page.screenshot(path=str(artifacts_dir / "page-html-prompt.png"), full_page=True)

@@ -1,0 +1,90 @@
+// The /playground/activations page: plain DOM, no framework, no build step. This module opens
+// runs and keeps the panels in step; each panel is its own module.
+import { API, api } from "./api.js";
+import { clearError, showError, wireErrorBanner } from "./error-banner.js";
+import { startHealth } from "./health.js";
+import { renderFeatureFocus, renderSummary, renderTokenDetail, renderTokens, wireOutput } from "./output.js";
+import { runIdFromLocation, showRunInLocation } from "./permalink.js";
+import { loadRuns, markActiveRun, wireRecentRuns } from "./recent-runs.js";
+import { clearRows, filterRowsToFeature, loadRows, wireRows } from "./rows.js";
+import { loadSaes, wireRunForm } from "./run-form.js";
+import { state, timeline } from "./state.js";
+import { clearTopFeatures, highlightTopRow, loadTopFeatures, wireTopFeatures } from "./top-features.js";
+
+// runOrId: a run answer, or the id of a stored run to fetch.
+async function openRun(runOrId) {
+  clearError();
+  let run = runOrId;
+  if (typeof runOrId === "string") {
+    try {
+      run = await api(`${API}/${encodeURIComponent(runOrId)}`);
+    } catch (err) {
+      showError("Could not open the run", err);
+      return;
+    }
+  }
+  state.run = run;
+  state.selectedFeature = null;
+  state.pinnedPosition = null;
+  state.byPosition = new Map(timeline(run).map((entry) => [entry.position, entry]));
+  showRunInLocation(run.request_id);
+  renderSummary(run);
+  renderTokens();
+  renderTokenDetail(null);
+  renderFeatureFocus();
+  markActiveRun();
+  if (run.status === "failed" || !run.preview) {
+    const message = run.status === "failed" ? "This run failed: nothing to show." : "This run has no SAE preview.";
+    clearTopFeatures(message);
+    clearRows(message);
+    return;
+  }
+  await Promise.all([loadTopFeatures(), loadRows(true)]);
+}
+
+// Shade the tokens by one feature (null: by each position's strongest) and mark it in the table.
+function showFeature(featureId) {
+  state.selectedFeature = featureId;
+  renderTokens();
+  renderFeatureFocus();
+  highlightTopRow();
+}
+
+// A feature clicked anywhere: shown everywhere, the rows filtered to it.
+function selectFeature(featureId) {
+  showFeature(featureId);
+  renderTokenDetail(state.pinnedPosition);
+  if (featureId !== null) filterRowsToFeature(featureId);
+}
+
+function wire() {
+  wireErrorBanner();
+  wireRunForm({
+    onDone: async (run) => {
+      await openRun(run);
+      await loadRuns(true);
+    },
+    onFailed: () => loadRuns(true),
+  });
+  wireOutput({
+    onSelectFeature: selectFeature,
+    onClearFeature: () => {
+      selectFeature(null);
+      filterRowsToFeature(null);
+    },
+  });
+  wireTopFeatures({ onSelectFeature: selectFeature });
+  wireRows({ onSelectFeature: selectFeature, onFilterFeature: showFeature });
+  wireRecentRuns({ onOpen: openRun });
+}
+
+async function start() {
+  wire();
+  startHealth();
+  await Promise.all([loadSaes(), loadRuns(true)]);
+  const requestId = runIdFromLocation();
+  if (requestId) await openRun(requestId);
+  document.body.dataset.ready = "true";
+}
+
+start();

@@ -1,0 +1,62 @@
+// The Recent Runs card (GET /playground/activations/runs): newest first, "Load more" follows
+// next_cursor; failed and pruned runs are flagged.
+import { API, api, query } from "./api.js";
+import { $, el } from "./dom.js";
+import { showError } from "./error-banner.js";
+import { formatTime } from "./format.js";
+import { state } from "./state.js";
+
+const RUNS_PAGE = 10;
+
+let cursor = null;
+
+// reset: from the newest run again (after a run, on Refresh).
+export async function loadRuns(reset) {
+  if (reset) cursor = null;
+  const list = $("recent-runs");
+  try {
+    const body = await api(`${API}/runs${query({ limit: RUNS_PAGE, cursor })}`);
+    const items = body.runs.map(runItem);
+    if (reset) list.replaceChildren(...items);
+    else list.append(...items);
+    cursor = body.next_cursor || null;
+    $("runs-more").hidden = !cursor;
+    $("runs-empty").hidden = list.children.length > 0;
+    markActiveRun();
+  } catch (err) {
+    showError("Could not load recent runs", err);
+  }
+}
+
+function runItem(run) {
+  const prompt = run.prompt_preview.trim();
+  const flags = [run.status === "failed" ? "failed" : null, run.pruned ? "pruned" : null].filter(Boolean);
+  return el(
+    "li",
+    {},
+    el(
+      "button",
+      { type: "button", class: `run-item${flags.length ? " run-flagged" : ""}`, dataset: { requestId: run.request_id }, title: prompt },
+      el("span", { class: "run-prompt" }, prompt || "(empty prompt)"),
+      el("span", { class: "run-meta" }, [formatTime(run.created_at), run.sae_id, run.model_id].filter(Boolean).join(" · ")),
+      flags.length ? el("span", { class: "run-flags" }, flags.join(" · ")) : null,
+    ),
+  );
+}
+
+export function markActiveRun() {
+  const current = state.run ? state.run.request_id : null;
+  for (const button of document.querySelectorAll("#recent-runs .run-item")) {
+    button.classList.toggle("active", button.dataset.requestId === current);
+  }
+}
+
+// onOpen(requestId) when a listed run is clicked.
+export function wireRecentRuns({ onOpen }) {
+  $("recent-runs").addEventListener("click", (event) => {
+    const button = event.target.closest(".run-item");
+    if (button) onOpen(button.dataset.requestId);
+  });
+  $("runs-more").addEventListener("click", () => loadRuns(false));
+  $("runs-refresh").addEventListener("click", () => loadRuns(true));
+}

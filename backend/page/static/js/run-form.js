@@ -1,0 +1,111 @@
+// Prompt, generation and SAE controls, and the Run button (POST /playground/activations/run).
+import { API, SAES_URL, api } from "./api.js";
+import { $, el } from "./dom.js";
+import { clearError, showError } from "./error-banner.js";
+import { state } from "./state.js";
+
+export async function loadSaes() {
+  const select = $("sae-id");
+  try {
+    const body = await api(SAES_URL);
+    state.saes = Array.isArray(body.saes) ? body.saes : [];
+    const fallback = body.default || {};
+    select.replaceChildren();
+    for (const sae of state.saes) {
+      const label = sae.demo ? `${sae.sae_id} (demo, random weights)` : sae.sae_id;
+      select.append(el("option", { value: sae.sae_id }, label));
+    }
+    if (!state.saes.length) select.append(el("option", { value: "" }, "Backend default"));
+    if (fallback.sae_id) select.value = fallback.sae_id;
+    fillLayers(fallback.layer);
+  } catch (err) {
+    const note = $("sae-note");
+    note.textContent = `SAE list unavailable (${err.message}); the backend default is used.`;
+    note.hidden = false;
+  }
+}
+
+function currentSae() {
+  return state.saes.find((sae) => sae.sae_id === $("sae-id").value) || null;
+}
+
+function fillLayers(preferred) {
+  const sae = currentSae();
+  const select = $("sae-layer");
+  select.replaceChildren();
+  const layers = sae && Array.isArray(sae.layers) ? sae.layers : [];
+  if (!layers.length) select.append(el("option", { value: "" }, "Default"));
+  for (const layer of layers) select.append(el("option", { value: String(layer) }, String(layer)));
+  if (preferred !== undefined && layers.includes(preferred)) select.value = String(preferred);
+  const note = $("sae-note");
+  if (sae && sae.demo) {
+    note.textContent = "Demo SAE: random weights, features carry no meaning.";
+    note.hidden = false;
+  } else if (sae) {
+    note.textContent = sae.description || "";
+    note.hidden = !sae.description;
+  }
+}
+
+function numberField(id) {
+  const raw = $(id).value.trim();
+  return raw === "" ? null : Number(raw);
+}
+
+function runRequest() {
+  const body = {
+    prompt: $("prompt").value,
+    model_id: $("model-id").value.trim() || null,
+    max_tokens: numberField("max-tokens"),
+    temperature: numberField("temperature"),
+    top_p: numberField("top-p"),
+    top_k: numberField("top-k"),
+    sae_id: $("sae-id").value || null,
+    sae_layer: numberField("sae-layer"),
+    sae_top_k: numberField("sae-top-k"),
+  };
+  // Leave out blanks so the backend applies its defaults.
+  for (const key of Object.keys(body)) if (body[key] === null) delete body[key];
+  return body;
+}
+
+// onDone(run) shows the new run; onFailed() refreshes what lists runs (failures are recorded too).
+async function submitRun(event, { onDone, onFailed }) {
+  event.preventDefault();
+  const button = $("run-button");
+  if (button.disabled) return;
+  clearError();
+  button.disabled = true;
+  const started = performance.now();
+  const status = $("run-status");
+  const tick = setInterval(() => {
+    status.textContent = `Running… ${((performance.now() - started) / 1000).toFixed(0)} s`;
+  }, 500);
+  status.textContent = "Running…";
+  try {
+    const run = await api(`${API}/run`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(runRequest()),
+    });
+    clearInterval(tick);
+    status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    await onDone(run);
+  } catch (err) {
+    clearInterval(tick);
+    status.textContent = "Failed";
+    showError("The run failed", err);
+    onFailed();
+  } finally {
+    clearInterval(tick);
+    button.disabled = false;
+  }
+}
+
+export function wireRunForm(handlers) {
+  $("run-form").addEventListener("submit", (event) => submitRun(event, handlers));
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("run-form").requestSubmit();
+  });
+  $("sae-id").addEventListener("change", () => fillLayers());
+}
