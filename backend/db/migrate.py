@@ -63,6 +63,15 @@ def _run(database_url: str, action: Callable[[Config], None]) -> None:
         pool.submit(lambda: asyncio.run(coro_factory())).result()
 
 
+def down_revision_of(revision: str) -> str | None:
+    """The revision ``revision`` applies on top of (what a downgrade by one step leaves)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config()).get_revision(revision)
+    down = script.down_revision if script else None
+    return down if isinstance(down, str) or down is None else down[0]
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     _run(database_url, lambda config: command.upgrade(config, revision))
 

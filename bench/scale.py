@@ -1,0 +1,554 @@
+"""Scale benchmark: every read endpoint at 100k and at 1M runs in one run, the run write with
+and without 0017's counters, and a batched prune under concurrent run writes.
+
+    .venv/bin/python bench/scale.py            # 100,000 then 1,000,000 runs
+    .venv/bin/python bench/scale.py --quick    # 2,000 then 20,000 runs (about a minute)
+
+One throwaway embedded Postgres (or --database-url). The runs follow one plan: run i was made
+i x (100 days / N) ago; 2% failed; three models (80/15/5%); ok runs of the last 10 days keep
+a realistic preview (160 positions x top-20, ~150 KB of JSON, as the run path stores it: JSONB
++ packed copy), about 10% of all runs; older ok runs were pruned. The first stage seeds every
+10th run of the plan (so 100k runs span the same 100 days), the second the rest: index rows
+by COPY (counted by 0017's triggers as they land), previews copied server-side from one
+stored run. Between stages nothing else changes, so the two read tables compare like for
+like. Reads go over HTTP to `playground backend` (stub upstreams), sequentially.
+
+After the 1M reads: sizes from Postgres' size functions; the run write A/B (the same
+save_run, durable, on this database downgraded one revision = the schema before this issue,
+then upgraded again, twice each, interleaved); then `playground prune --older-than 7d` (the
+previews of days 7-10, ~30% of them) while a writer issues run writes every few ms and
+records each one's latency. Last, the maintained counts are checked against brute force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backend.activations import cursor as runs_cursor  # noqa: E402
+from backend.activations import storage  # noqa: E402
+from backend.activations.record import RunFailure, RunRecord  # noqa: E402
+from backend.db import bulk, queries  # noqa: E402
+from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade  # noqa: E402
+from bench.backend import (  # noqa: E402
+    MODEL,
+    make_timeline,
+    run_record,
+    serve_in_thread,
+    start_backend,
+    stats,
+    stub_app,
+    time_http,
+)
+from common.pgembed import embedded_postgres  # noqa: E402
+
+SPAN = timedelta(days=100)
+PREVIEW_AGE = timedelta(days=10)
+PRUNE_AGE = "7d"
+MODELS = [(80, MODEL), (95, "meta-llama/Llama-3.1-70B-Instruct"), (100, "google/gemma-2-9b-it")]
+TEMPLATE_ID = "bench-template"
+BIG_ID = "bench-big"
+TARGET_P50_MS = 10.0
+TARGET_RATIO = 1.5
+
+
+# -- the plan of seeded runs ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Templates:
+    ok: queries.IndexRow
+    failed: queries.IndexRow
+
+
+def templates(now: datetime, positions: int, top_k: int) -> tuple[Templates, RunRecord]:
+    realistic = run_record(
+        TEMPLATE_ID, now, make_timeline(positions, top_k, positions // 2, seed=7), positions // 2
+    )
+    failed = dataclasses.replace(
+        realistic,
+        status="failed",
+        generation=None,
+        extraction=None,
+        failure=RunFailure("upstream_timeout", "engine: past its timeout", "engine"),
+    )
+    return Templates(storage.index_row(realistic), storage.index_row(failed)), realistic
+
+
+def planned_row(
+    i: int, n_total: int, now: datetime, tpl: Templates
+) -> tuple[queries.IndexRow, datetime | None, bool]:
+    """Run i of the plan: (index row, pruned_at, keeps a preview)."""
+    created = now - SPAN * (i / n_total)
+    failed = (i * 2654435761) % 1000 < 20
+    share = (i * 40503) % 100
+    model = next(m for limit, m in MODELS if share < limit)
+    fresh = now - created < PREVIEW_AGE
+    base = tpl.failed if failed else tpl.ok
+    row = dataclasses.replace(
+        base,
+        request_id=f"seed-{i:08d}",
+        created_at=created,
+        updated_at=created,
+        model_id=model,
+        has_preview=not failed and fresh,
+    )
+    pruned_at = created + timedelta(days=7) if not failed and not fresh else None
+    return row, pruned_at, row.has_preview
+
+
+async def seed_stage(
+    url: str, indices: range, keep: int, n_total: int, now: datetime, tpl: Templates
+) -> dict:
+    """Seed the plan's runs i in ``indices`` with i % 10 == keep (keep=-1: i % 10 != 0)."""
+    conn = await asyncpg.connect(url)
+    started = time.perf_counter()
+    seeded = previews = 0
+    try:
+        chunk = 50_000
+        for start in range(indices.start, indices.stop, chunk):
+            rows, pruned, with_preview = [], [], []
+            for i in range(start, min(start + chunk, indices.stop)):
+                if (i % 10 == 0) != (keep == 0):
+                    continue
+                row, pruned_at, has_preview = planned_row(i, n_total, now, tpl)
+                rows.append(row)
+                pruned.append(pruned_at)
+                if has_preview:
+                    with_preview.append(row.request_id)
+            await bulk.copy_index_rows(conn, rows, pruned)
+            for k in range(0, len(with_preview), 500):
+                previews += await bulk.copy_preview(conn, TEMPLATE_ID, with_preview[k : k + 500])
+            seeded += len(rows)
+            print(f"  seeded {seeded:,} runs, {previews:,} previews", flush=True)
+        await bulk.vacuum_analyze(conn)
+    finally:
+        await conn.close()
+    return {"runs": seeded, "previews": previews, "seconds": round(time.perf_counter() - started)}
+
+
+async def seed_fixed_runs(url: str, now: datetime, realistic: RunRecord, args) -> None:
+    """The preview template (a realistic run, also a run of its own) and the big run."""
+    half = args.big_positions // 2
+    big = run_record(BIG_ID, now, make_timeline(args.big_positions, args.top_k, half, 2), half)
+    conn = await asyncpg.connect(url)
+    try:
+        for record in (realistic, big):
+            await queries.save_run(conn, storage.index_row(record), storage.preview_row(record))
+    finally:
+        await conn.close()
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+async def read_cases(url: str) -> dict[str, tuple[str, dict]]:
+    """Every read endpoint, with deep cursors at the middle of each listing."""
+    conn = await asyncpg.connect(url)
+    try:
+        total = (await bulk.brute_counts(conn))["total_runs"]
+        deep = {}
+        for status, share in ((None, 1.0), ("ok", 0.98), ("failed", 0.02)):
+            pos = await bulk.listing_position(conn, int(total * share) // 2, status)
+            deep[status] = runs_cursor.encode(runs_cursor.RunsCursor(*pos))
+        preview_id = await bulk.one_preview_id(conn, newest=False)
+    finally:
+        await conn.close()
+    base = "/playground/activations"
+    cases: dict[str, tuple[str, dict]] = {"summary": (f"{base}/summary", {})}
+    for status in (None, "ok", "failed"):
+        tag = f"_{status}" if status else ""
+        params = {"limit": 50} | ({"status": status} if status else {})
+        cases[f"runs{tag}"] = (f"{base}/runs", params)
+        cases[f"runs{tag}_deep"] = (f"{base}/runs", params | {"cursor": deep[status]})
+    cases |= {
+        "get_run": (f"{base}/{preview_id}", {}),
+        "rows": (f"{base}/{preview_id}/rows", {}),
+        "rows_filtered": (
+            f"{base}/{preview_id}/rows",
+            {"segment": "output", "rank_max": 5, "token_start": 90, "token_end": 150},
+        ),
+        "top_features": (f"{base}/{preview_id}/top-features", {}),
+        "rows_big": (f"{base}/{BIG_ID}/rows", {}),
+        "top_features_big": (f"{base}/{BIG_ID}/top-features", {}),
+    }
+    return cases
+
+
+def time_reads(backend_url: str, cases: dict, n: int, warmup: int) -> dict:
+    results = {}
+    with httpx.Client(base_url=backend_url, timeout=60) as client:
+        for name, (path, params) in cases.items():
+            results[name], _ = time_http(client, "GET", path, n, warmup, params=params)
+    return results
+
+
+# -- the run write, before and after 0017 ----------------------------------------------------------
+
+
+def write_record(request_id: str, positions: int, top_k: int) -> RunRecord:
+    half = positions // 2
+    return run_record(
+        request_id, datetime.now(UTC), make_timeline(positions, top_k, half, seed=3), half
+    )
+
+
+async def time_writes(url: str, tag: str, n: int, positions: int, top_k: int) -> list[float]:
+    """``n`` new runs written with the run path's save_run, durable, back to back."""
+    conn = await asyncpg.connect(url)
+    try:
+        template = write_record("w", positions, top_k)
+        index, preview = storage.index_row(template), storage.preview_row(template)
+        samples = []
+        for k in range(n + 5):
+            rid = f"write-{tag}-{k}"
+            stamp = {"request_id": rid, "created_at": datetime.now(UTC)}
+            row = dataclasses.replace(index, **stamp, updated_at=stamp["created_at"])
+            prev = dataclasses.replace(preview, **stamp, updated_at=stamp["created_at"])
+            t = time.perf_counter()
+            await queries.save_run(conn, row, prev)
+            if k >= 5:
+                samples.append((time.perf_counter() - t) * 1000)
+        return samples
+    finally:
+        await conn.close()
+
+
+def write_ab(url: str, args) -> dict:
+    before_rev = down_revision_of(HEAD)
+    samples: dict[str, list[float]] = {"before": [], "after": []}
+    for round_ in range(2):
+        downgrade(url, before_rev)
+        samples["before"] += asyncio.run(
+            time_writes(url, f"b{round_}", args.writes, args.run_positions, args.top_k)
+        )
+        upgrade(url)
+        samples["after"] += asyncio.run(
+            time_writes(url, f"a{round_}", args.writes, args.run_positions, args.top_k)
+        )
+    out = {
+        phase: stats(s, sum(s) / 1000) | {"revision": before_rev if phase == "before" else HEAD}
+        for phase, s in samples.items()
+    }
+    out["delta_p50_ms"] = round(out["after"]["p50_ms"] - out["before"]["p50_ms"], 3)
+    return out
+
+
+# -- prune under concurrent writes ---------------------------------------------------------------
+
+
+async def prune_under_writes(url: str, args, workdir: Path) -> dict:
+    conn = await asyncpg.connect(url)
+    try:
+        rerun_ids = await bulk.preview_ids_older_than(conn, 7 * 86400, 500)
+    finally:
+        await conn.close()
+    template = write_record("w", args.run_positions, args.top_k)
+    index, preview = storage.index_row(template), storage.preview_row(template)
+    quiet, during = [], []
+    pruning = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            k = 0
+            while not stop.is_set():
+                k += 1
+                # Every 10th write re-runs a run whose preview the prune is after.
+                rid = rerun_ids.pop() if k % 10 == 0 and rerun_ids else f"during-{k}"
+                now = datetime.now(UTC)
+                stamp = {"request_id": rid, "created_at": now, "updated_at": now}
+                t = time.perf_counter()
+                await queries.save_run(
+                    conn,
+                    dataclasses.replace(index, **stamp),
+                    dataclasses.replace(preview, **stamp),
+                )
+                (during if pruning.is_set() else quiet).append((time.perf_counter() - t) * 1000)
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(3)
+    conn = await asyncpg.connect(url)
+    try:
+        due = len(await bulk.preview_ids_older_than(conn, 7 * 86400, 10**9))
+    finally:
+        await conn.close()
+    reruns_before = len(rerun_ids)
+    cmd = [sys.executable, "-m", "playground.cli", "prune", "--older-than", PRUNE_AGE]
+    cmd += ["--database-url", url, "--batch-size", str(args.batch_size)]
+    pruning.set()
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=(workdir / "prune.log").open("wb"),
+    )
+    out, _ = await proc.communicate()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    if proc.returncode != 0:
+        raise RuntimeError(f"prune failed: {(workdir / 'prune.log').read_text()[-2000:]}")
+    line = out.decode().strip().splitlines()[-1]
+    # "pruned N previews older than ... (B batches, S s, R/s)": the prune's own clock, which
+    # leaves out the command's start-up (imports, connecting).
+    found = re.match(r"pruned (\d+) .*\((\d+) batches, ([\d.]+) s, \d+/s\)", line)
+    pruned, batches, seconds = int(found[1]), int(found[2]), float(found[3])
+    return {
+        "due": due,
+        "pruned": pruned,
+        "rerun_while_pruning": reruns_before - len(rerun_ids),
+        "batch_size": args.batch_size,
+        "batches": batches,
+        "seconds": seconds,
+        "per_s": round(pruned / seconds, 1),
+        "command_seconds": round(elapsed, 2),
+        "prune_line": line,
+        "writes_quiet": stats(quiet, sum(quiet) / 1000) | {"max_ms": round(max(quiet), 3)},
+        "writes_during": stats(during, elapsed) | {"max_ms": round(max(during), 3)},
+    }
+
+
+# -- sizes ---------------------------------------------------------------------------------------
+
+
+async def sizes(url: str) -> dict:
+    conn = await asyncpg.connect(url)
+    try:
+        await bulk.vacuum_analyze(conn)
+        counts = await bulk.brute_counts(conn)
+        return {
+            "runs": counts["total_runs"],
+            "previews": await bulk.count_previews(conn),
+            "relations": await bulk.relation_sizes(conn),
+            "template_columns": await bulk.column_sizes(conn, TEMPLATE_ID),
+        }
+    finally:
+        await conn.close()
+
+
+def per_run(size: dict) -> dict:
+    """Bytes per run of the index table (+ indexes) and per preview of the previews table."""
+    rel = {r["name"]: r for r in size["relations"]}
+
+    def total(prefix: str, kind: str | None = None) -> int:
+        return sum(
+            r["main_bytes"] + r["toast_bytes"]
+            for name, r in rel.items()
+            if name.startswith(prefix) and (kind is None or r["kind"] == kind)
+        )
+
+    return {
+        "index_table_per_run": round(total("activation_run_index", "table") / size["runs"], 1),
+        "index_indexes_per_run": round(total("activation_run_index", "index") / size["runs"], 1),
+        "preview_per_preview": round(total("activation_run_previews") / size["previews"], 1),
+        "counters_total_bytes": total("activation_run_counts") + total("activation_run_hours"),
+    }
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+async def check_counts(url: str) -> dict:
+    conn = await asyncpg.connect(url)
+    try:
+        brute = await bulk.brute_counts(conn)
+        kept = dict(await queries.summary(conn))
+        exact = all(kept[k] == v for k, v in brute.items())
+        return {"exact": exact, "brute_force": brute}
+    finally:
+        await conn.close()
+
+
+def run_all(url: str, args, workdir: Path, meta: dict) -> dict:
+    upgrade(url)
+    now = datetime.now(UTC)
+    tpl, realistic = templates(now, args.preview_positions, args.top_k)
+    embedded = not args.database_url
+
+    async def bulk_mode(on: bool) -> None:
+        if embedded:
+            conn = await asyncpg.connect(url)
+            try:
+                await bulk.bulk_load_mode(conn, on)
+            finally:
+                await conn.close()
+
+    asyncio.run(bulk_mode(True))
+    asyncio.run(seed_fixed_runs(url, now, realistic, args))
+    stage1 = asyncio.run(seed_stage(url, range(args.runs), 0, args.runs, now, tpl))
+    asyncio.run(bulk_mode(False))
+    print(f"stage 1: {stage1}", flush=True)
+
+    upstream_url, upstream_server, upstream_thread = serve_in_thread(
+        stub_app(args.run_positions, args.top_k)
+    )
+    backend = start_backend(url, upstream_url, workdir / "backend.log")
+    results: dict = {"seed": {"stage1": stage1}}
+    try:
+        n, warm = args.iterations, max(5, args.iterations // 10)
+        cases = asyncio.run(read_cases(url))
+        results["reads_small"] = time_reads(backend.url, cases, n, warm)
+        print_reads(results["reads_small"], None, "reads at stage 1")
+
+        asyncio.run(bulk_mode(True))
+        stage2 = asyncio.run(seed_stage(url, range(args.runs), -1, args.runs, now, tpl))
+        asyncio.run(bulk_mode(False))
+        results["seed"]["stage2"] = stage2
+        print(f"stage 2: {stage2}", flush=True)
+        cases = asyncio.run(read_cases(url))
+        results["reads_large"] = time_reads(backend.url, cases, n, warm)
+        print_reads(results["reads_large"], results["reads_small"], "reads at stage 2")
+
+        with httpx.Client(base_url=backend.url, timeout=60) as client:
+            body = {"prompt": "bench", "request_id": "bench-run"}
+            results["run_http"], _ = time_http(
+                client, "POST", "/playground/activations/run", n, warm, json=body
+            )
+    finally:
+        backend.stop(grace_s=30)
+        upstream_server.should_exit = True
+        upstream_thread.join(timeout=10)
+
+    results["sizes"] = asyncio.run(sizes(url))
+    results["sizes"]["per_run"] = per_run(results["sizes"])
+    results["write_ab"] = write_ab(url, args)
+    results["prune"] = asyncio.run(prune_under_writes(url, args, workdir))
+    results["counts_check"] = asyncio.run(check_counts(url))
+    return results
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+TARGETED = ("summary", "runs", "rows", "top_features")
+
+
+def print_reads(large: dict, small: dict | None, title: str) -> None:
+    print(f"\n{title}")
+    head = f"{'endpoint':<22}{'p50 ms':>9}{'p99 ms':>9}"
+    head += f"{'small p50':>11}{'ratio':>7}{'target':>8}" if small else ""
+    print(head)
+    print("-" * len(head))
+    for name, r in large.items():
+        line = f"{name:<22}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}"
+        if small:
+            ratio = r["p50_ms"] / small[name]["p50_ms"]
+            targeted = name.startswith(TARGETED) and not name.endswith("_big")
+            ok = r["p50_ms"] <= TARGET_P50_MS and ratio <= TARGET_RATIO
+            verdict = ("ok" if ok else "MISS") if targeted else "-"
+            line += f"{small[name]['p50_ms']:>11.3f}{ratio:>7.2f}{verdict:>8}"
+        print(line)
+
+
+def print_summary(results: dict, meta: dict) -> None:
+    ab = results["write_ab"]
+    print(
+        f"\nrun write (save_run, {meta['run_positions']} positions, durable): "
+        f"before ({ab['before']['revision']}) p50 {ab['before']['p50_ms']:.3f} ms "
+        f"p99 {ab['before']['p99_ms']:.3f}; after ({ab['after']['revision']}) p50 "
+        f"{ab['after']['p50_ms']:.3f} ms p99 {ab['after']['p99_ms']:.3f}; "
+        f"delta p50 {ab['delta_p50_ms']:+.3f} ms"
+    )
+    run = results["run_http"]
+    print(f"POST run over HTTP (stub upstreams): p50 {run['p50_ms']:.3f} ms")
+    p = results["prune"]
+    print(
+        f"prune --older-than {PRUNE_AGE} --batch-size {p['batch_size']}: {p['pruned']:,} of "
+        f"{p['due']:,} due previews ({p['rerun_while_pruning']} re-run meanwhile) in "
+        f"{p['seconds']} s = {p['per_s']:.0f}/s, {p['batches']} transactions"
+    )
+    for key in ("writes_quiet", "writes_during"):
+        w = p[key]
+        print(
+            f"  run writes {key.split('_')[1]:<7} n={w['n']:<5} p50 {w['p50_ms']:.3f} "
+            f"p99 {w['p99_ms']:.3f} max {w['max_ms']:.3f} ms"
+        )
+    per = results["sizes"]["per_run"]
+    print(
+        f"bytes: index table {per['index_table_per_run']}/run + its indexes "
+        f"{per['index_indexes_per_run']}/run; previews {per['preview_per_preview']}/preview; "
+        f"counters {per['counters_total_bytes']:,} in all"
+    )
+    print(f"maintained counts exact after everything: {results['counts_check']['exact']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 then 20,000 runs")
+    parser.add_argument("--database-url", help="use this server (a fresh database is NOT made)")
+    parser.add_argument("--runs", type=int, help="runs at the second stage (1,000,000)")
+    parser.add_argument("--preview-positions", type=int, default=160)
+    parser.add_argument("--big-positions", type=int, default=2048)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--run-positions", type=int, default=64, help="positions per write")
+    parser.add_argument("--iterations", type=int, help="requests per endpoint (300; quick 50)")
+    parser.add_argument("--writes", type=int, help="writes per A/B round (300; quick 50)")
+    parser.add_argument("--batch-size", type=int, default=100, help="prune batch size")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    args.runs = args.runs or (20_000 if args.quick else 1_000_000)
+    args.iterations = args.iterations or (50 if args.quick else 300)
+    args.writes = args.writes or (50 if args.quick else 300)
+    meta = {
+        "runs": [args.runs // 10, args.runs],
+        "preview_positions": args.preview_positions,
+        "big_positions": args.big_positions,
+        "top_k": args.top_k,
+        "run_positions": args.run_positions,
+        "iterations": args.iterations,
+        "quick": args.quick,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_avg_start": os.getloadavg(),
+        "machine": platform.machine(),
+        "when": datetime.now(UTC).isoformat(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip(),
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir="/tmp") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)  # the embedded server may run as its own system user
+        if args.database_url:
+            results = run_all(args.database_url, args, workdir, meta)
+        else:
+            with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
+                results = run_all(url, args, workdir, meta)
+    meta["load_avg_end"] = os.getloadavg()
+    meta["seconds"] = round(time.perf_counter() - started)
+    print_summary(results, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out / f"scale-{'quick-' if args.quick else ''}{stamp}.json"
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
