@@ -1,23 +1,27 @@
 """Scale benchmark: every read endpoint at 100k and at 1M runs in one run, the run write with
 and without 0017's counters, and a batched prune under concurrent run writes.
 
-    .venv/bin/python bench/scale.py            # 100,000 then 1,000,000 runs
-    .venv/bin/python bench/scale.py --quick    # 2,000 then 20,000 runs (about a minute)
+    .venv/bin/python bench/scale.py            # 100,000 and 1,000,000 runs
+    .venv/bin/python bench/scale.py --quick    # 2,000 and 20,000 runs (about a minute)
 
-One throwaway embedded Postgres (or --database-url). The runs follow one plan: run i was made
-i x (100 days / N) ago; 2% failed; three models (80/15/5%); ok runs of the last 10 days keep
-a realistic preview (160 positions x top-20, ~150 KB of JSON, as the run path stores it: JSONB
-+ packed copy), about 10% of all runs; older ok runs were pruned. The first stage seeds every
-10th run of the plan (so 100k runs span the same 100 days), the second the rest: index rows
-by COPY (counted by 0017's triggers as they land), previews copied server-side from one
-stored run. Between stages nothing else changes, so the two read tables compare like for
-like. Reads go over HTTP to `playground backend` (stub upstreams), sequentially.
+One throwaway embedded Postgres (or --database-url: two databases are made on that server)
+holds two databases seeded from one plan of N runs: run i was made i x (100 days / N) ago;
+2% failed; three models (80/15/5%); ok runs of the last 10 days keep a realistic preview (160
+positions x top-20, ~150 KB of JSON, stored as the run path stores it: JSONB + packed copy),
+about 10% of all runs; older ok runs were pruned. ``small`` holds every 10th run of the plan
+(so its N/10 runs span the same 100 days), ``large`` all N. Index rows go in by COPY (0017's
+triggers count them as they land), previews are copied server-side from one stored run. Reads
+go over HTTP to one `playground backend` per database (stub upstreams), sequentially, in
+blocks alternating between the two, so a drifting machine load weighs on both alike.
 
-After the 1M reads: sizes from Postgres' size functions; the run write A/B (the same
-save_run, durable, on this database downgraded one revision = the schema before this issue,
-then upgraded again, twice each, interleaved); then `playground prune --older-than 7d` (the
-previews of days 7-10, ~30% of them) while a writer issues run writes every few ms and
-records each one's latency. Last, the maintained counts are checked against brute force.
+Then, on ``large``: sizes from Postgres' size functions; the run write A/B (the same
+save_run, durable, with the database downgraded one revision = the schema before this issue,
+and upgraded again, in ABBA blocks; plus the server-side time of the statement from EXPLAIN
+ANALYZE, which leaves out the commit's flush and the machine's noise); then
+`playground prune --older-than 7d` (the previews of days 7-10, ~30% of them) while a writer
+issues a run write every 5 ms (every 10th re-running a run the prune is after), recording
+each write's latency and sampling whether it waits on a lock. Last, the maintained counts are
+checked against brute force.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -116,9 +122,9 @@ def planned_row(
 
 
 async def seed_stage(
-    url: str, indices: range, keep: int, n_total: int, now: datetime, tpl: Templates
+    url: str, indices: range, tenth: bool, n_total: int, now: datetime, tpl: Templates
 ) -> dict:
-    """Seed the plan's runs i in ``indices`` with i % 10 == keep (keep=-1: i % 10 != 0)."""
+    """Seed the plan's runs i in ``indices``: every 10th (``tenth``) or all."""
     conn = await asyncpg.connect(url)
     started = time.perf_counter()
     seeded = previews = 0
@@ -127,7 +133,7 @@ async def seed_stage(
         for start in range(indices.start, indices.stop, chunk):
             rows, pruned, with_preview = [], [], []
             for i in range(start, min(start + chunk, indices.stop)):
-                if (i % 10 == 0) != (keep == 0):
+                if tenth and i % 10:
                     continue
                 row, pruned_at, has_preview = planned_row(i, n_total, now, tpl)
                 rows.append(row)
@@ -160,7 +166,7 @@ async def seed_fixed_runs(url: str, now: datetime, realistic: RunRecord, args) -
 # -- reads ---------------------------------------------------------------------------------------
 
 
-async def read_cases(url: str) -> dict[str, tuple[str, dict]]:
+async def read_cases(url: str, preview_id: str) -> dict[str, tuple[str, dict]]:
     """Every read endpoint, with deep cursors at the middle of each listing."""
     conn = await asyncpg.connect(url)
     try:
@@ -169,7 +175,6 @@ async def read_cases(url: str) -> dict[str, tuple[str, dict]]:
         for status, share in ((None, 1.0), ("ok", 0.98), ("failed", 0.02)):
             pos = await bulk.listing_position(conn, int(total * share) // 2, status)
             deep[status] = runs_cursor.encode(runs_cursor.RunsCursor(*pos))
-        preview_id = await bulk.one_preview_id(conn, newest=False)
     finally:
         await conn.close()
     base = "/playground/activations"
@@ -193,12 +198,56 @@ async def read_cases(url: str) -> dict[str, tuple[str, dict]]:
     return cases
 
 
-def time_reads(backend_url: str, cases: dict, n: int, warmup: int) -> dict:
-    results = {}
-    with httpx.Client(base_url=backend_url, timeout=60) as client:
-        for name, (path, params) in cases.items():
-            results[name], _ = time_http(client, "GET", path, n, warmup, params=params)
-    return results
+async def read_pages(url: str) -> dict[str, int]:
+    """Pages each listing/summary statement touches, cursors at the middle of each listing."""
+    conn = await asyncpg.connect(url)
+    try:
+        total = (await bulk.brute_counts(conn))["total_runs"]
+        pages = {
+            "summary": await bulk.pages_touched(conn, queries.SUMMARY_SQL),
+            "runs_per_model": await bulk.pages_touched(conn, queries.RUNS_PER_MODEL_SQL, 20),
+        }
+        for status, share in ((None, 1.0), ("ok", 0.98), ("failed", 0.02)):
+            tag = f"_{status}" if status else ""
+            extra = [status] if status else []
+            sql = queries.list_runs_sql(after=False, status=status is not None)
+            pages[f"runs{tag}"] = await bulk.pages_touched(conn, sql, 51, *extra)
+            pos = await bulk.listing_position(conn, int(total * share) // 2, status)
+            sql = queries.list_runs_sql(after=True, status=status is not None)
+            pages[f"runs{tag}_deep"] = await bulk.pages_touched(conn, sql, 51, *pos, *extra)
+        return pages
+    finally:
+        await conn.close()
+
+
+def time_reads(targets: dict[str, tuple[str, dict]], n: int, warmup: int, rounds: int) -> dict:
+    """Each endpoint against each database in alternating blocks (small, large, large, small,
+    ...), so that a machine whose load drifts during the run weighs on both alike."""
+    labels = list(targets)
+    clients = {label: httpx.Client(base_url=targets[label][0], timeout=60) for label in labels}
+    samples: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
+    try:
+        for name in targets[labels[0]][1]:
+            for label in labels:
+                path, params = targets[label][1][name]
+                for _ in range(warmup):
+                    clients[label].get(path, params=params).raise_for_status()
+            for r in range(rounds):
+                for label in labels if r % 2 == 0 else reversed(labels):
+                    path, params = targets[label][1][name]
+                    block = samples[label].setdefault(name, [])
+                    for _ in range(n // rounds):
+                        t = time.perf_counter()
+                        response = clients[label].get(path, params=params)
+                        block.append((time.perf_counter() - t) * 1000)
+                        response.raise_for_status()
+    finally:
+        for client in clients.values():
+            client.close()
+    return {
+        label: {name: stats(s, sum(s) / 1000) for name, s in per.items()}
+        for label, per in samples.items()
+    }
 
 
 # -- the run write, before and after 0017 ----------------------------------------------------------
@@ -232,23 +281,64 @@ async def time_writes(url: str, tag: str, n: int, positions: int, top_k: int) ->
         await conn.close()
 
 
+async def explain_writes(url: str, tag: str, n: int, positions: int, top_k: int) -> dict:
+    """The write's server-side time (EXPLAIN ANALYZE: execution, each trigger), new ids."""
+    conn = await asyncpg.connect(url)
+    try:
+        template = write_record("w", positions, top_k)
+        index, preview = storage.index_row(template), storage.preview_row(template)
+        times: dict[str, list[float]] = {}
+        for k in range(n):
+            now = datetime.now(UTC)
+            stamp = {"request_id": f"explain-{tag}-{k}", "created_at": now, "updated_at": now}
+            measured = await bulk.explain_save_run(
+                conn, dataclasses.replace(index, **stamp), dataclasses.replace(preview, **stamp)
+            )
+            for name, ms in measured.items():
+                times.setdefault(name, []).append(ms)
+        return {name: round(statistics.median(v), 4) for name, v in times.items()}
+    finally:
+        await conn.close()
+
+
 def write_ab(url: str, args) -> dict:
+    """save_run on the revision before 0017 and on head, in ABBA blocks (drift cancels)."""
     before_rev = down_revision_of(HEAD)
     samples: dict[str, list[float]] = {"before": [], "after": []}
-    for round_ in range(2):
-        downgrade(url, before_rev)
-        samples["before"] += asyncio.run(
-            time_writes(url, f"b{round_}", args.writes, args.run_positions, args.top_k)
+    server: dict[str, list[dict]] = {"before": [], "after": []}
+    current = "after"
+    blocks = ["before", "after", "after", "before"] * 2
+    per_block = max(10, args.writes // 4)
+    for k, phase in enumerate(blocks):
+        if phase != current and phase == "before":
+            downgrade(url, before_rev)
+        elif phase != current:
+            upgrade(url)
+        current = phase
+        samples[phase] += asyncio.run(
+            time_writes(url, f"{phase}{k}", per_block, args.run_positions, args.top_k)
         )
+        server[phase].append(
+            asyncio.run(explain_writes(url, f"{phase}{k}", 50, args.run_positions, args.top_k))
+        )
+    if current != "after":
         upgrade(url)
-        samples["after"] += asyncio.run(
-            time_writes(url, f"a{round_}", args.writes, args.run_positions, args.top_k)
-        )
-    out = {
-        phase: stats(s, sum(s) / 1000) | {"revision": before_rev if phase == "before" else HEAD}
+    out: dict = {
+        phase: stats(s, sum(s) / 1000)
+        | {
+            "revision": before_rev if phase == "before" else HEAD,
+            "server_ms_p50": {
+                name: round(statistics.median(b[name] for b in server[phase]), 4)
+                for name in server[phase][0]
+            },
+        }
         for phase, s in samples.items()
     }
     out["delta_p50_ms"] = round(out["after"]["p50_ms"] - out["before"]["p50_ms"], 3)
+    out["server_delta_ms"] = round(
+        out["after"]["server_ms_p50"]["execution"] - out["before"]["server_ms_p50"]["execution"],
+        4,
+    )
     return out
 
 
@@ -268,7 +358,7 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     stop = asyncio.Event()
 
     async def writer() -> None:
-        conn = await asyncpg.connect(url)
+        conn = await asyncpg.connect(url, server_settings={"application_name": "bench-writer"})
         try:
             k = 0
             while not stop.is_set():
@@ -288,8 +378,22 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
         finally:
             await conn.close()
 
+    lock_samples = [0, 0]  # [samples taken while pruning, of which the writer waited on a lock]
+
+    async def lock_watch() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            while not stop.is_set():
+                if pruning.is_set():
+                    lock_samples[0] += 1
+                    lock_samples[1] += await bulk.sessions_waiting_on_locks(conn, "bench-writer")
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
     task = asyncio.create_task(writer())
-    await asyncio.sleep(3)
+    watch = asyncio.create_task(lock_watch())
+    await asyncio.sleep(10)
     conn = await asyncpg.connect(url)
     try:
         due = len(await bulk.preview_ids_older_than(conn, 7 * 86400, 10**9))
@@ -310,6 +414,7 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     elapsed = time.perf_counter() - started
     stop.set()
     await task
+    await watch
     if proc.returncode != 0:
         raise RuntimeError(f"prune failed: {(workdir / 'prune.log').read_text()[-2000:]}")
     line = out.decode().strip().splitlines()[-1]
@@ -329,6 +434,8 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
         "prune_line": line,
         "writes_quiet": stats(quiet, sum(quiet) / 1000) | {"max_ms": round(max(quiet), 3)},
         "writes_during": stats(during, elapsed) | {"max_ms": round(max(during), 3)},
+        "lock_watch_samples": lock_samples[0],
+        "writer_waiting_on_lock_samples": lock_samples[1],
     }
 
 
@@ -383,62 +490,89 @@ async def check_counts(url: str) -> dict:
         await conn.close()
 
 
-def run_all(url: str, args, workdir: Path, meta: dict) -> dict:
-    upgrade(url)
+def database_url(server_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(server_url)._replace(path="/" + name))
+
+
+async def on_server(url: str, action, *a) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await action(conn, *a)
+    finally:
+        await conn.close()
+
+
+def run_all(server_url: str, args, workdir: Path, meta: dict) -> dict:
+    """Two databases on one server: ``small`` (every 10th run of the plan) and ``large`` (all).
+    Reads alternate between them; the rest runs on ``large``."""
     now = datetime.now(UTC)
     tpl, realistic = templates(now, args.preview_positions, args.top_k)
+    names = {"small": "scale_small", "large": "scale_large"}
+    urls = {label: database_url(server_url, name) for label, name in names.items()}
     embedded = not args.database_url
-
-    async def bulk_mode(on: bool) -> None:
-        if embedded:
-            conn = await asyncpg.connect(url)
-            try:
-                await bulk.bulk_load_mode(conn, on)
-            finally:
-                await conn.close()
-
-    asyncio.run(bulk_mode(True))
-    asyncio.run(seed_fixed_runs(url, now, realistic, args))
-    stage1 = asyncio.run(seed_stage(url, range(args.runs), 0, args.runs, now, tpl))
-    asyncio.run(bulk_mode(False))
-    print(f"stage 1: {stage1}", flush=True)
+    results: dict = {"seed": {}}
+    if embedded:
+        asyncio.run(on_server(server_url, bulk.bulk_load_mode, True))
+    for label, name in names.items():
+        asyncio.run(on_server(server_url, bulk.drop_database, name))
+        asyncio.run(on_server(server_url, bulk.create_database, name))
+        upgrade(urls[label])
+        asyncio.run(seed_fixed_runs(urls[label], now, realistic, args))
+        seeded = asyncio.run(
+            seed_stage(urls[label], range(args.runs), label == "small", args.runs, now, tpl)
+        )
+        results["seed"][label] = seeded
+        print(f"seeded {label}: {seeded}", flush=True)
+    if embedded:
+        asyncio.run(on_server(server_url, bulk.bulk_load_mode, False))
 
     upstream_url, upstream_server, upstream_thread = serve_in_thread(
         stub_app(args.run_positions, args.top_k)
     )
-    backend = start_backend(url, upstream_url, workdir / "backend.log")
-    results: dict = {"seed": {"stage1": stage1}}
+    backends = {}
     try:
+        for label, url in urls.items():
+            backends[label] = start_backend(url, upstream_url, workdir / f"backend-{label}.log")
+        preview_id = asyncio.run(oldest_preview(urls["small"]))
+        targets = {
+            label: (backends[label].url, asyncio.run(read_cases(urls[label], preview_id)))
+            for label in urls
+        }
         n, warm = args.iterations, max(5, args.iterations // 10)
-        cases = asyncio.run(read_cases(url))
-        results["reads_small"] = time_reads(backend.url, cases, n, warm)
-        print_reads(results["reads_small"], None, "reads at stage 1")
-
-        asyncio.run(bulk_mode(True))
-        stage2 = asyncio.run(seed_stage(url, range(args.runs), -1, args.runs, now, tpl))
-        asyncio.run(bulk_mode(False))
-        results["seed"]["stage2"] = stage2
-        print(f"stage 2: {stage2}", flush=True)
-        cases = asyncio.run(read_cases(url))
-        results["reads_large"] = time_reads(backend.url, cases, n, warm)
-        print_reads(results["reads_large"], results["reads_small"], "reads at stage 2")
-
-        with httpx.Client(base_url=backend.url, timeout=60) as client:
+        reads = time_reads(targets, n, warm, rounds=6)
+        results["reads_small"], results["reads_large"] = reads["small"], reads["large"]
+        print_reads(results["reads_large"], results["reads_small"], "reads, small vs large")
+        results["pages"] = {label: asyncio.run(read_pages(url)) for label, url in urls.items()}
+        print("\npages touched per statement (EXPLAIN BUFFERS), small -> large:")
+        for name, small_pages in results["pages"]["small"].items():
+            print(f"  {name:<22}{small_pages:>5} -> {results['pages']['large'][name]}")
+        with httpx.Client(base_url=backends["large"].url, timeout=60) as client:
             body = {"prompt": "bench", "request_id": "bench-run"}
             results["run_http"], _ = time_http(
                 client, "POST", "/playground/activations/run", n, warm, json=body
             )
     finally:
-        backend.stop(grace_s=30)
+        for backend in backends.values():
+            backend.stop(grace_s=30)
         upstream_server.should_exit = True
         upstream_thread.join(timeout=10)
 
-    results["sizes"] = asyncio.run(sizes(url))
+    asyncio.run(on_server(server_url, bulk.drop_database, names["small"]))  # its disk back
+    large = urls["large"]
+    results["sizes"] = asyncio.run(sizes(large))
     results["sizes"]["per_run"] = per_run(results["sizes"])
-    results["write_ab"] = write_ab(url, args)
-    results["prune"] = asyncio.run(prune_under_writes(url, args, workdir))
-    results["counts_check"] = asyncio.run(check_counts(url))
+    results["write_ab"] = write_ab(large, args)
+    results["prune"] = asyncio.run(prune_under_writes(large, args, workdir))
+    results["counts_check"] = asyncio.run(check_counts(large))
     return results
+
+
+async def oldest_preview(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return await bulk.one_preview_id(conn, newest=False)
+    finally:
+        await conn.close()
 
 
 # -- printing ------------------------------------------------------------------------------------
@@ -472,6 +606,12 @@ def print_summary(results: dict, meta: dict) -> None:
         f"{ab['after']['p50_ms']:.3f} ms p99 {ab['after']['p99_ms']:.3f}; "
         f"delta p50 {ab['delta_p50_ms']:+.3f} ms"
     )
+    before, after = ab["before"]["server_ms_p50"], ab["after"]["server_ms_p50"]
+    triggers = ", ".join(f"{k} {v:.3f}" for k, v in after.items() if k != "execution")
+    print(
+        f"  server side (EXPLAIN ANALYZE, p50): before {before['execution']:.3f} ms, after "
+        f"{after['execution']:.3f} ms (delta {ab['server_delta_ms']:+.3f}; triggers: {triggers})"
+    )
     run = results["run_http"]
     print(f"POST run over HTTP (stub upstreams): p50 {run['p50_ms']:.3f} ms")
     p = results["prune"]
@@ -486,6 +626,10 @@ def print_summary(results: dict, meta: dict) -> None:
             f"  run writes {key.split('_')[1]:<7} n={w['n']:<5} p50 {w['p50_ms']:.3f} "
             f"p99 {w['p99_ms']:.3f} max {w['max_ms']:.3f} ms"
         )
+    print(
+        f"  writer seen waiting on a lock in {p['writer_waiting_on_lock_samples']} of "
+        f"{p['lock_watch_samples']} samples (every 10 ms) during the prune"
+    )
     per = results["sizes"]["per_run"]
     print(
         f"bytes: index table {per['index_table_per_run']}/run + its indexes "

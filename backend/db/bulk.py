@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import astuple
 from datetime import datetime
 
 import asyncpg
 
-from backend.db.queries import INDEX_COLUMNS, PREVIEW_COLUMNS, IndexRow
+from backend.db.queries import (
+    INDEX_COLUMNS,
+    PREVIEW_COLUMNS,
+    SAVE_WITH_PREVIEW,
+    IndexRow,
+    PreviewRow,
+)
+
+
+async def create_database(conn: asyncpg.Connection, name: str) -> None:
+    if not name.isidentifier():
+        raise ValueError(f"not a plain database name: {name!r}")
+    await conn.execute(f'CREATE DATABASE "{name}"')
+
+
+async def drop_database(conn: asyncpg.Connection, name: str) -> None:
+    if not name.isidentifier():
+        raise ValueError(f"not a plain database name: {name!r}")
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
 
 # Settings of a throwaway server while it is being filled (all reloadable, none needs a
 # restart); ``bulk_load_mode(conn, False)`` puts the defaults back.
@@ -108,6 +128,43 @@ FROM activation_run_index
 
 async def brute_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return dict(await conn.fetchrow(BRUTE_COUNTS))
+
+
+async def explain_save_run(
+    conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow
+) -> dict[str, float]:
+    """Run save_run's statement under EXPLAIN ANALYZE (it really writes): the server's own
+    execution time and each trigger's, in ms, without the commit or the round trip."""
+    plan = json.loads(
+        await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + SAVE_WITH_PREVIEW,
+            *astuple(index),
+            *astuple(preview)[1:],
+        )
+    )[0]
+    times = {"execution": plan["Execution Time"]}
+    for trigger in plan.get("Triggers", []):
+        if not trigger["Trigger Name"].startswith("RI_"):
+            times[trigger["Trigger Name"]] = trigger["Time"]
+    return times
+
+
+async def pages_touched(conn: asyncpg.Connection, sql: str, *args: object) -> int:
+    """Buffer pages a statement's plan touched (hit + read, EXPLAIN ANALYZE BUFFERS): a cost
+    measure that the machine's load does not move."""
+    plan = json.loads(await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *args))[
+        0
+    ]["Plan"]
+    return plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+
+
+async def sessions_waiting_on_locks(conn: asyncpg.Connection, application_name: str) -> int:
+    """Sessions of ``application_name`` waiting on a lock right now."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        application_name,
+    )
 
 
 async def vacuum_analyze(conn: asyncpg.Connection) -> None:

@@ -78,7 +78,7 @@ WITH idx AS (
   RETURNING request_id
 )
 """
-_SAVE_WITH_PREVIEW = (
+SAVE_WITH_PREVIEW = (
     _UPSERT_INDEX_CTE
     + f"""
 INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
@@ -97,7 +97,7 @@ async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRo
     if preview is not None:
         if preview.request_id != index.request_id:
             raise ValueError("a run's index and preview rows must share one request_id")
-        await conn.execute(_SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
+        await conn.execute(SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
     else:
         await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
 
