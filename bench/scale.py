@@ -11,8 +11,9 @@ positions x top-20, ~150 KB of JSON, stored as the run path stores it: JSONB + p
 about 10% of all runs; older ok runs were pruned. ``small`` holds every 10th run of the plan
 (so its N/10 runs span the same 100 days), ``large`` all N. Index rows go in by COPY (0017's
 triggers count them as they land), previews are copied server-side from one stored run. Reads
-go over HTTP to one `playground backend` per database (stub upstreams), sequentially, in
-blocks alternating between the two, so a drifting machine load weighs on both alike.
+go over HTTP to one `playground backend` per database (stub upstreams), sequentially,
+alternating request by request between the two, so a drifting machine load weighs on both
+alike.
 
 Then, on ``large``: sizes from Postgres' size functions; the run write A/B (the same
 save_run, durable, with the database downgraded one revision = the schema before this issue,
@@ -220,9 +221,9 @@ async def read_pages(url: str) -> dict[str, int]:
         await conn.close()
 
 
-def time_reads(targets: dict[str, tuple[str, dict]], n: int, warmup: int, rounds: int) -> dict:
-    """Each endpoint against each database in alternating blocks (small, large, large, small,
-    ...), so that a machine whose load drifts during the run weighs on both alike."""
+def time_reads(targets: dict[str, tuple[str, dict]], n: int, warmup: int) -> dict:
+    """Each endpoint against each database, request by request in alternation (small, large,
+    large, small, ...), so that a machine whose load drifts weighs on both alike."""
     labels = list(targets)
     clients = {label: httpx.Client(base_url=targets[label][0], timeout=60) for label in labels}
     samples: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
@@ -232,15 +233,13 @@ def time_reads(targets: dict[str, tuple[str, dict]], n: int, warmup: int, rounds
                 path, params = targets[label][1][name]
                 for _ in range(warmup):
                     clients[label].get(path, params=params).raise_for_status()
-            for r in range(rounds):
-                for label in labels if r % 2 == 0 else reversed(labels):
+            for k in range(n):
+                for label in labels if k % 2 == 0 else reversed(labels):
                     path, params = targets[label][1][name]
-                    block = samples[label].setdefault(name, [])
-                    for _ in range(n // rounds):
-                        t = time.perf_counter()
-                        response = clients[label].get(path, params=params)
-                        block.append((time.perf_counter() - t) * 1000)
-                        response.raise_for_status()
+                    t = time.perf_counter()
+                    response = clients[label].get(path, params=params)
+                    samples[label].setdefault(name, []).append((time.perf_counter() - t) * 1000)
+                    response.raise_for_status()
     finally:
         for client in clients.values():
             client.close()
@@ -307,13 +306,16 @@ def write_ab(url: str, args) -> dict:
     samples: dict[str, list[float]] = {"before": [], "after": []}
     server: dict[str, list[dict]] = {"before": [], "after": []}
     current = "after"
+    upgrade_s: list[float] = []
     blocks = ["before", "after", "after", "before"] * 2
     per_block = max(10, args.writes // 4)
     for k, phase in enumerate(blocks):
         if phase != current and phase == "before":
             downgrade(url, before_rev)
         elif phase != current:
-            upgrade(url)
+            t = time.perf_counter()
+            upgrade(url)  # builds the status index and backfills the counts
+            upgrade_s.append(time.perf_counter() - t)
         current = phase
         samples[phase] += asyncio.run(
             time_writes(url, f"{phase}{k}", per_block, args.run_positions, args.top_k)
@@ -335,6 +337,7 @@ def write_ab(url: str, args) -> dict:
         for phase, s in samples.items()
     }
     out["delta_p50_ms"] = round(out["after"]["p50_ms"] - out["before"]["p50_ms"], 3)
+    out["upgrade_s_p50"] = round(statistics.median(upgrade_s), 2)
     out["server_delta_ms"] = round(
         out["after"]["server_ms_p50"]["execution"] - out["before"]["server_ms_p50"]["execution"],
         4,
@@ -353,7 +356,7 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
         await conn.close()
     template = write_record("w", args.run_positions, args.top_k)
     index, preview = storage.index_row(template), storage.preview_row(template)
-    quiet, during = [], []
+    quiet, during, during_reruns = [], [], []
     pruning = asyncio.Event()
     stop = asyncio.Event()
 
@@ -364,7 +367,8 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
             while not stop.is_set():
                 k += 1
                 # Every 10th write re-runs a run whose preview the prune is after.
-                rid = rerun_ids.pop() if k % 10 == 0 and rerun_ids else f"during-{k}"
+                rerun = k % 10 == 0 and bool(rerun_ids)
+                rid = rerun_ids.pop() if rerun else f"during-{k}"
                 now = datetime.now(UTC)
                 stamp = {"request_id": rid, "created_at": now, "updated_at": now}
                 t = time.perf_counter()
@@ -373,7 +377,11 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
                     dataclasses.replace(index, **stamp),
                     dataclasses.replace(preview, **stamp),
                 )
-                (during if pruning.is_set() else quiet).append((time.perf_counter() - t) * 1000)
+                ms = (time.perf_counter() - t) * 1000
+                if not pruning.is_set():
+                    quiet.append(ms)
+                else:
+                    (during_reruns if rerun else during).append(ms)
                 await asyncio.sleep(0.005)
         finally:
             await conn.close()
@@ -397,6 +405,7 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     conn = await asyncpg.connect(url)
     try:
         due = len(await bulk.preview_ids_older_than(conn, 7 * 86400, 10**9))
+        wal_start = await bulk.wal_position(conn)
     finally:
         await conn.close()
     reruns_before = len(rerun_ids)
@@ -415,6 +424,11 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     stop.set()
     await task
     await watch
+    conn = await asyncpg.connect(url)
+    try:
+        wal = await bulk.wal_bytes_since(conn, wal_start)
+    finally:
+        await conn.close()
     if proc.returncode != 0:
         raise RuntimeError(f"prune failed: {(workdir / 'prune.log').read_text()[-2000:]}")
     line = out.decode().strip().splitlines()[-1]
@@ -434,6 +448,8 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
         "prune_line": line,
         "writes_quiet": stats(quiet, sum(quiet) / 1000) | {"max_ms": round(max(quiet), 3)},
         "writes_during": stats(during, elapsed) | {"max_ms": round(max(during), 3)},
+        "reruns_during": stats(during_reruns, elapsed) | {"max_ms": round(max(during_reruns), 3)},
+        "wal_bytes_during": wal,
         "lock_watch_samples": lock_samples[0],
         "writer_waiting_on_lock_samples": lock_samples[1],
     }
@@ -539,7 +555,7 @@ def run_all(server_url: str, args, workdir: Path, meta: dict) -> dict:
             for label in urls
         }
         n, warm = args.iterations, max(5, args.iterations // 10)
-        reads = time_reads(targets, n, warm, rounds=6)
+        reads = time_reads(targets, n, warm)
         results["reads_small"], results["reads_large"] = reads["small"], reads["large"]
         print_reads(results["reads_large"], results["reads_small"], "reads, small vs large")
         results["pages"] = {label: asyncio.run(read_pages(url)) for label, url in urls.items()}
@@ -614,16 +630,23 @@ def print_summary(results: dict, meta: dict) -> None:
     )
     run = results["run_http"]
     print(f"POST run over HTTP (stub upstreams): p50 {run['p50_ms']:.3f} ms")
+    print(f"upgrade to head at this size (status index + backfill): {ab['upgrade_s_p50']} s")
     p = results["prune"]
     print(
         f"prune --older-than {PRUNE_AGE} --batch-size {p['batch_size']}: {p['pruned']:,} of "
         f"{p['due']:,} due previews ({p['rerun_while_pruning']} re-run meanwhile) in "
-        f"{p['seconds']} s = {p['per_s']:.0f}/s, {p['batches']} transactions"
+        f"{p['seconds']} s = {p['per_s']:.0f}/s, {p['batches']} transactions; WAL meanwhile "
+        f"{p['wal_bytes_during'] / 2**20:,.0f} MiB"
     )
-    for key in ("writes_quiet", "writes_during"):
+    labels = {
+        "writes_quiet": "new runs, no prune",
+        "writes_during": "new runs, pruning",
+        "reruns_during": "re-runs of runs being pruned",
+    }
+    for key, label in labels.items():
         w = p[key]
         print(
-            f"  run writes {key.split('_')[1]:<7} n={w['n']:<5} p50 {w['p50_ms']:.3f} "
+            f"  {label:<29} n={w['n']:<5} p50 {w['p50_ms']:.3f} "
             f"p99 {w['p99_ms']:.3f} max {w['max_ms']:.3f} ms"
         )
     print(

@@ -158,6 +158,18 @@ async def pages_touched(conn: asyncpg.Connection, sql: str, *args: object) -> in
     return plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
 
 
+async def wal_position(conn: asyncpg.Connection) -> str:
+    return await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+
+
+async def wal_bytes_since(conn: asyncpg.Connection, position: str) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)", position
+        )
+    )
+
+
 async def sessions_waiting_on_locks(conn: asyncpg.Connection, application_name: str) -> int:
     """Sessions of ``application_name`` waiting on a lock right now."""
     return await conn.fetchval(

@@ -1,11 +1,17 @@
 """Prune old previews in short batches: index rows stay, marked pruned.
 
-Each batch is its own transaction, so a prune can be stopped at any point (Ctrl-C, SIGTERM,
-``max_batches``) and the committed batches stay done; the next prune starts where it stopped,
-because what is left is still older than its cutoff. Locks follow the run write's order (the
-index row, then its preview), so a prune and a re-run of the same id cannot deadlock; rows a
-writer holds are skipped (SKIP LOCKED), never waited for; the counters (0017's triggers) are
-touched only by the last statement of a batch, just before its commit.
+A batch is one short transaction that locks up to ``batch_size`` index rows whose previews
+are past the cutoff (the run write's lock order: index row, then preview; rows a writer holds
+are skipped, never waited for) and marks them pruned (reads answer 410 from then on), then
+the previews go in statements of ``delete_chunk`` rows, each its own transaction. So no
+transaction holds a lock for longer than one small chunk of TOAST deletion: a run re-written
+while the prune is at it waits at most that long. A re-run that lands between the mark and
+the delete has a new created_at and keeps its preview (each delete re-checks the cutoff).
+
+Stopped at any point (Ctrl-C, SIGTERM, ``max_batches``), the committed work stays; the next
+prune picks up what is still older than its cutoff, marked or not. Prune commits are
+asynchronous (``synchronous_commit = off`` on its session): a crash can only lose the last
+instants of pruning, which the next prune redoes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncpg
 
 DEFAULT_BATCH = 100
 MAX_BATCH = 10_000
+DELETE_CHUNK = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +53,16 @@ FOR UPDATE OF i SKIP LOCKED
 """
 
 # A new statement, so a new snapshot: a re-run that committed since the lock above has a new
-# created_at and is left alone.
-_DELETE_BATCH = """
-WITH gone AS (
-  DELETE FROM activation_run_previews
-  WHERE request_id = ANY($1::text[]) AND created_at < $2
-  RETURNING request_id
-), marked AS (
-  UPDATE activation_run_index i SET pruned_at = now(), has_preview = false
-  FROM gone WHERE i.request_id = gone.request_id
-  RETURNING 1
-)
-SELECT count(*) FROM marked
+# created_at and is left alone. While we hold the index rows no writer can touch the previews.
+_MARK_BATCH = """
+UPDATE activation_run_index i SET pruned_at = now(), has_preview = false
+FROM activation_run_previews p
+WHERE i.request_id = ANY($1::text[]) AND p.request_id = i.request_id AND p.created_at < $2
+RETURNING i.request_id
+"""
+
+_DELETE_CHUNK = """
+DELETE FROM activation_run_previews WHERE request_id = ANY($1::text[]) AND created_at < $2
 """
 
 
@@ -67,18 +72,30 @@ async def prune_cutoff(conn: asyncpg.Connection, older_than: timedelta) -> datet
 
 
 async def prune_batch(
-    conn: asyncpg.Connection, cutoff: datetime, after: datetime, batch_size: int
+    conn: asyncpg.Connection,
+    cutoff: datetime,
+    after: datetime,
+    batch_size: int,
+    delete_chunk: int = DELETE_CHUNK,
 ) -> tuple[int, datetime | None]:
-    """One short transaction: up to ``batch_size`` previews created in [after, cutoff) go.
+    """Mark up to ``batch_size`` runs with previews created in [after, cutoff) pruned, then
+    delete their previews chunk by chunk.
 
-    Returns (pruned, the newest created_at the batch looked at; None when nothing is left)."""
+    Returns (previews deleted, the newest created_at the batch looked at; None when nothing
+    is left)."""
     async with conn.transaction():
         locked = await conn.fetch(_LOCK_BATCH, cutoff, after, batch_size)
         if not locked:
             return 0, None
-        ids = [r["request_id"] for r in locked]
-        pruned = await conn.fetchval(_DELETE_BATCH, ids, cutoff)
-    return pruned, max(r["created_at"] for r in locked)
+        marked = [
+            r["request_id"]
+            for r in await conn.fetch(_MARK_BATCH, [r["request_id"] for r in locked], cutoff)
+        ]
+    deleted = 0
+    for k in range(0, len(marked), delete_chunk):
+        status = await conn.execute(_DELETE_CHUNK, marked[k : k + delete_chunk], cutoff)
+        deleted += int(status.split()[-1])
+    return deleted, max(r["created_at"] for r in locked)
 
 
 async def prune_previews(
@@ -86,24 +103,33 @@ async def prune_previews(
     older_than: timedelta,
     *,
     batch_size: int = DEFAULT_BATCH,
+    delete_chunk: int = DELETE_CHUNK,
     max_batches: int | None = None,
     on_batch: Callable[[PruneProgress], None] | None = None,
 ) -> PruneProgress:
     """Delete previews older than ``older_than`` batch by batch; returns the totals."""
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be within 1..{MAX_BATCH}")
+    if delete_chunk < 1:
+        raise ValueError("delete_chunk must be at least 1")
+    delete_chunk = min(delete_chunk, batch_size)
     cutoff = await prune_cutoff(conn, older_than)
     start = time.perf_counter()
     after = datetime.min.replace(tzinfo=cutoff.tzinfo)
     progress = PruneProgress(cutoff, 0, 0, 0.0)
-    while max_batches is None or progress.batches < max_batches:
-        pruned, newest = await prune_batch(conn, cutoff, after, batch_size)
-        if newest is None:
-            break
-        after = newest
-        progress = PruneProgress(
-            cutoff, progress.batches + 1, progress.pruned + pruned, time.perf_counter() - start
-        )
-        if on_batch is not None:
-            on_batch(progress)
+    await conn.execute("SET synchronous_commit = off")
+    try:
+        while max_batches is None or progress.batches < max_batches:
+            pruned, newest = await prune_batch(conn, cutoff, after, batch_size, delete_chunk)
+            if newest is None:
+                break
+            after = newest
+            elapsed = time.perf_counter() - start
+            progress = PruneProgress(
+                cutoff, progress.batches + 1, progress.pruned + pruned, elapsed
+            )
+            if on_batch is not None:
+                on_batch(progress)
+    finally:
+        await conn.execute("RESET synchronous_commit")
     return PruneProgress(cutoff, progress.batches, progress.pruned, time.perf_counter() - start)

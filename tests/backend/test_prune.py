@@ -182,3 +182,58 @@ def test_prune_rejects_a_bad_batch_size():
         )
         assert proc.returncode == 2, bad
         assert b"--batch-size" in proc.stderr
+
+
+async def test_a_rerun_between_mark_and_delete_keeps_its_preview(client, db, db_uri):
+    """The prune marks a batch, then deletes its previews; a re-run landing in between (here:
+    holding the preview row until the delete waits on it) keeps its new preview."""
+    import asyncpg
+
+    from backend.db.prune import prune_previews
+    from tests.backend.test_counters import assert_exact
+
+    await db.execute("TRUNCATE activation_run_index CASCADE")
+    await _old_runs(client, db, ["rerun", "plain"])
+    writer = await asyncpg.connect(db_uri)
+    watcher = await asyncpg.connect(db_uri)
+    try:
+        tx = writer.transaction()
+        await tx.start()
+        await writer.execute(
+            "UPDATE activation_run_previews SET created_at = now(), updated_at = now() "
+            "WHERE request_id = 'rerun'"
+        )
+        prune = asyncio.create_task(prune_previews(db, timedelta(days=7), batch_size=10))
+        for _ in range(1000):  # until the prune's delete waits on the writer's row
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%DELETE FROM activation_run_previews%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the prune never reached the delete")
+        marked = await watcher.fetchval(
+            "SELECT pruned_at IS NOT NULL FROM activation_run_index WHERE request_id = 'rerun'"
+        )
+        assert marked  # the mark committed before the delete
+        await writer.execute(
+            "UPDATE activation_run_index SET pruned_at = NULL, has_preview = true, "
+            "created_at = now() WHERE request_id = 'rerun'"
+        )
+        await tx.commit()
+        done = await prune
+    finally:
+        await writer.close()
+        await watcher.close()
+    assert done.pruned == 1
+    kept = await db.fetch("SELECT request_id FROM activation_run_previews")
+    assert [r["request_id"] for r in kept] == ["rerun"]
+    row = await db.fetchrow(
+        "SELECT pruned_at, has_preview FROM activation_run_index WHERE request_id = 'rerun'"
+    )
+    assert row["pruned_at"] is None and row["has_preview"]
+    assert (await client.get("/playground/activations/rerun/rows")).status_code == 200
+    assert (await client.get("/playground/activations/plain/rows")).status_code == 410
+    await assert_exact(db, client)
