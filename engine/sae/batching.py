@@ -21,6 +21,14 @@ from engine.sae.residual import ResidualModel
 
 logger = logging.getLogger(__name__)
 
+# The service's batching defaults, defined once: Settings (env SAE_SERVICE_*) starts from them
+# and bench/gpu_check.py runs the batcher with them.
+MAX_BATCH_SIZE = 32  # requests per batch
+MAX_BATCH_TOKENS = 16384  # padded tokens per forward
+BATCH_WAIT_MS = 2.0  # wait after a batch's first request for simultaneous ones
+MAX_PADDING_RATIO = 1.25  # padded / real tokens allowed in one forward
+ENCODE_CHUNK_TOKENS = 2048  # tokens per encode matmul: bounds the [tokens, d_sae] buffer
+
 
 @dataclass
 class EncodeJob:
@@ -68,7 +76,7 @@ def compute_batch(
     registry: SaeRegistry,
     jobs: list[EncodeJob],
     chunk_tokens: int,
-    max_padding: float = 1.25,
+    max_padding: float = MAX_PADDING_RATIO,
 ) -> list[EncodeResult]:
     """The maths for one batch (runs in a worker thread): a forward per length bucket (to the
     deepest layer any job reads), then per SAE one encode over all real tokens."""
@@ -145,7 +153,7 @@ class Batcher:
         max_batch_tokens: int,
         wait_ms: float,
         chunk_tokens: int,
-        max_padding: float = 1.25,
+        max_padding: float = MAX_PADDING_RATIO,
     ) -> None:
         self.model, self.registry = model, registry
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens

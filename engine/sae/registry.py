@@ -3,6 +3,9 @@
 Folders come from settings (``--sae-dir``); each is one SAE folder or a folder of them (e.g. a
 whole Llama Scope release, one sub-folder per layer). Metadata is read at start-up; weights
 load on first use and stay until ``max_loaded`` others are newer.
+
+Part of the compute path (torch, transformers and safetensors only): its failures are plain
+exceptions below, which the service (``serving.py``) maps to the wire's errors.
 """
 
 from __future__ import annotations
@@ -13,13 +16,24 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from common.errors import NotFound, ServiceUnavailable
 from engine.sae.encoder import SaeEncoder, SaeMeta
 from engine.sae.layouts import detect_layout, load_weights, read_meta
 
 logger = logging.getLogger(__name__)
 
 SaeKey = tuple[str, int]
+
+
+class UnknownSae(LookupError):
+    """No SAE of this ``sae_id`` is served."""
+
+
+class UnknownSaeLayer(LookupError):
+    """The SAE is served, but not at this layer."""
+
+
+class SaeLoadFailed(RuntimeError):
+    """An SAE's weights could not be read (that SAE only; the others keep working)."""
 
 
 def discover(folder: Path) -> list[SaeMeta]:
@@ -54,18 +68,17 @@ class SaeRegistry:
         self._lock = threading.Lock()
 
     def resolve(self, sae_id: str | None, layer: int | None) -> SaeMeta:
-        """The SAE a request names (None -> defaults); 404 for an unknown SAE or layer."""
+        """The SAE a request names (None -> defaults); UnknownSae / UnknownSaeLayer otherwise."""
         sae_id = sae_id or self.default[0]
         layers = sorted(lay for sid, lay in self.entries if sid == sae_id)
         if not layers:
             known = sorted({sid for sid, _ in self.entries})
-            raise NotFound(f"unknown sae_id {sae_id!r}; served: {known}", code="sae_not_found")
+            raise UnknownSae(f"unknown sae_id {sae_id!r}; served: {known}")
         if layer is None:
             layer = self.default[1] if sae_id == self.default[0] else layers[0]
         if layer not in layers:
-            raise NotFound(
-                f"sae_id {sae_id!r} has no SAE at layer {layer}; layers: {layers}",
-                code="sae_layer_not_found",
+            raise UnknownSaeLayer(
+                f"sae_id {sae_id!r} has no SAE at layer {layer}; layers: {layers}"
             )
         return self.entries[(sae_id, layer)]
 
@@ -80,10 +93,9 @@ class SaeRegistry:
                 enc = SaeEncoder(meta, load_weights(meta), device=self.device, dtype=self.dtype)
             except Exception as exc:  # unreadable or inconsistent weights on disk
                 logger.exception("could not load SAE %s", key)
-                raise ServiceUnavailable(
+                raise SaeLoadFailed(
                     f"SAE {meta.sae_id!r} layer {meta.layer} could not be loaded from "
-                    f"{meta.folder.name}: {type(exc).__name__}",
-                    code="sae_load_failed",
+                    f"{meta.folder.name}: {type(exc).__name__}"
                 ) from exc
             self._loaded[key] = enc
             while len(self._loaded) > self.max_loaded:

@@ -49,11 +49,17 @@ class ResidualModel:
             base = AutoModel.from_pretrained(model, dtype=dtype, local_files_only=True)
         finally:
             hf_logging.set_verbosity(previous)
-        if keep_layers is not None and keep_layers < len(base.layers):
-            # Blocks above every served layer are never run: don't hold them in memory.
-            base.layers = base.layers[:keep_layers]
+        self = cls(base, device=device, dtype=dtype)
+        if keep_layers is not None:
+            self.keep_layers(keep_layers)
         base.to(device)
-        return cls(base, device=device, dtype=dtype)
+        return self
+
+    def keep_layers(self, keep: int) -> None:
+        """Keep only blocks 0..keep-1: blocks above every served layer are never run, so they
+        need not hold memory. ``n_layers`` still reports the model's own depth."""
+        if keep < len(self.base.layers):
+            self.base.layers = self.base.layers[:keep]
 
     @property
     def kept_layers(self) -> int:

@@ -1,10 +1,11 @@
 """The SAE service's logic: validate a request against the model and SAE, run it through the
-batcher, shape the answer."""
+batcher, shape the answer. The compute path below raises plain exceptions; this is where they
+become the wire's errors."""
 
 from __future__ import annotations
 
-from common.errors import InvalidRequest
-from engine.sae.batching import Batcher, EncodeJob
+from common.errors import InvalidRequest, NotFound, ServiceUnavailable
+from engine.sae.batching import Batcher, EncodeJob, EncodeResult
 from engine.sae.encoder import SaeMeta
 from engine.sae.protocol import (
     AnalyzeRequest,
@@ -13,7 +14,7 @@ from engine.sae.protocol import (
     SaeRef,
     SaesResponse,
 )
-from engine.sae.registry import SaeRegistry
+from engine.sae.registry import SaeLoadFailed, SaeRegistry, UnknownSae, UnknownSaeLayer
 from engine.sae.residual import ResidualModel
 from engine.sae.settings import Settings
 from engine.sae.tokens import TokenTable
@@ -33,8 +34,22 @@ class SaeService:
         self.model_id = settings.served_model_id
         self.max_len = min(settings.max_sequence_tokens, model.max_positions)
 
+    def _resolve(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
+        try:
+            return self.registry.resolve(req.sae_id, req.layer)
+        except UnknownSae as exc:
+            raise NotFound(str(exc), code="sae_not_found") from exc
+        except UnknownSaeLayer as exc:
+            raise NotFound(str(exc), code="sae_layer_not_found") from exc
+
+    async def _submit(self, job: EncodeJob) -> EncodeResult:
+        try:
+            return await self.batcher.submit(job)
+        except SaeLoadFailed as exc:
+            raise ServiceUnavailable(str(exc), code="sae_load_failed") from exc
+
     def _check_sequence(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
-        meta = self.registry.resolve(req.sae_id, req.layer)
+        meta = self._resolve(req)
         ids = req.token_ids
         if len(ids) > self.max_len:
             raise InvalidRequest(
@@ -61,7 +76,7 @@ class SaeService:
             raise InvalidRequest(
                 f"top_k {req.top_k} is out of bounds [1, {limit}]", code="top_k_out_of_bounds"
             )
-        result = await self.batcher.submit(EncodeJob(req.token_ids, meta, top_k=req.top_k))
+        result = await self._submit(EncodeJob(req.token_ids, meta, top_k=req.top_k))
         timeline = self.tokens.describe(req.token_ids, req.output_start)
         for entry, values, indices in zip(
             timeline, result.top_values, result.top_indices, strict=True
@@ -93,7 +108,7 @@ class SaeService:
                 f"feature_id {bad} is outside [0, {meta.d_sae})", code="feature_id_out_of_range"
             )
         job = EncodeJob(req.token_ids, meta, feature_ids=list(req.feature_ids))
-        result = await self.batcher.submit(job)
+        result = await self._submit(job)
         labels = self.registry.labels(meta)
         features = []
         for fid, acts, top, argmax in zip(

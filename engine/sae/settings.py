@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.sae import batching
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -29,13 +31,14 @@ class Settings(BaseSettings):
     max_sequence_tokens: int = Field(default=8192, ge=1)
     max_top_k: int = Field(default=256, ge=1)
     max_feature_ids: int = Field(default=256, ge=1)
-    # Batching: requests arriving while a batch runs are gathered into the next one.
-    max_batch_size: int = Field(default=32, ge=1)
-    max_batch_tokens: int = Field(default=16384, ge=1)  # padded tokens per forward
-    batch_wait_ms: float = Field(default=2.0, ge=0)
+    # Batching: requests arriving while a batch runs are gathered into the next one (the
+    # defaults and what each bounds: engine/sae/batching.py).
+    max_batch_size: int = Field(default=batching.MAX_BATCH_SIZE, ge=1)
+    max_batch_tokens: int = Field(default=batching.MAX_BATCH_TOKENS, ge=1)
+    batch_wait_ms: float = Field(default=batching.BATCH_WAIT_MS, ge=0)
     # A batch is split into forwards whose padded size stays within this x their real tokens.
-    max_padding_ratio: float = Field(default=1.25, ge=1.0)
-    encode_chunk_tokens: int = Field(default=2048, ge=1)  # bounds the [tokens, d_sae] buffer
+    max_padding_ratio: float = Field(default=batching.MAX_PADDING_RATIO, ge=1.0)
+    encode_chunk_tokens: int = Field(default=batching.ENCODE_CHUNK_TOKENS, ge=1)
     labels_filename: str = "labels.json"
     # CPU threads for torch (None: torch's default, every core). A vLLM CPU engine on the same
     # host keeps its cores busy for about a second after each request; sharing them makes our

@@ -10,7 +10,7 @@ import torch
 
 from engine.sae.encoder import SaeEncoder
 from engine.sae.layouts import load_weights, read_meta
-from engine.sae.registry import SaeRegistry
+from engine.sae.registry import SaeRegistry, UnknownSae, UnknownSaeLayer
 from tests.engine.sae.builders import reference_acts
 from tests.engine.sae.compare import gate_margin
 
@@ -87,8 +87,6 @@ def test_both_layouts_same_result(sae_suite, full_model, sequences):
 
 
 def test_registry_resolves_and_evicts(sae_suite, suite_dirs):
-    from common.errors import NotFound
-
     reg = SaeRegistry(
         suite_dirs, max_loaded=2, device=CPU, dtype=torch.float32, labels_filename="labels.json"
     )
@@ -96,12 +94,11 @@ def test_registry_resolves_and_evicts(sae_suite, suite_dirs):
     assert reg.resolve(None, None).sae_id == "test_jumprelu"
     assert reg.resolve("test_topk", None).layer == 5  # lowest layer when not the default SAE
     assert reg.resolve("llama_scope_lxr_8x", 3).layer == 3  # folder of folders
-    with pytest.raises(NotFound) as err:
+    # The service answers these with 404 sae_layer_not_found / sae_not_found (test_api.py).
+    with pytest.raises(UnknownSaeLayer):
         reg.resolve("test_topk", 6)
-    assert err.value.code == "sae_layer_not_found"
-    with pytest.raises(NotFound) as err:
+    with pytest.raises(UnknownSae):
         reg.resolve("nope", None)
-    assert err.value.code == "sae_not_found"
     first = reg.encoder(reg.resolve("test_relu", 0))
     reg.encoder(reg.resolve("test_topk", 5))
     assert reg.encoder(reg.resolve("test_relu", 0)) is first  # cached
