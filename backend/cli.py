@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -81,17 +82,39 @@ def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_database_argument(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--revision", default="head", help="upgrade to this revision (head)")
-    group.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (or base)")
+    group.add_argument(
+        "--downgrade",
+        metavar="REVISION",
+        help="downgrade to REVISION (or base); drops data, so it needs --confirm-downgrade",
+    )
+    parser.add_argument(
+        "--confirm-downgrade",
+        action="store_true",
+        help="confirm that --downgrade may drop tables and columns with their data",
+    )
+    parser.add_argument(
+        "--drop-run-index",
+        action="store_true",
+        help="with --downgrade past 0013: also drop activation_run_index (0013 may have "
+        "adopted it with older data; refused without this flag)",
+    )
 
 
 def migrate(args: argparse.Namespace) -> int:
     from backend.db.migrate import current_revision, downgrade, upgrade
     from common.pgembed import exit_cleanly_on_sigterm
 
+    if args.downgrade and not args.confirm_downgrade:
+        print(
+            f"refusing to downgrade to {args.downgrade}: a downgrade drops tables and columns "
+            "with their data; pass --confirm-downgrade",
+            file=sys.stderr,
+        )
+        return 2
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
         if args.downgrade:
-            downgrade(url, args.downgrade)
+            downgrade(url, args.downgrade, drop_run_index=args.drop_run_index)
         else:
             upgrade(url, args.revision)
         print(f"database at revision {asyncio.run(current_revision(url))}")
@@ -124,32 +147,16 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prune(args: argparse.Namespace) -> int:
-    from common.pgembed import exit_cleanly_on_sigterm
-
-    exit_cleanly_on_sigterm()
-    with _database(args.database_url) as (url, _):
-        done = asyncio.run(_prune(url, args.older_than, args.batch_size))
-    print(
-        f"pruned {done.pruned} previews older than {args.older_than} "
-        f"({done.batches} batches, {done.elapsed_s:.1f} s, {done.per_s:.0f}/s)"
-    )
-    return 0
-
-
-async def _prune(url: str, older_than: timedelta, batch_size: int):
-    import sys
     import time
 
-    import asyncpg
+    from common.pgembed import exit_cleanly_on_sigterm
 
-    from backend.db.prune import PruneProgress, prune_previews
+    last = [time.monotonic()]
 
-    last_report = time.monotonic()
-
-    def report(progress: PruneProgress) -> None:
-        nonlocal last_report
-        if time.monotonic() - last_report >= 1.0:
-            last_report = time.monotonic()
+    def report(progress) -> None:
+        """Progress to stderr, at most once a second."""
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
             print(
                 f"pruned {progress.pruned} so far ({progress.batches} batches, "
                 f"{progress.per_s:.0f}/s)",
@@ -157,8 +164,31 @@ async def _prune(url: str, older_than: timedelta, batch_size: int):
                 flush=True,
             )
 
+    exit_cleanly_on_sigterm()
+    with _database(args.database_url) as (url, _):
+        done = asyncio.run(prune_database(url, args.older_than, args.batch_size, report))
+    print(
+        f"pruned {done.pruned} previews older than {args.older_than} "
+        f"({done.batches} batches, {done.elapsed_s:.1f} s, {done.per_s:.0f}/s)"
+    )
+    return 0
+
+
+async def prune_database(
+    url: str,
+    older_than: timedelta,
+    batch_size: int = 100,
+    on_batch=None,
+    max_seconds: float | None = None,
+):
+    """Prune previews older than ``older_than`` in batches (the CLI, Modal's cron), stopping
+    after ``max_seconds`` if given; returns the totals (``backend.db.prune.PruneProgress``)."""
+    import asyncpg
+
+    from backend.db.prune import prune_previews
+
     conn = await asyncpg.connect(url)
     try:
-        return await prune_previews(conn, older_than, batch_size=batch_size, on_batch=report)
+        return await prune_previews(conn, older_than, batch_size=batch_size, on_batch=on_batch)
     finally:
         await conn.close()

@@ -1,8 +1,8 @@
 """Scale benchmark: every read endpoint at 100k and at 1M runs in one run, the run write with
 and without 0017's counters, and a batched prune under concurrent run writes.
 
-    .venv/bin/python bench/scale.py            # 100,000 and 1,000,000 runs
-    .venv/bin/python bench/scale.py --quick    # 2,000 and 20,000 runs (about a minute)
+    .venv/bin/python -m bench.scale            # 100,000 and 1,000,000 runs
+    .venv/bin/python -m bench.scale --quick    # 2,000 and 20,000 runs (a few minutes)
 
 One throwaway embedded Postgres (or --database-url: two databases are made on that server)
 holds two databases seeded from one plan of N runs: run i was made i x (100 days / N) ago;
@@ -31,12 +31,9 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,15 +44,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from backend.activations import cursor as runs_cursor  # noqa: E402
-from backend.activations import storage  # noqa: E402
-from backend.activations.record import RunFailure, RunRecord  # noqa: E402
-from backend.db import bulk, queries  # noqa: E402
-from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade  # noqa: E402
-from bench.backend import (  # noqa: E402
+from backend.activations import cursor as runs_cursor
+from backend.activations import storage
+from backend.activations.record import RunFailure, RunRecord
+from backend.db import bulk, queries
+from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade
+from bench import harness
+from bench.backend import (
     MODEL,
     make_timeline,
     run_record,
@@ -65,7 +60,7 @@ from bench.backend import (  # noqa: E402
     stub_app,
     time_http,
 )
-from common.pgembed import embedded_postgres  # noqa: E402
+from common.pgembed import embedded_postgres
 
 SPAN = timedelta(days=100)
 PREVIEW_AGE = timedelta(days=10)
@@ -238,14 +233,13 @@ def time_reads(targets: dict[str, tuple[str, dict]], n: int, warmup: int) -> dic
                     path, params = targets[label][1][name]
                     t = time.perf_counter()
                     response = clients[label].get(path, params=params)
-                    samples[label].setdefault(name, []).append((time.perf_counter() - t) * 1000)
+                    samples[label].setdefault(name, []).append(time.perf_counter() - t)
                     response.raise_for_status()
     finally:
         for client in clients.values():
             client.close()
     return {
-        label: {name: stats(s, sum(s) / 1000) for name, s in per.items()}
-        for label, per in samples.items()
+        label: {name: stats(s, sum(s)) for name, s in per.items()} for label, per in samples.items()
     }
 
 
@@ -274,7 +268,7 @@ async def time_writes(url: str, tag: str, n: int, positions: int, top_k: int) ->
             t = time.perf_counter()
             await queries.save_run(conn, row, prev)
             if k >= 5:
-                samples.append((time.perf_counter() - t) * 1000)
+                samples.append(time.perf_counter() - t)
         return samples
     finally:
         await conn.close()
@@ -326,7 +320,7 @@ def write_ab(url: str, args) -> dict:
     if current != "after":
         upgrade(url)
     out: dict = {
-        phase: stats(s, sum(s) / 1000)
+        phase: stats(s, sum(s))
         | {
             "revision": before_rev if phase == "before" else HEAD,
             "server_ms_p50": {
@@ -377,11 +371,11 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
                     dataclasses.replace(index, **stamp),
                     dataclasses.replace(preview, **stamp),
                 )
-                ms = (time.perf_counter() - t) * 1000
+                took = time.perf_counter() - t
                 if not pruning.is_set():
-                    quiet.append(ms)
+                    quiet.append(took)
                 else:
-                    (during_reruns if rerun else during).append(ms)
+                    (during_reruns if rerun else during).append(took)
                 await asyncio.sleep(0.005)
         finally:
             await conn.close()
@@ -415,7 +409,7 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *cmd,
-        cwd=REPO,
+        cwd=harness.REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=(workdir / "prune.log").open("wb"),
     )
@@ -446,12 +440,18 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
         "per_s": round(pruned / seconds, 1),
         "command_seconds": round(elapsed, 2),
         "prune_line": line,
-        "writes_quiet": stats(quiet, sum(quiet) / 1000) | {"max_ms": round(max(quiet), 3)},
-        "writes_during": stats(during, elapsed) | {"max_ms": round(max(during), 3)},
-        "reruns_during": stats(during_reruns, elapsed) | {"max_ms": round(max(during_reruns), 3)},
+        "writes_quiet": with_max(quiet),
+        "writes_during": with_max(during),
+        "reruns_during": with_max(during_reruns),
         "wal_bytes_during": wal,
         "lock_watch_samples": lock_samples[0],
         "writer_waiting_on_lock_samples": lock_samples[1],
+    }
+
+
+def with_max(samples_s: list[float]) -> dict:
+    return stats(samples_s, sum(samples_s) or 1.0) | {
+        "max_ms": round(max(samples_s, default=0.0) * 1000, 3)
     }
 
 
@@ -518,7 +518,7 @@ async def on_server(url: str, action, *a) -> None:
         await conn.close()
 
 
-def run_all(server_url: str, args, workdir: Path, meta: dict) -> dict:
+def run_all(server_url: str, args, workdir: Path) -> dict:
     """Two databases on one server: ``small`` (every 10th run of the plan) and ``large`` (all).
     Reads alternate between them; the rest runs on ``large``."""
     now = datetime.now(UTC)
@@ -557,15 +557,14 @@ def run_all(server_url: str, args, workdir: Path, meta: dict) -> dict:
         n, warm = args.iterations, max(5, args.iterations // 10)
         reads = time_reads(targets, n, warm)
         results["reads_small"], results["reads_large"] = reads["small"], reads["large"]
-        print_reads(results["reads_large"], results["reads_small"], "reads, small vs large")
         results["pages"] = {label: asyncio.run(read_pages(url)) for label, url in urls.items()}
-        print("\npages touched per statement (EXPLAIN BUFFERS), small -> large:")
-        for name, small_pages in results["pages"]["small"].items():
-            print(f"  {name:<22}{small_pages:>5} -> {results['pages']['large'][name]}")
         with httpx.Client(base_url=backends["large"].url, timeout=60) as client:
             body = {"prompt": "bench", "request_id": "bench-run"}
+            created = client.post("/playground/activations/run", json=body)
+            created.raise_for_status()
+            owner = {"X-Run-Owner": created.json()["owner_token"]}
             results["run_http"], _ = time_http(
-                client, "POST", "/playground/activations/run", n, warm, json=body
+                client, "POST", "/playground/activations/run", n, warm, json=body, headers=owner
             )
     finally:
         for backend in backends.values():
@@ -591,36 +590,85 @@ async def oldest_preview(url: str) -> str:
         await conn.close()
 
 
-# -- printing ------------------------------------------------------------------------------------
+# -- tables and printing --------------------------------------------------------------------------
 
 TARGETED = ("summary", "runs", "rows", "top_features")
 
 
-def print_reads(large: dict, small: dict | None, title: str) -> None:
-    print(f"\n{title}")
-    head = f"{'endpoint':<22}{'p50 ms':>9}{'p99 ms':>9}"
-    head += f"{'small p50':>11}{'ratio':>7}{'target':>8}" if small else ""
-    print(head)
-    print("-" * len(head))
-    for name, r in large.items():
-        line = f"{name:<22}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}"
-        if small:
-            ratio = r["p50_ms"] / small[name]["p50_ms"]
-            targeted = name.startswith(TARGETED) and not name.endswith("_big")
-            ok = r["p50_ms"] <= TARGET_P50_MS and ratio <= TARGET_RATIO
-            verdict = ("ok" if ok else "MISS") if targeted else "-"
-            line += f"{small[name]['p50_ms']:>11.3f}{ratio:>7.2f}{verdict:>8}"
-        print(line)
+def read_rows(small: dict, large: dict) -> list[dict]:
+    """One row per endpoint: both databases' p50/p99, the 1M/100k ratio, the issue's target
+    (p50 <= 10 ms at 1M and <= 1.5x the 100k figure) where it applies."""
+    rows = []
+    for name, big in large.items():
+        ratio = big["p50_ms"] / small[name]["p50_ms"]
+        targeted = name.startswith(TARGETED) and not name.endswith("_big")
+        ok = big["p50_ms"] <= TARGET_P50_MS and ratio <= TARGET_RATIO
+        rows.append(
+            {
+                "endpoint": name,
+                "small_p50_ms": small[name]["p50_ms"],
+                "small_p99_ms": small[name]["p99_ms"],
+                "large_p50_ms": big["p50_ms"],
+                "large_p99_ms": big["p99_ms"],
+                "ratio_p50": round(ratio, 2),
+                "target": ("ok" if ok else "MISS") if targeted else "-",
+            }
+        )
+    return rows
 
 
-def print_summary(results: dict, meta: dict) -> None:
+def read_columns(config: dict) -> list[harness.Column]:
+    small, large = (f"{n // 1000:,}k" for n in config["runs"])
+    return [
+        harness.Column("endpoint", "endpoint"),
+        harness.Column("small_p50_ms", f"{small} p50 ms", ".3f"),
+        harness.Column("small_p99_ms", f"{small} p99 ms", ".3f"),
+        harness.Column("large_p50_ms", f"{large} p50 ms", ".3f"),
+        harness.Column("large_p99_ms", f"{large} p99 ms", ".3f"),
+        harness.Column("ratio_p50", "ratio", ".2f"),
+        harness.Column("target", "target"),
+    ]
+
+
+PAGE_COLUMNS = [
+    harness.Column("statement", "statement"),
+    harness.Column("small", "pages, small"),
+    harness.Column("large", "pages, large"),
+]
+
+
+def page_rows(pages: dict) -> list[dict]:
+    return [
+        {"statement": name, "small": n, "large": pages["large"][name]}
+        for name, n in pages["small"].items()
+    ]
+
+
+WRITE_COLUMNS = [
+    harness.Column("writes", "run writes"),
+    harness.Column("n", "n"),
+    harness.Column("p50_ms", "p50 ms", ".3f"),
+    harness.Column("p99_ms", "p99 ms", ".3f"),
+    harness.Column("max_ms", "max ms", ".3f"),
+]
+
+
+def write_rows(results: dict) -> list[dict]:
+    ab, prune = results["write_ab"], results["prune"]
+    return [
+        {"writes": f"before 0017 ({ab['before']['revision']})", **ab["before"]},
+        {"writes": f"after ({ab['after']['revision']})", **ab["after"]},
+        {"writes": "new runs, no prune running", **prune["writes_quiet"]},
+        {"writes": "new runs, prune running", **prune["writes_during"]},
+        {"writes": "re-runs of runs being pruned", **prune["reruns_during"]},
+    ]
+
+
+def print_summary(results: dict, config: dict) -> None:
     ab = results["write_ab"]
     print(
-        f"\nrun write (save_run, {meta['run_positions']} positions, durable): "
-        f"before ({ab['before']['revision']}) p50 {ab['before']['p50_ms']:.3f} ms "
-        f"p99 {ab['before']['p99_ms']:.3f}; after ({ab['after']['revision']}) p50 "
-        f"{ab['after']['p50_ms']:.3f} ms p99 {ab['after']['p99_ms']:.3f}; "
-        f"delta p50 {ab['delta_p50_ms']:+.3f} ms"
+        f"\nrun write (save_run, {config['run_positions']} positions, durable): delta p50 "
+        f"{ab['delta_p50_ms']:+.3f} ms after - before (ABBA blocks)"
     )
     before, after = ab["before"]["server_ms_p50"], ab["after"]["server_ms_p50"]
     triggers = ", ".join(f"{k} {v:.3f}" for k, v in after.items() if k != "execution")
@@ -628,27 +676,15 @@ def print_summary(results: dict, meta: dict) -> None:
         f"  server side (EXPLAIN ANALYZE, p50): before {before['execution']:.3f} ms, after "
         f"{after['execution']:.3f} ms (delta {ab['server_delta_ms']:+.3f}; triggers: {triggers})"
     )
-    run = results["run_http"]
-    print(f"POST run over HTTP (stub upstreams): p50 {run['p50_ms']:.3f} ms")
+    print(f"POST run over HTTP (stub upstreams): p50 {results['run_http']['p50_ms']:.3f} ms")
     print(f"upgrade to head at this size (status index + backfill): {ab['upgrade_s_p50']} s")
     p = results["prune"]
     print(
         f"prune --older-than {PRUNE_AGE} --batch-size {p['batch_size']}: {p['pruned']:,} of "
         f"{p['due']:,} due previews ({p['rerun_while_pruning']} re-run meanwhile) in "
-        f"{p['seconds']} s = {p['per_s']:.0f}/s, {p['batches']} transactions; WAL meanwhile "
+        f"{p['seconds']} s = {p['per_s']:.0f}/s, {p['batches']} batches; WAL meanwhile "
         f"{p['wal_bytes_during'] / 2**20:,.0f} MiB"
     )
-    labels = {
-        "writes_quiet": "new runs, no prune",
-        "writes_during": "new runs, pruning",
-        "reruns_during": "re-runs of runs being pruned",
-    }
-    for key, label in labels.items():
-        w = p[key]
-        print(
-            f"  {label:<29} n={w['n']:<5} p50 {w['p50_ms']:.3f} "
-            f"p99 {w['p99_ms']:.3f} max {w['max_ms']:.3f} ms"
-        )
     print(
         f"  writer seen waiting on a lock in {p['writer_waiting_on_lock_samples']} of "
         f"{p['lock_watch_samples']} samples (every 10 ms) during the prune"
@@ -664,55 +700,61 @@ def print_summary(results: dict, meta: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 then 20,000 runs")
-    parser.add_argument("--database-url", help="use this server (a fresh database is NOT made)")
-    parser.add_argument("--runs", type=int, help="runs at the second stage (1,000,000)")
+    parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 runs")
+    parser.add_argument("--database-url", help="use this server (two databases are made on it)")
+    parser.add_argument("--runs", type=int, help="runs in the large database (1,000,000)")
     parser.add_argument("--preview-positions", type=int, default=160)
     parser.add_argument("--big-positions", type=int, default=2048)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--run-positions", type=int, default=64, help="positions per write")
     parser.add_argument("--iterations", type=int, help="requests per endpoint (300; quick 50)")
-    parser.add_argument("--writes", type=int, help="writes per A/B round (300; quick 50)")
+    parser.add_argument("--writes", type=int, help="writes per A/B phase (300; quick 50)")
     parser.add_argument("--batch-size", type=int, default=100, help="prune batch size")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default bench/results)")
     args = parser.parse_args()
     args.runs = args.runs or (20_000 if args.quick else 1_000_000)
     args.iterations = args.iterations or (50 if args.quick else 300)
     args.writes = args.writes or (50 if args.quick else 300)
-    meta = {
+    config = {
         "runs": [args.runs // 10, args.runs],
         "preview_positions": args.preview_positions,
         "big_positions": args.big_positions,
         "top_k": args.top_k,
         "run_positions": args.run_positions,
         "iterations": args.iterations,
+        "writes": args.writes,
+        "batch_size": args.batch_size,
         "quick": args.quick,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "load_avg_start": os.getloadavg(),
-        "machine": platform.machine(),
-        "when": datetime.now(UTC).isoformat(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip(),
     }
+    load_start = os.getloadavg()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir="/tmp") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)  # the embedded server may run as its own system user
         if args.database_url:
-            results = run_all(args.database_url, args, workdir, meta)
+            results = run_all(args.database_url, args, workdir)
         else:
             with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
-                results = run_all(url, args, workdir, meta)
-    meta["load_avg_end"] = os.getloadavg()
-    meta["seconds"] = round(time.perf_counter() - started)
-    print_summary(results, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out / f"scale-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
-    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+                results = run_all(url, args, workdir)
+    config["seconds"] = round(time.perf_counter() - started)
+    machine = harness.machine(load_avg_start=load_start, load_avg_end=os.getloadavg())
+    tables = {
+        "reads": read_rows(results["reads_small"], results["reads_large"]),
+        "pages": page_rows(results["pages"]),
+        "writes": write_rows(results),
+        "sizes": results["sizes"]["relations"],
+    }
+    harness.print_table(tables["reads"], read_columns(config), "reads (p50 target: 10 ms, 1.5x)")
+    harness.print_table(tables["pages"], PAGE_COLUMNS, "pages each statement touches")
+    harness.print_table(tables["writes"], WRITE_COLUMNS, "run writes")
+    print_summary(results, config)
+    summary = {
+        key: results[key] for key in ("seed", "write_ab", "prune", "counts_check", "run_http")
+    } | {"sizes": {k: v for k, v in results["sizes"].items() if k != "relations"}}
+    report = harness.report(
+        "scale", config=config, tables=tables, summary=summary, machine_info=machine
+    )
+    harness.write_report(report, tag="quick" if args.quick else "", out_dir=args.out)
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.defaults import DEFAULT_DATA_DIR
@@ -33,6 +33,9 @@ class UpSettings(BaseSettings):
     sae_service_torch_threads: int = Field(1, ge=1)
     # Set: the backend keeps it; unset: the backend's default SAE is the one the SAE service serves.
     playground_default_sae_id: str | None = None
+    # The remote engine/SAE service's token, when one of them is remote; otherwise every start
+    # makes a fresh one for the services it starts.
+    playground_service_token: SecretStr | None = None
 
     @field_validator("playground_sae_dirs", mode="before")
     @classmethod

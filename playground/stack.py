@@ -11,6 +11,7 @@ then Postgres.
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import socket
 import time
@@ -101,11 +102,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env_sae_dirs=env.playground_sae_dirs,
         sae_torch_threads=env.sae_service_torch_threads,
         backend_default_sae_id=env.playground_default_sae_id,
+        remote_service_token=env.playground_service_token,
     )
 
 
 class StartupFailed(RuntimeError):
     pass
+
+
+def service_token(args: argparse.Namespace) -> str:
+    """One bearer token for the engine, the SAE service and the backend that calls them: fresh
+    on every start, or the remote services' own (PLAYGROUND_SERVICE_TOKEN) when one is remote."""
+    remote = args.engine_url or args.sae_url
+    if remote and args.remote_service_token is not None:
+        return args.remote_service_token.get_secret_value()
+    return secrets.token_urlsafe(32)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -135,10 +146,11 @@ def wait_healthy(services: list[Service], timeout: float) -> None:
         raise StartupFailed(str(exc)) from exc
 
 
-def _default_sae(sae_url: str) -> tuple[str, int] | None:
+def _default_sae(sae_url: str, token: str) -> tuple[str, int] | None:
     """The SAE service's default SAE, so the backend's default matches what is served."""
     try:
-        body = httpx.get(sae_url.rstrip("/") + "/saes", timeout=10).json()
+        headers = {"authorization": f"Bearer {token}"}
+        body = httpx.get(sae_url.rstrip("/") + "/saes", headers=headers, timeout=10).json()
         return body["default"]["sae_id"], int(body["default"]["layer"])
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
@@ -181,7 +193,13 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
     if engine_url:
         _report_remote("engine", engine_url)
     else:
-        engine = Service("engine", ["engine", "--model", model], free_port(), logs / "engine.log")
+        engine = Service(
+            "engine",
+            ["engine", "--model", model],
+            free_port(),
+            logs / "engine.log",
+            {"ENGINE_API_TOKEN": args.service_token},
+        )
         services.append(engine)
         engine_url = engine.url
     if sae_url:
@@ -195,7 +213,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
         sae_args = ["sae", "--model", model]
         for folder in sae_dirs:
             sae_args += ["--sae-dir", str(folder)]
-        sae_env = {}
+        sae_env = {"SAE_SERVICE_API_TOKEN": args.service_token}
         if not args.engine_url:
             # Both on this host: keep the SAE service off the cores vLLM's CPU workers spin on.
             sae_env["SAE_SERVICE_TORCH_THREADS"] = str(args.sae_torch_threads)
@@ -221,8 +239,9 @@ def _backend_service(
         "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url,
         "PLAYGROUND_SAE_URL": sae_url,
         "PLAYGROUND_DATA_DIR": str(data_dir),
+        "PLAYGROUND_SERVICE_TOKEN": args.service_token,
     }
-    default_sae = _default_sae(sae_url)
+    default_sae = _default_sae(sae_url, args.service_token)
     if default_sae and not args.backend_default_sae_id:
         env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
         env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
@@ -234,6 +253,7 @@ def _backend_service(
 def up(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.expanduser().resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    args.service_token = service_token(args)
     children: list[Service] = []
     with ExitStack() as stack:
         try:

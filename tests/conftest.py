@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from common.pgembed import embedded_postgres
-from tests.support.servers import serve_subcommand
+from tests.support.servers import ENGINE_MAX_BODY_BYTES, SERVICE_TOKEN, serve_subcommand
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Skips a full run may report, by a substring of their reason. Anything else fails the session
@@ -77,21 +77,26 @@ def demo_sae_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine_url(tiny_model_dir, artifacts_dir):
-    """The real vLLM engine service on the tiny model, one per session."""
+    """The real vLLM engine service on the tiny model, one per session (service token on)."""
     with serve_subcommand(
         ["engine", "--model", str(tiny_model_dir)],
         log_path=artifacts_dir / "engine.log",
+        env={
+            "ENGINE_API_TOKEN": SERVICE_TOKEN,
+            "ENGINE_MAX_BODY_BYTES": str(ENGINE_MAX_BODY_BYTES),
+        },
     ) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def sae_url(tiny_model_dir, demo_sae_dir, artifacts_dir):
-    """The real SAE service on the tiny model with the demo SAE, one per session."""
+    """The real SAE service on the tiny model with the demo SAE, one per session (service
+    token on)."""
     with serve_subcommand(
         ["sae", "--model", str(tiny_model_dir), "--sae-dir", str(demo_sae_dir)],
         log_path=artifacts_dir / "sae.log",
         # As `playground up` does: the session's vLLM CPU engine shares these cores.
-        env={"SAE_SERVICE_TORCH_THREADS": "1"},
+        env={"SAE_SERVICE_TORCH_THREADS": "1", "SAE_SERVICE_API_TOKEN": SERVICE_TOKEN},
     ) as url:
         yield url

@@ -8,10 +8,10 @@ transaction holds a lock for longer than one small chunk of TOAST deletion: a ru
 while the prune is at it waits at most that long. A re-run that lands between the mark and
 the delete has a new created_at and keeps its preview (each delete re-checks the cutoff).
 
-Stopped at any point (Ctrl-C, SIGTERM, ``max_batches``), the committed work stays; the next
-prune picks up what is still older than its cutoff, marked or not. Prune commits are
-asynchronous (``synchronous_commit = off`` on its session): a crash can only lose the last
-instants of pruning, which the next prune redoes.
+Stopped at any point (Ctrl-C, SIGTERM, ``max_batches``, ``max_seconds``), the committed work
+stays; the next prune picks up what is still older than its cutoff, marked or not. Prune
+commits are asynchronous (``synchronous_commit = off`` on its session): a crash can only lose
+the last instants of pruning, which the next prune redoes.
 """
 
 from __future__ import annotations
@@ -105,9 +105,11 @@ async def prune_previews(
     batch_size: int = DEFAULT_BATCH,
     delete_chunk: int = DELETE_CHUNK,
     max_batches: int | None = None,
+    max_seconds: float | None = None,
     on_batch: Callable[[PruneProgress], None] | None = None,
 ) -> PruneProgress:
-    """Delete previews older than ``older_than`` batch by batch; returns the totals."""
+    """Delete previews older than ``older_than`` batch by batch; returns the totals. Stops
+    after ``max_batches`` batches or the batch that ends past ``max_seconds``, if given."""
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be within 1..{MAX_BATCH}")
     if delete_chunk < 1:
@@ -119,7 +121,9 @@ async def prune_previews(
     progress = PruneProgress(cutoff, 0, 0, 0.0)
     await conn.execute("SET synchronous_commit = off")
     try:
-        while max_batches is None or progress.batches < max_batches:
+        while (max_batches is None or progress.batches < max_batches) and (
+            max_seconds is None or progress.elapsed_s < max_seconds
+        ):
             pruned, newest = await prune_batch(conn, cutoff, after, batch_size, delete_chunk)
             if newest is None:
                 break

@@ -31,6 +31,7 @@ class IndexRow:
     engine_ms: float | None
     sae_ms: float | None
     total_ms: float | None
+    parse_special_tokens: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,39 +68,47 @@ def _placeholders(first: int, count: int) -> str:
 
 
 _N_INDEX = len(INDEX_COLUMNS)
+
+
 # One statement (one round trip, atomic): the index upsert feeds the preview write, so every
 # writer locks the index row first; concurrent runs with one id serialise on it and the last
-# to commit leaves a consistent pair. A re-run also clears an earlier prune mark.
-_UPSERT_INDEX_CTE = f"""
+# to commit leaves a consistent pair. A re-run also clears an earlier prune mark. A failure
+# never replaces a run that succeeded (its upsert skips an ``ok`` row, and so leaves its preview).
+def _upsert_index_cte(guard: str = "") -> str:
+    return f"""
 WITH idx AS (
   INSERT INTO activation_run_index ({", ".join(INDEX_COLUMNS)})
   VALUES ({_placeholders(1, _N_INDEX)})
   ON CONFLICT (request_id) DO UPDATE SET {_assignments(INDEX_COLUMNS)}, pruned_at = NULL
+  {guard}
   RETURNING request_id
 )
 """
+
+
 SAVE_WITH_PREVIEW = (
-    _UPSERT_INDEX_CTE
+    _upsert_index_cte()
     + f"""
 INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
 SELECT idx.request_id, {_placeholders(_N_INDEX + 1, len(PREVIEW_COLUMNS) - 1)} FROM idx
 ON CONFLICT (request_id) DO UPDATE SET {_assignments(PREVIEW_COLUMNS)}
 """
 )
-_SAVE_WITHOUT_PREVIEW = (
-    _UPSERT_INDEX_CTE
+_SAVE_FAILURE = (
+    _upsert_index_cte("WHERE activation_run_index.status <> 'ok'")
     + "DELETE FROM activation_run_previews p USING idx WHERE p.request_id = idx.request_id"
 )
 
 
 async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow | None) -> None:
-    """Write a run's index row and its preview (or remove a stale one) atomically."""
+    """Write a run's index row and its preview atomically; a failure (no preview) is written
+    only over nothing or an earlier failure, never over a run that succeeded."""
     if preview is not None:
         if preview.request_id != index.request_id:
             raise ValueError("a run's index and preview rows must share one request_id")
         await conn.execute(SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
     else:
-        await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
+        await conn.execute(_SAVE_FAILURE, *astuple(index))
 
 
 _RUN_SELECT = """

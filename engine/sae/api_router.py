@@ -6,7 +6,9 @@ from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
+from common.disconnect import ClientDisconnected, cancel_on_disconnect
 from common.errors import ERROR_RESPONSES
 from common.responses import OrjsonResponse
 from engine.sae.protocol import (
@@ -21,6 +23,9 @@ from engine.sae.serving import SaeService
 
 router = APIRouter(tags=["sae"])
 
+# nginx's "client closed request": nobody reads it, but logs show why the request ended.
+CLIENT_CLOSED = 499
+
 
 def get_service(request: Request) -> SaeService:
     return request.app.state.sae_service
@@ -30,15 +35,21 @@ ServiceDep = Annotated[SaeService, Depends(get_service)]
 
 
 @router.post("/extract_features", response_model=ExtractResponse, responses=ERROR_RESPONSES)
-async def extract_features(body: ExtractRequest, service: ServiceDep):
+async def extract_features(body: ExtractRequest, request: Request, service: ServiceDep):
     # Returned as-is (already wire-shaped): re-validating thousands of entries costs more
-    # than computing them.
-    return OrjsonResponse(await service.extract(body))
+    # than computing them. A caller that leaves takes its queued job with it.
+    try:
+        return OrjsonResponse(await cancel_on_disconnect(request, service.extract(body)))
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED)
 
 
 @router.post("/analyze_features", response_model=AnalyzeResponse, responses=ERROR_RESPONSES)
-async def analyze_features(body: AnalyzeRequest, service: ServiceDep):
-    return OrjsonResponse(await service.analyze(body))
+async def analyze_features(body: AnalyzeRequest, request: Request, service: ServiceDep):
+    try:
+        return OrjsonResponse(await cancel_on_disconnect(request, service.analyze(body)))
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED)
 
 
 @router.get("/saes", response_model=SaesResponse)
@@ -55,4 +66,6 @@ async def health(service: ServiceDep) -> HealthResponse:
         dtype=str(service.model.dtype).removeprefix("torch."),
         loaded_saes=service.loaded(),
         torch_threads=torch.get_num_threads(),
+        queued_jobs=service.batcher.queued(),
+        jobs_dropped=service.batcher.jobs_dropped,
     )

@@ -107,3 +107,5 @@ class HealthResponse(BaseModel):
     dtype: str
     loaded_saes: list[SaeRef]
     torch_threads: int  # CPU threads torch computes with (SAE_SERVICE_TORCH_THREADS)
+    queued_jobs: int = 0  # waiting for the batcher (bounded by SAE_SERVICE_MAX_QUEUED_JOBS)
+    jobs_dropped: int = 0  # cancelled by a departed caller before computing

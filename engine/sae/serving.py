@@ -4,8 +4,8 @@ become the wire's errors."""
 
 from __future__ import annotations
 
-from common.errors import InvalidRequest, NotFound, ServiceUnavailable
-from engine.sae.batching import Batcher, EncodeJob, EncodeResult
+from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
+from engine.sae.batching import Batcher, EncodeJob, EncodeResult, QueueFull
 from engine.sae.encoder import SaeMeta
 from engine.sae.protocol import (
     AnalyzeRequest,
@@ -47,6 +47,8 @@ class SaeService:
             return await self.batcher.submit(job)
         except SaeLoadFailed as exc:
             raise ServiceUnavailable(str(exc), code="sae_load_failed") from exc
+        except QueueFull as exc:
+            raise Overloaded(str(exc), retry_after_s=1) from exc
 
     def _check_sequence(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
         meta = self._resolve(req)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.sae import batching
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # host keeps its cores busy for about a second after each request; sharing them makes our
     # OpenMP barriers wait on starved threads (10 ms becomes 500+ ms), so `up` sets 1 there.
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
+    # Bearer token every route but /health requires (None: no auth).
+    api_token: SecretStr | None = None
+    # Request bodies over this many bytes answer 413 before parsing.
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    # Jobs waiting for the batcher beyond this answer 503 overloaded (with Retry-After).
+    max_queued_jobs: int = Field(default=256, ge=1, le=100_000)
 
     @field_validator("sae_dirs", mode="before")
     @classmethod
