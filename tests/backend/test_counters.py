@@ -73,9 +73,22 @@ async def api(two_model_url):
         yield http
 
 
+OWNERS: dict[str, str] = {}
+
+
 async def _run(api: httpx.AsyncClient, request_id: str, **extra) -> int:
+    """A run through the API; a re-run goes as the run's owner."""
     body = {"prompt": f"prompt {request_id}", "request_id": request_id, **extra}
-    return (await api.post("/playground/activations/run", json=body)).status_code
+    owner = OWNERS.get(request_id)
+    headers = {"X-Run-Owner": owner} if owner else {}
+    response = await api.post("/playground/activations/run", json=body, headers=headers)
+    # A new run's token: in the answer, or in the X-Run-Owner header of its error answer.
+    token = response.headers.get("X-Run-Owner")
+    if response.status_code == 200:
+        token = response.json().get("owner_token") or token
+    if token:
+        OWNERS[request_id] = token
+    return response.status_code
 
 
 async def test_counts_follow_runs_reruns_prunes_and_deletes(api, db, stub_states):
@@ -91,13 +104,14 @@ async def test_counts_follow_runs_reruns_prunes_and_deletes(api, db, stub_states
     assert (counts["ok_runs"], counts["failed_runs"], counts["with_preview"]) == (3, 1, 3)
 
     stub_states["engine"].mode = "error500"
-    assert await _run(api, "c-a1") == 502  # ok -> failed, its preview deleted
+    assert await _run(api, "c-a1") == 502  # a failure never replaces a run that succeeded
     stub_states["engine"].mode = "ok"
-    assert await _run(api, "c-b1") == 200  # failed -> ok
+    assert (await assert_exact(db, api))["ok_runs"] == 3
+    assert await _run(api, "c-b1") == 200  # failed -> ok (a failed run's id stays claimed)
     assert await _run(api, "c-a2", model_id=OTHER_MODEL) == 200  # model change
-    assert await _run(api, "c-a3", collect_activations=False) == 200  # still a preview row
+    assert await _run(api, "c-a3", collect_activations=False) == 200  # no preview any more
     counts = await assert_exact(db, api)
-    assert (counts["ok_runs"], counts["failed_runs"]) == (3, 1)
+    assert (counts["ok_runs"], counts["failed_runs"], counts["with_preview"]) == (4, 0, 3)
     models = {m["model_id"]: m["runs"] for m in await queries.runs_per_model(db)}
     assert models[OTHER_MODEL] == 1
 
@@ -108,12 +122,17 @@ async def test_counts_follow_runs_reruns_prunes_and_deletes(api, db, stub_states
     done = await prune_previews(db, timedelta(days=7), batch_size=1)
     assert (done.pruned, done.batches) == (2, 2)
     counts = await assert_exact(db, api)
-    assert (counts["pruned_runs"], counts["with_preview"]) == (2, 0)
+    assert (counts["pruned_runs"], counts["with_preview"]) == (2, 1)
 
     assert await _run(api, "c-a2") == 200  # a pruned run re-run: no longer pruned
     assert (await assert_exact(db, api))["pruned_runs"] == 1
 
-    await db.execute("DELETE FROM activation_run_index WHERE request_id IN ('c-a1', 'c-a2')")
+    # The owner's DELETE, and a delete by hand.
+    deleted = await api.delete(
+        "/playground/activations/c-a1", headers={"X-Run-Owner": OWNERS["c-a1"]}
+    )
+    assert deleted.status_code == 204
+    await db.execute("DELETE FROM activation_run_index WHERE request_id = 'c-a2'")
     assert (await assert_exact(db, api))["total_runs"] == 2
 
 

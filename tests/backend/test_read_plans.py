@@ -39,6 +39,7 @@ async def seeded(db_uri) -> str:
                 prompt_preview="p",
                 status="failed" if i % FAILED_EVERY == 7 else "ok",
                 has_preview=False,
+                parse_special_tokens=False,
             )
             for i in range(N_RUNS)
         ]
