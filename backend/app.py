@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,6 +15,10 @@ from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
 from backend.db.pool import create_pool
 from backend.features.api_router import router as features_router
+from backend.features.catalog import SaeCatalog
+from backend.features.explorer import FeatureExplorer
+from backend.features.fold import FoldWorker
+from backend.features.search import LabelSearch
 from backend.features.service import FeatureService
 from backend.health import HealthService
 from backend.injection.api_router import router as injection_router
@@ -64,17 +69,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             engine = engine_upstream.EngineClient(JsonUpstream(engine_upstream.NAME, engine_http))
             sae = sae_upstream.SaeClient(JsonUpstream(sae_upstream.NAME, sae_http))
+            folder = FoldWorker(
+                pool, batch=settings.playground_fold_batch, idle_s=settings.playground_fold_idle_s
+            )
+            if settings.playground_feature_fold:
+                folder.start()
+                stack.push_async_callback(folder.stop)
+            catalog = SaeCatalog(settings, pool, sae)
             app.state.settings = settings
             app.state.pool = pool
-            app.state.activations = ActivationService(settings, pool, engine, sae)
+            app.state.activations = ActivationService(
+                settings, pool, engine, sae, on_stored=folder.poke
+            )
             app.state.runs = RunReader(settings, pool)
             app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)
+            app.state.catalog = catalog
+            app.state.explorer = FeatureExplorer(settings, pool, catalog, sae)
+            app.state.search = LabelSearch(settings, pool)
             app.state.injection = InjectionProxy(settings, injection_http)
             limiter = Limiter(settings, pool)
             limiter.start()
             stack.push_async_callback(limiter.stop)
             app.state.limiter = limiter
+            stack.push_async_callback(_cancel, asyncio.create_task(catalog.warm()))
             yield
 
     app = create_service_app(
@@ -103,3 +121,9 @@ async def _close_pool(pool) -> None:
     except TimeoutError:
         logger.warning("postgres pool did not close in 10 s; terminating it")
         pool.terminate()
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

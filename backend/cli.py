@@ -1,4 +1,4 @@
-"""`playground backend`, `playground migrate`, `playground prune`."""
+"""`playground backend`, `playground migrate`, `playground prune`, `playground import-labels`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -190,5 +191,48 @@ async def prune_database(
     conn = await asyncpg.connect(url)
     try:
         return await prune_previews(conn, older_than, batch_size=batch_size, on_batch=on_batch)
+    finally:
+        await conn.close()
+
+
+def add_import_labels_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_database_argument(parser)
+    parser.add_argument("file", type=Path, help="labels file: JSON, JSON lines, optionally .gz")
+    parser.add_argument("--sae-id", required=True, help="e.g. llama_scope_lxr_8x")
+    parser.add_argument("--layer", type=int, required=True)
+    parser.add_argument(
+        "--d-sae",
+        type=int,
+        default=None,
+        help="the SAE's feature count, when the SAE service has not listed it yet",
+    )
+
+
+def import_labels(args: argparse.Namespace) -> int:
+    """Replace an SAE's cached labels with a file's (the SAE service's labels never replace
+    imported ones)."""
+    from backend.features.labels_file import LabelsFileError, read_labels
+    from common.pgembed import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
+    try:
+        labels = read_labels(args.file)
+    except (OSError, LabelsFileError) as exc:
+        print(f"cannot read {args.file}: {exc}")
+        return 2
+    with _database(args.database_url) as (url, _):
+        count = asyncio.run(_import_labels(url, args, labels))
+    print(f"imported {count} labels for {args.sae_id} layer {args.layer} ({len(labels)} read)")
+    return 0
+
+
+async def _import_labels(url: str, args: argparse.Namespace, labels: dict[int, str]) -> int:
+    import asyncpg
+
+    from backend.features.catalog import import_labels as import_into
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await import_into(conn, args.sae_id, args.layer, labels, args.d_sae)
     finally:
         await conn.close()

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     playground_max_timeline_features: int = Field(1_000_000, ge=1, le=100_000_000)
     playground_max_timeline_bytes: int = Field(64 << 20, ge=1024, le=1 << 30)
 
+    # The feature fold (backend/features/fold.py): run in the background of this process
+    # (several processes may; one folds at a time), this many queued runs per transaction,
+    # and a look at the queue at least this often when idle.
+    playground_feature_fold: bool = True
+    playground_fold_batch: int = Field(64, ge=1, le=1000)
+    playground_fold_idle_s: float = Field(2.0, gt=0, le=3600)
+
     @field_validator(
         "playground_activations_hf_url",
         "playground_sae_url",

@@ -8,8 +8,8 @@ COPY, serves `playground backend` in its own process with instant stub upstreams
 this process), then times each endpoint over HTTP, sequentially, and the bare asyncpg
 `SELECT * FROM activation_run_previews WHERE request_id = $1` of the same big preview row as
 the baseline. Prints p50/p99/req-s and each endpoint's p50 as a ratio to that baseline; writes
-JSON to bench/results/ (and $OUT when set). `run` is reported with its own overhead: total
-minus the time spent waiting on the upstreams (the backend's own timings_ms).
+JSON to bench/results/. `run` is reported with its own overhead: total minus the time spent
+waiting on the upstreams (the backend's own timings_ms).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import platform
 import random
 import statistics
 import sys
@@ -36,9 +37,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from backend.activations import packed, storage
-from backend.activations.record import Extraction, Generation, RunRecord, RunTimings
+from backend.activations.record import (
+    Extraction,
+    Generation,
+    RunRecord,
+    RunTimings,
+)
+from backend.db import features as feature_db
 from backend.db import queries
 from backend.db.migrate import upgrade
+from backend.features import aggregate
+from bench import features as feature_bench
 from bench import harness
 from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
@@ -105,23 +114,56 @@ def run_record(
     )
 
 
-async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
-    """N small runs (8 positions x top-3 each) spread over 30 days, plus the big run."""
+async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
+    """N runs spread over 30 days, each with the feature data of a run shaped like a real one
+    (bench/features.py); every tenth keeps that run's full preview, the others a small one
+    (8 positions x top-3). The per-feature tables are folded in bulk. Plus the big run."""
     small = run_record("x", datetime.now(UTC), make_timeline(8, 3, 4, seed=1), 4)
-    small_index, small_preview = storage.index_row(small), storage.preview_row(small)
+    small_preview = storage.preview_row(small)
+    gen = feature_bench.RunGenerator()
     now = datetime.now(UTC)
+    realistic_ids: list[str] = []
     conn = await asyncpg.connect(url)
     try:
-        batch = 10_000
+        bulk = await feature_bench.prepare_bulk(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
+        batch = 500
         for start in range(0, n_runs, batch):
-            idx, prev = [], []
-            for i in range(start, min(start + batch, n_runs)):
+            idx, prev, feats = [], [], []
+            stop = min(start + batch, n_runs)
+            for i, timeline in zip(range(start, stop), gen.timelines(stop - start), strict=True):
                 created = now - timedelta(seconds=i * 26)  # 100k runs over ~30 days
                 rid = f"seed-{i:07d}"
+                realistic = i % 10 == 0
+                record = gen.record(
+                    timeline,
+                    rid,
+                    created,
+                    MODEL,
+                    DEFAULT_SAE_ID,
+                    DEFAULT_SAE_LAYER,
+                    realistic=realistic,
+                )
+                rows = storage.rows(record)
                 stamp = {"request_id": rid, "created_at": created, "updated_at": created}
-                idx.append(dataclasses.replace(small_index, **stamp))
-                prev.append(dataclasses.replace(small_preview, **stamp))
+                idx.append(rows.index)
+                prev.append(
+                    rows.preview if realistic else dataclasses.replace(small_preview, **stamp)
+                )
+                feats.append((*dataclasses.astuple(rows.features), i + 1))
+                bulk.add(
+                    rid, i + 1, aggregate.decode(rows.features.data, rows.features.n_positions)
+                )
+                if realistic:
+                    realistic_ids.append(rid)
             await queries.copy_runs(conn, idx, prev)
+            await feature_db.copy_rows(
+                conn, "activation_run_features", [*queries.FEATURES_COLUMNS, "version"], feats
+            )
+            await feature_db.copy_members(conn, bulk.take_members())
+            print(f"  seeded {min(start + batch, n_runs):,} runs", end="\r", flush=True)
+        common, rare = bulk.most_and_least_fired()
+        await feature_bench.finish_bulk(conn, bulk, n_runs)
+        search_word = await feature_bench.seed_labels(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
         half = big_positions // 2
         big = run_record(BIG_ID, now, make_timeline(big_positions, top_k, half, seed=2), half)
         await queries.copy_runs(conn, [storage.index_row(big)], [storage.preview_row(big)])
@@ -129,6 +171,12 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
         await conn.execute("VACUUM (ANALYZE)")
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CHECKPOINT")
+        return {
+            "common_feature": common,
+            "rare_feature": rare,
+            "search": search_word,
+            "realistic_ids": realistic_ids,
+        }
     finally:
         await conn.close()
 
@@ -200,6 +248,7 @@ def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
         "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
         "PLAYGROUND_SAE_URL": upstream,
         **BENCH_LIMITS,
+        "PLAYGROUND_FEATURE_FOLD": os.environ.get("XFOLD", "true"),
     }
     backend_args = ["backend", "--log-level", "warning"]
     service = Service("backend", backend_args, free_port(), log_path, env)
@@ -212,11 +261,76 @@ def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
     return service
 
 
+def feature_cases(seeded: dict) -> dict:
+    base = f"/playground/features/{DEFAULT_SAE_ID}/{DEFAULT_SAE_LAYER}"
+    by_feature = {"sae_id": DEFAULT_SAE_ID, "sae_layer": DEFAULT_SAE_LAYER, "limit": 50}
+    common, rare = seeded["common_feature"], seeded["rare_feature"]
+    return {
+        "feature_common": ("GET", f"{base}/{common}", {}),
+        "feature_rare": ("GET", f"{base}/{rare}", {}),
+        "runs_by_feature": (
+            "GET",
+            "/playground/activations/runs",
+            {"params": by_feature | {"feature_id": common}},
+        ),
+        "runs_by_feature_rare": (
+            "GET",
+            "/playground/activations/runs",
+            {"params": by_feature | {"feature_id": rare}},
+        ),
+        "label_search": (
+            "GET",
+            "/playground/features/search",
+            {"params": {"q": seeded["search"], "limit": 20}},
+        ),
+    }
+
+
+def deep_feature_page(url: str, seeded: dict, n: int) -> dict:
+    """Page 4 (runs 150-199) of the most common feature: below its 128-run leaderboard, so
+    served from the GIN-indexed member rows."""
+    params = {
+        "sae_id": DEFAULT_SAE_ID,
+        "sae_layer": DEFAULT_SAE_LAYER,
+        "feature_id": seeded["common_feature"],
+        "limit": 50,
+    }
+    with httpx.Client(base_url=url, timeout=120) as client:
+        cursor = None
+        for _ in range(3):
+            page = client.get(
+                "/playground/activations/runs",
+                params=params | ({"cursor": cursor} if cursor else {}),
+            ).json()
+            cursor = page["next_cursor"]
+        result, _ = time_http(
+            client, "GET", "/playground/activations/runs", n, 2, params=params | {"cursor": cursor}
+        )
+        return result
+
+
+def merge_rounds(parts: list[dict]) -> dict:
+    """Rounds of one case as one figure: medians of the rounds' p50/p99, summed counts."""
+    return {
+        "n": sum(p["n"] for p in parts),
+        "p50_ms": round(statistics.median(p["p50_ms"] for p in parts), 3),
+        "p99_ms": round(max(p["p99_ms"] for p in parts), 3),
+        "req_per_s": round(statistics.mean(p["req_per_s"] for p in parts), 1),
+    }
+
+
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def stats(samples_s: list[float], elapsed_s: float) -> dict:
-    return harness.timing_stats(samples_s) | {"req_per_s": round(len(samples_s) / elapsed_s, 1)}
+def stats(samples_ms: list[float], elapsed_s: float) -> dict:
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(p99, 3),
+        "req_per_s": round(len(ordered) / elapsed_s, 1),
+    }
 
 
 def time_http(client: httpx.Client, method: str, path: str, n: int, warmup: int, **kw) -> tuple:
@@ -227,28 +341,33 @@ def time_http(client: httpx.Client, method: str, path: str, n: int, warmup: int,
     for _ in range(n):
         t = time.perf_counter()
         response = client.request(method, path, **kw)
-        samples.append(time.perf_counter() - t)
+        samples.append((time.perf_counter() - t) * 1000)
         response.raise_for_status()
         extra.append(response)
     return stats(samples, time.perf_counter() - start), extra
 
 
-async def time_direct_write(url: str, positions: int, top_k: int, n: int, warmup: int) -> dict:
-    """The run's database write alone (same statement, same settings as the backend's pool)."""
+async def time_direct_write(
+    url: str, positions: int, top_k: int, n: int, warmup: int, *, with_features: bool
+) -> dict:
+    """The run's database write alone (same statement, same settings as the backend's pool).
+    ``with_features=False`` is the write as it was before the feature explorer: index and
+    preview only (the statement also probes for a stale feature row to delete)."""
     conn = await asyncpg.connect(url, server_settings={"synchronous_commit": "off"})
     try:
         now = datetime.now(UTC)
         timeline = make_timeline(positions, top_k, positions // 2, seed=3)
-        record = run_record("bench-write", now, timeline, positions // 2)
-        preview, index = storage.preview_row(record), storage.index_row(record)
+        name = "bench-write" if with_features else "bench-write-base"
+        rows = storage.rows(run_record(name, now, timeline, positions // 2))
+        features = rows.features if with_features else None
         for _ in range(warmup):
-            await queries.save_run(conn, index, preview)
+            await queries.save_run(conn, rows.index, rows.preview, features)
         samples = []
         start = time.perf_counter()
         for _ in range(n):
             t = time.perf_counter()
-            await queries.save_run(conn, index, preview)
-            samples.append(time.perf_counter() - t)
+            await queries.save_run(conn, rows.index, rows.preview, features)
+            samples.append((time.perf_counter() - t) * 1000)
         return stats(samples, time.perf_counter() - start)
     finally:
         await conn.close()
@@ -264,14 +383,14 @@ async def time_bare_select(url: str, n: int, warmup: int) -> dict:
         for _ in range(n):
             t = time.perf_counter()
             row = await queries.select_preview_row(conn, BIG_ID)
-            samples.append(time.perf_counter() - t)
+            samples.append((time.perf_counter() - t) * 1000)
             assert row is not None
         return stats(samples, time.perf_counter() - start)
     finally:
         await conn.close()
 
 
-def benchmark(db_url: str, args, workdir: Path) -> dict:
+def benchmark(db_url: str, args, workdir: Path, seeded: dict) -> dict:
     upstream_url, upstream_server, upstream_thread = serve_in_thread(
         stub_app(args.run_positions, args.top_k)
     )
@@ -307,6 +426,7 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
                 "get_run": ("GET", base, {}),
                 "runs": ("GET", "/playground/activations/runs", {"params": {"limit": 50}}),
                 "summary": ("GET", "/playground/activations/summary", {}),
+                **feature_cases(seeded),
             }
             for name, (method, path, kw) in cases.items():
                 results[name], _ = time_http(client, method, path, n, warm, **kw)
@@ -341,10 +461,28 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
                 db_ms.append(t["db"])
             results["run"]["db_write_p50_ms"] = round(statistics.median(db_ms), 3)
             results["run"]["overhead_p50_ms"] = round(statistics.median(overheads), 3)
-            results["run"]["overhead_p99_ms"] = round(harness.percentile(overheads, 99), 3)
-        results["run_write_direct"] = asyncio.run(
-            time_direct_write(db_url, args.run_positions, args.top_k, n, warm)
-        )
+            results["run"]["overhead_p99_ms"] = round(
+                sorted(overheads)[round(0.99 * (len(overheads) - 1))], 3
+            )
+        # Interleaved rounds, so load on the machine hits both alike.
+        rounds = {"run_write_direct_before": [], "run_write_direct": []}
+        for _ in range(3):
+            for name in rounds:
+                rounds[name].append(
+                    asyncio.run(
+                        time_direct_write(
+                            db_url,
+                            args.run_positions,
+                            args.top_k,
+                            n // 3,
+                            warm,
+                            with_features=name == "run_write_direct",
+                        )
+                    )
+                )
+        for name, parts in rounds.items():
+            results[name] = merge_rounds(parts)
+        results["runs_by_feature_page4"] = deep_feature_page(url, seeded, min(n, 30))
     finally:
         backend.stop(grace_s=30)
         upstream_server.should_exit = True
@@ -355,23 +493,38 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
     return results
 
 
-COLUMNS = [
-    harness.Column("endpoint", "endpoint"),
-    harness.Column("p50_ms", "p50 ms", ".3f"),
-    harness.Column("p99_ms", "p99 ms", ".3f"),
-    harness.Column("req_per_s", "req/s", ".1f"),
-    harness.Column("ratio_to_bare_select", "x bare", ".2f"),
-]
-
-
-def print_table(rows: list[dict], config: dict) -> None:
+def print_table(results: dict, meta: dict) -> None:
     print(
-        f"\nbackend bench: {config['seeded_runs']:,} runs seeded; big run "
-        f"{config['big_positions']} positions x top-{config['top_k']}; run endpoint "
-        f"{config['run_positions']} positions; {config['iterations']} sequential requests each"
+        f"\nbackend bench: {meta['seeded_runs']:,} runs seeded; big run "
+        f"{meta['big_positions']} positions x top-{meta['top_k']}; run endpoint "
+        f"{meta['run_positions']} positions; {meta['iterations']} sequential requests each"
     )
-    harness.print_table(rows, COLUMNS)
-    run = next(r for r in rows if r["endpoint"] == "run")
+    header = f"{'endpoint':<22}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'x bare':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, r in results.items():
+        print(
+            f"{name:<22}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['req_per_s']:>9.1f}"
+            f"{r['ratio_to_bare_select']:>8.2f}"
+        )
+    write, before = results["run_write_direct"], results["run_write_direct_before"]
+    print(
+        f"run write with its feature row: p50 {write['p50_ms']:.3f} ms vs {before['p50_ms']:.3f} ms"
+        f" without (same session): +{write['p50_ms'] - before['p50_ms']:.3f} ms"
+    )
+    st = meta["storage"]
+    print(
+        f"storage: a realistic run's index + preview rows"
+        f" {st['run_tables_bytes_per_realistic_run']:,} B; feature tables"
+        f" {st['feature_tables_bytes_per_run']:,} B per run; with them"
+        f" {st['ratio_with_features']:.2f}x"
+    )
+    fm = meta["features"]
+    print(
+        f"features: common {fm['common_feature']} fired in {fm['common_feature_runs_fired']:,}"
+        f" runs, rare {fm['rare_feature']} in {fm['rare_feature_runs_fired']:,}"
+    )
+    run = results["run"]
     print(
         f"run overhead (total - engine - sae, backend-side): p50 {run['overhead_p50_ms']:.3f} ms,"
         f" p99 {run['overhead_p99_ms']:.3f} ms (of which the Postgres write p50"
@@ -388,45 +541,75 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--run-positions", type=int, default=64, help="positions per `run` call")
     parser.add_argument("--iterations", type=int, help="requests per endpoint (300; --quick 30)")
-    parser.add_argument("--out", type=Path, default=None, help="folder (default bench/results)")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR)
     args = parser.parse_args()
     args.runs = args.runs or (2_000 if args.quick else 100_000)
     args.positions = args.positions or (256 if args.quick else 2048)
     args.iterations = args.iterations or (30 if args.quick else 300)
-    config = {
+    meta = {
         "seeded_runs": args.runs,
         "big_positions": args.positions,
         "top_k": args.top_k,
         "run_positions": args.run_positions,
         "iterations": args.iterations,
         "quick": args.quick,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "when": datetime.now(UTC).isoformat(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-backend-", dir="/tmp") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)  # the embedded server may run as its own system user
         if args.database_url:
-            results = run_all(args.database_url, args, workdir, config)
+            results = run_all(args.database_url, args, workdir, meta)
         else:
             with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
-                results = run_all(url, args, workdir, config)
-    rows = [{"endpoint": name, **r} for name, r in results.items()]
-    print_table(rows, config)
-    run = results["run"]
-    summary = {k: run[k] for k in ("overhead_p50_ms", "overhead_p99_ms", "db_write_p50_ms")}
+                results = run_all(url, args, workdir, meta)
+    print_table(results, meta)
     report = harness.report(
-        "backend", config=config, tables={"endpoints": rows}, summary={"run": summary}
+        "backend",
+        config=vars(args) | {"out": str(args.out)},
+        tables={"endpoints": [{"endpoint": name, **r} for name, r in results.items()]},
+        summary=meta,
     )
-    harness.write_report(report, tag="quick" if args.quick else "", out_dir=args.out)
+    for path in harness.write_report(report, "quick" if args.quick else "", args.out):
+        print(f"wrote {path}")
     return 0
 
 
-def run_all(url: str, args, workdir: Path, config: dict) -> dict:
+def run_all(url: str, args, workdir: Path, meta: dict) -> dict:
     upgrade(url)
     t = time.perf_counter()
-    asyncio.run(seed(url, args.runs, args.positions, args.top_k))
-    config["seed_s"] = round(time.perf_counter() - t, 1)
-    print(f"seeded {args.runs:,} runs in {config['seed_s']} s", flush=True)
-    return benchmark(url, args, workdir)
+    seeded = asyncio.run(seed(url, args.runs, args.positions, args.top_k))
+    meta["seed_s"] = round(time.perf_counter() - t, 1)
+    print(f"seeded {args.runs:,} runs in {meta['seed_s']} s", flush=True)
+    meta["features"] = {k: v for k, v in seeded.items() if k != "realistic_ids"}
+    meta["storage"] = asyncio.run(storage_report(url, seeded["realistic_ids"]))
+    meta["features"].update(asyncio.run(feature_counts(url, seeded)))
+    return benchmark(url, args, workdir, seeded)
+
+
+async def storage_report(url: str, realistic_ids: list[str]) -> dict:
+    conn = await asyncpg.connect(url)
+    try:
+        return await feature_bench.storage_figures(conn, realistic_ids)
+    finally:
+        await conn.close()
+
+
+async def feature_counts(url: str, seeded: dict) -> dict:
+    """How often the two benchmarked features fired (they are the most and least fired)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            f"{name}_runs_fired": await feature_db.runs_fired(
+                conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER, seeded[name]
+            )
+            for name in ("common_feature", "rare_feature")
+        }
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ class UpSettings(BaseSettings):
     playground_data_dir: Path = DEFAULT_DATA_DIR
     playground_port: int = Field(8000, ge=1, le=65535)
     playground_host: str = "127.0.0.1"
-    # None: the local default model (built on first use).
+    # None: the local default model (built on first use): the readable demo, or with
+    # playground_tiny the tiny random-weight Llama-3.1.
     playground_model: str | None = None
+    playground_tiny: bool = False
     # Comma-separated in the environment; empty: the demo SAE of the local model.
     playground_sae_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     # Set: use that Postgres / running service instead of starting one.

@@ -1,7 +1,8 @@
 """`playground up`: the whole stack on one machine, with nothing to configure.
 
-Embedded Postgres (data kept in DATA_DIR/pg) and its migrations, the tiny Llama-3.1 and its demo
-SAE (built on first use), then `playground engine`, `playground sae` and `playground backend` as
+Embedded Postgres (data kept in DATA_DIR/pg) and its migrations, the readable demo model
+(SmolLM2-135M-Instruct) and its trained SAE, or with --tiny the tiny Llama-3.1 and a random SAE
+(built on first use), then `playground engine`, `playground sae` and `playground backend` as
 child processes, each in its own process group with its log in DATA_DIR/logs. Any part can be
 switched to the real thing: a model path or HF id, SAE folders, an external DATABASE_URL, or
 remote engine/SAE URLs (that service is then not started). Ctrl-C or SIGTERM stops every child,
@@ -24,7 +25,12 @@ from common.defaults import DEFAULT_DATA_DIR, PAGE_PATH
 from common.services import Service, ServiceExited, ServiceTimeout, free_port
 from common.services import wait_healthy as common_wait_healthy
 from playground.console import say
-from playground.local_models import ensure_demo_sae, ensure_tiny_model
+from playground.local_models import (
+    ensure_demo_sae,
+    ensure_readable_model,
+    ensure_tiny_model,
+    ensure_trained_sae,
+)
 from playground.settings import UpSettings
 
 PROGRESS_EVERY_S = 5.0
@@ -59,7 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH_OR_ID",
         default=env.playground_model,
         help="model folder or HF id for the engine and the SAE service "
-        "(env PLAYGROUND_MODEL; default: the tiny Llama-3.1, built on first use)",
+        "(env PLAYGROUND_MODEL; default: the readable demo model, built on first use)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        default=env.playground_tiny,
+        help="serve the tiny random-weight Llama-3.1 and a random SAE (fast; what the tests use) "
+        "instead of the readable demo, SmolLM2-135M-Instruct with a trained SAE "
+        "(env PLAYGROUND_TINY)",
     )
     parser.add_argument(
         "--sae-dir",
@@ -186,8 +200,10 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
     """Engine and SAE services to start (none for a remote URL), and both base URLs."""
     logs = data_dir / "logs"
     model = args.model
-    if model is None and not (args.engine_url and args.sae_url):
-        model = str(ensure_tiny_model(data_dir))
+    local_default = model is None
+    if local_default and not (args.engine_url and args.sae_url):
+        built = ensure_tiny_model(data_dir) if args.tiny else ensure_readable_model(data_dir)
+        model = str(built)
     services: list[Service] = []
     engine_url, sae_url = args.engine_url, args.sae_url
     if engine_url:
@@ -209,7 +225,10 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
         if not sae_dirs:
             if not Path(model).is_dir():
                 raise StartupFailed("--model is not a local folder: pass --sae-dir or --sae-url")
-            sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
+            if local_default and not args.tiny:
+                sae_dirs = [ensure_trained_sae(Path(model), data_dir)]
+            else:  # the tiny model, or a model folder given without an SAE: a random demo SAE
+                sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
         sae_args = ["sae", "--model", model]
         for folder in sae_dirs:
             sae_args += ["--sae-dir", str(folder)]

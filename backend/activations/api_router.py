@@ -15,8 +15,10 @@ from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
     MAX_PAGE,
     MAX_POSITION,
+    MAX_SAE_LAYER,
     MAX_SAE_TOP_K,
     REQUEST_ID_PATTERN,
+    SAE_ID_PATTERN,
     ActivationRunRequest,
     ActivationRunResponse,
     HealthResponse,
@@ -25,8 +27,8 @@ from backend.activations.protocol import (
     SummaryResponse,
     TopFeaturesResponse,
 )
-from backend.deps import ActivationsDep, HealthDep, PublicBaseDep, RunsDep
-from common.errors import ERROR_RESPONSES, NotImplementedYet
+from backend.deps import ActivationsDep, ExplorerDep, HealthDep, PublicBaseDep, RunsDep
+from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
 from common.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
@@ -54,15 +56,32 @@ async def run(
     return OrjsonResponse(await service.run(body, base_url, owner))
 
 
+MAX_FEATURE_PAGE = 100
+
+
 @router.get("/runs", response_model=RunsPage, responses=ERROR_RESPONSES)
 async def runs(
     service: RunsDep,
+    explorer: ExplorerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
+    sae_id: Annotated[str | None, Query(pattern=SAE_ID_PATTERN, max_length=200)] = None,
+    sae_layer: Annotated[int | None, Query(ge=0, le=MAX_SAE_LAYER)] = None,
+    feature_id: Annotated[int | None, Query(ge=0, le=MAX_FEATURE_ID)] = None,
 ):
-    """Recent runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    return OrjsonResponse(await service.list_runs(limit=limit, cursor=cursor, status=status))
+    """Recent runs, newest first; with ``sae_id``, ``sae_layer`` and ``feature_id`` (all three,
+    ``limit`` up to 100) the runs that feature fired in, by its max activation. Pass
+    ``next_cursor`` back as ``cursor`` for the next page."""
+    if sae_id is None and sae_layer is None and feature_id is None:
+        return OrjsonResponse(await service.list_runs(limit=limit, cursor=cursor, status=status))
+    if sae_id is None or sae_layer is None or feature_id is None or status is not None:
+        raise InvalidRequest(
+            "filter by a feature with sae_id, sae_layer and feature_id (no status)"
+        )
+    if limit > MAX_FEATURE_PAGE:
+        raise InvalidRequest(f"limit: at most {MAX_FEATURE_PAGE} when filtering by a feature")
+    return OrjsonResponse(await explorer.runs(sae_id, sae_layer, feature_id, limit, cursor))
 
 
 @router.get("/summary", response_model=SummaryResponse, responses=ERROR_RESPONSES)

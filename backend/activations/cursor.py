@@ -51,3 +51,29 @@ def decode(text: str) -> RunsCursor:
         orjson.JSONDecodeError,
     ) as exc:
         raise InvalidRequest("cursor: not a cursor this API issued", code="invalid_cursor") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRunsCursor:
+    """The last run of a page of the runs listing filtered by a feature (ordered by that
+    feature's max activation, then request_id)."""
+
+    max_act: float
+    request_id: str
+
+
+def encode_feature(cursor: FeatureRunsCursor) -> str:
+    raw = orjson.dumps(["f", cursor.max_act, cursor.request_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_feature(text: str) -> FeatureRunsCursor:
+    """422 ``invalid_cursor`` for anything this API did not issue (a plain listing's included)."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        kind, max_act, request_id = orjson.loads(raw)
+        if kind != "f" or not isinstance(request_id, str) or isinstance(max_act, bool):
+            raise ValueError("bad cursor")
+        return FeatureRunsCursor(float(max_act), request_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidRequest("cursor: not a cursor this API issued", code="invalid_cursor") from exc

@@ -51,8 +51,10 @@ class RunOwnership:
             present, owner_hash = await owners.run_owner(conn, request_id)
             if not present:
                 raise NotFound(f"no run {request_id!r}")
-            if not _matches(presented, owner_hash) or not await owners.delete_run(
-                conn, request_id, owner_hash
+            if (
+                owner_hash is None
+                or not _matches(presented, owner_hash)
+                or not await owners.delete_run(conn, request_id, owner_hash)
             ):
                 raise _owned(request_id, owner_hash)
 

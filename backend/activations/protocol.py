@@ -187,6 +187,9 @@ class RunSummary(BaseModel):
     has_preview: bool
     pruned: bool
     timings_ms: Timings
+    feature_max_activation: float | None = Field(
+        None, description="only when the listing is filtered by a feature: its max in this run"
+    )
 
 
 class RunsPage(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -49,13 +50,20 @@ class RunPlan:
 
 class ActivationService:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, engine: EngineClient, sae: SaeClient
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        engine: EngineClient,
+        sae: SaeClient,
+        on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.engine = engine
         self.sae = sae
         self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
+        # Told after every write (the feature fold wakes up).
+        self.on_stored = on_stored
 
     async def run(
         self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
@@ -180,7 +188,9 @@ class ActivationService:
         """Write the run's rows in one statement; returns the write's milliseconds."""
         start = time.perf_counter()
         async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
-            await queries.save_run(conn, storage.index_row(record), storage.preview_row(record))
+            run_rows = storage.rows(record)
+            await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+        self.on_stored()
         return elapsed_ms(start)
 
     async def _store_failure(

@@ -55,8 +55,21 @@ class PreviewRow:
     timeline_tokens: list[str] | None
 
 
+@dataclass(frozen=True, slots=True)
+class FeaturesRow:
+    """One row of activation_run_features: the run's per-feature aggregate
+    (``backend/features/aggregate.py``); ``version`` is assigned by the database."""
+
+    request_id: str
+    sae_id: str
+    sae_layer: int
+    n_positions: int
+    data: bytes
+
+
 INDEX_COLUMNS = [f.name for f in fields(IndexRow)]
 PREVIEW_COLUMNS = [f.name for f in fields(PreviewRow)]
+FEATURES_COLUMNS = [f.name for f in fields(FeaturesRow)]
 
 
 def _assignments(columns: list[str]) -> str:
@@ -86,29 +99,66 @@ WITH idx AS (
 """
 
 
-SAVE_WITH_PREVIEW = (
+_N_PREVIEW = len(PREVIEW_COLUMNS) - 1
+_UPSERT_PREVIEW_CTE = f"""
+, prev AS (
+  INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
+  SELECT idx.request_id, {_placeholders(_N_INDEX + 1, _N_PREVIEW)} FROM idx
+  ON CONFLICT (request_id) DO UPDATE SET {_assignments(PREVIEW_COLUMNS)}
+  RETURNING request_id
+)
+"""
+# The run's feature aggregate joins the same statement; a new version every write (the
+# trigger of 0016 queues it for the fold, and queues the removal of a folded older one).
+_FIRST_FEATURES = _N_INDEX + _N_PREVIEW + 1
+_SAVE_WITH_FEATURES = (
     _upsert_index_cte()
+    + _UPSERT_PREVIEW_CTE
     + f"""
-INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
-SELECT idx.request_id, {_placeholders(_N_INDEX + 1, len(PREVIEW_COLUMNS) - 1)} FROM idx
-ON CONFLICT (request_id) DO UPDATE SET {_assignments(PREVIEW_COLUMNS)}
+INSERT INTO activation_run_features ({", ".join(FEATURES_COLUMNS)})
+SELECT prev.request_id, {_placeholders(_FIRST_FEATURES, len(FEATURES_COLUMNS) - 1)} FROM prev
+ON CONFLICT (request_id) DO UPDATE SET {_assignments(FEATURES_COLUMNS)}, version = DEFAULT
 """
 )
+_SAVE_WITHOUT_FEATURES = (
+    _upsert_index_cte()
+    + _UPSERT_PREVIEW_CTE
+    + "DELETE FROM activation_run_features f USING prev WHERE f.request_id = prev.request_id"
+)
+# A failed run keeps no preview (its features go with it: ON DELETE CASCADE), and is written
+# only over nothing or an earlier failure, never over a run that succeeded.
 _SAVE_FAILURE = (
     _upsert_index_cte("WHERE activation_run_index.status <> 'ok'")
     + "DELETE FROM activation_run_previews p USING idx WHERE p.request_id = idx.request_id"
 )
 
 
-async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow | None) -> None:
-    """Write a run's index row and its preview atomically; a failure (no preview) is written
-    only over nothing or an earlier failure, never over a run that succeeded."""
-    if preview is not None:
-        if preview.request_id != index.request_id:
-            raise ValueError("a run's index and preview rows must share one request_id")
-        await conn.execute(SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
-    else:
-        await conn.execute(_SAVE_FAILURE, *astuple(index))
+async def save_run(
+    conn: asyncpg.Connection,
+    index: IndexRow,
+    preview: PreviewRow | None,
+    features: FeaturesRow | None = None,
+) -> None:
+    """Write a run's index row, its preview and its feature aggregate (or remove stale ones)
+    in one statement; a failure (no preview) never replaces a run that succeeded."""
+    await conn.execute(*save_statement(index, preview, features))
+
+
+def save_statement(
+    index: IndexRow, preview: PreviewRow | None, features: FeaturesRow | None = None
+) -> tuple[str, ...]:
+    """save_run's one statement and its arguments (also what bench.scale times under EXPLAIN)."""
+    if preview is None:
+        if features is not None:
+            raise ValueError("a run without a preview has no feature aggregate")
+        return (_SAVE_FAILURE, *astuple(index))
+    if preview.request_id != index.request_id or (
+        features is not None and features.request_id != index.request_id
+    ):
+        raise ValueError("a run's rows must share one request_id")
+    if features is None:
+        return (_SAVE_WITHOUT_FEATURES, *astuple(index), *astuple(preview)[1:])
+    return (_SAVE_WITH_FEATURES, *astuple(index), *astuple(preview)[1:], *astuple(features)[1:])
 
 
 _RUN_SELECT = """

@@ -16,7 +16,7 @@ class LimitsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         klass = route_class(scope["method"], scope["path"]) if scope["type"] == "http" else None
         limiter: Limiter | None = getattr(scope["app"].state, "limiter", None) if klass else None
-        if limiter is None:
+        if limiter is None or klass is None:
             await self.app(scope, receive, send)
             return
         admission = limiter.admit(limiter.client_key(scope), klass)

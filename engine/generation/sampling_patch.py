@@ -128,6 +128,9 @@ def _patched(reference: Callable[..., Any]) -> Callable[..., Any]:
 
     from engine.generation import nucleus_mask
 
+    # Per process: rows decided sort-free and rows handed to vLLM's sort, by reason.
+    stats = nucleus_mask.MaskStats()
+
     @functools.wraps(reference)
     def apply_top_k_top_p_pytorch(
         logits: torch.Tensor,
@@ -146,10 +149,10 @@ def _patched(reference: Callable[..., Any]) -> Callable[..., Any]:
             return reference(logits, k, p, allow_cpu_sync)
         return nucleus_mask.apply_top_k_top_p(logits, k, p, reference, stats)
 
-    # Per process: rows decided sort-free and rows handed to vLLM's sort, by reason.
-    stats = nucleus_mask.MaskStats()
-    apply_top_k_top_p_pytorch.stats = stats
-    apply_top_k_top_p_pytorch._sort_free_topp = True
+    # Marks on the function (read by is_installed and the bench); mypy cannot type attributes
+    # added to a function object.
+    apply_top_k_top_p_pytorch.stats = stats  # type: ignore[attr-defined]
+    apply_top_k_top_p_pytorch._sort_free_topp = True  # type: ignore[attr-defined]
     return apply_top_k_top_p_pytorch
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import torch
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from common.disconnect import ClientDisconnected, cancel_on_disconnect
 from common.errors import ERROR_RESPONSES
 from common.responses import OrjsonResponse
 from engine.sae.protocol import (
+    MAX_FEATURE_ID_ON_WIRE,
     AnalyzeRequest,
     AnalyzeResponse,
     ExtractRequest,
     ExtractResponse,
+    FeatureResponse,
     HealthResponse,
+    LabelsResponse,
     SaesResponse,
 )
 from engine.sae.serving import SaeService
@@ -32,6 +36,9 @@ def get_service(request: Request) -> SaeService:
 
 
 ServiceDep = Annotated[SaeService, Depends(get_service)]
+SaeIdPath = Annotated[str, Path(min_length=1, max_length=200)]
+LayerPath = Annotated[int, Path(ge=0, le=1000)]
+FeatureIdPath = Annotated[int, Path(ge=0, le=MAX_FEATURE_ID_ON_WIRE)]
 
 
 @router.post("/extract_features", response_model=ExtractResponse, responses=ERROR_RESPONSES)
@@ -55,6 +62,26 @@ async def analyze_features(body: AnalyzeRequest, request: Request, service: Serv
 @router.get("/saes", response_model=SaesResponse)
 async def list_saes(service: ServiceDep) -> SaesResponse:
     return service.saes()
+
+
+@router.get(
+    "/features/{sae_id}/{layer}/{feature_id}",
+    response_model=FeatureResponse,
+    responses=ERROR_RESPONSES,
+)
+async def feature(
+    sae_id: SaeIdPath, layer: LayerPath, feature_id: FeatureIdPath, service: ServiceDep
+) -> FeatureResponse:
+    """A feature's label and max-activating examples (from the SAE folder)."""
+    return await asyncio.to_thread(service.feature, sae_id, layer, feature_id)
+
+
+@router.get(
+    "/saes/{sae_id}/{layer}/labels", response_model=LabelsResponse, responses=ERROR_RESPONSES
+)
+async def labels(sae_id: SaeIdPath, layer: LayerPath, service: ServiceDep) -> LabelsResponse:
+    """Every label of one SAE in one answer (the backend caches them)."""
+    return await asyncio.to_thread(service.labels, sae_id, layer)
 
 
 @router.get("/health", response_model=HealthResponse)

@@ -37,6 +37,7 @@ def build_service(settings: Settings):
         device=device,
         dtype=dtype,
         labels_filename=settings.labels_filename,
+        examples_filename=settings.examples_filename,
     )
     deepest = max(layer for _, layer in registry.entries)
     keep = deepest + 1 if settings.drop_unused_layers else None

@@ -40,7 +40,8 @@ class EncodeJob:
     meta: SaeMeta
     top_k: int | None = None  # extract: the k largest activations per position
     feature_ids: list[int] | None = None  # analyze: these features at every position
-    future: asyncio.Future | None = field(default=None, repr=False)
+    # Set by Batcher.submit before the job is queued: every queued job has one.
+    future: asyncio.Future = field(default=None, repr=False)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -129,10 +130,10 @@ def compute_batch(
             rows = slice(offset, offset + lengths[i])
             offset += lengths[i]
             job = jobs[i]
-            if job.top_k:
+            if job.top_k and all_v is not None and all_i is not None:
                 results[i].top_values = all_v[rows, : job.top_k].tolist()
                 results[i].top_indices = all_i[rows, : job.top_k].tolist()
-            if job.feature_ids:
+            if job.feature_ids and all_picked is not None:
                 cols = [column[f] for f in job.feature_ids]
                 acts = all_picked[rows][:, cols].T  # [F, T]
                 best = acts.max(dim=1)

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.sae import batching
+from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 
 class Settings(BaseSettings):
@@ -39,7 +40,8 @@ class Settings(BaseSettings):
     # A batch is split into forwards whose padded size stays within this x their real tokens.
     max_padding_ratio: float = Field(default=batching.MAX_PADDING_RATIO, ge=1.0)
     encode_chunk_tokens: int = Field(default=batching.ENCODE_CHUNK_TOKENS, ge=1)
-    labels_filename: str = "labels.json"
+    labels_filename: str = LABELS_FILENAME
+    examples_filename: str = EXAMPLES_FILENAME  # max-activating contexts (docs/sae.md)
     # CPU threads for torch (None: torch's default, every core). A vLLM CPU engine on the same
     # host keeps its cores busy for about a second after each request; sharing them makes our
     # OpenMP barriers wait on starved threads (10 ms becomes 500+ ms), so `up` sets 1 there.

@@ -14,14 +14,13 @@ The index table is locked against writes for the backfill, so the counts start e
 lock lasts as long as one pass over the table (about a second per million runs).
 
 Revision ID: 0017_maintain_run_counts
-Revises: 0015_staging_safety (0016 is not on main yet: re-chain onto it at merge; nothing here
-depends on 0015's or 0016's contents)
+Revises: 0016_feature_explorer (nothing here depends on 0015's or 0016's contents)
 """
 
 from alembic import op
 
 revision = "0017_maintain_run_counts"
-down_revision = "0015_staging_safety"
+down_revision = "0016_feature_explorer"
 branch_labels = None
 depends_on = None
 

@@ -173,7 +173,8 @@ def start_up(args: list[str], log_path: Path, env_extra: dict[str, str] | None =
     env.update({"PYTHONUNBUFFERED": "1", **(env_extra or {})})
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "playground.cli", "up", *args],
+            # --tiny: the readable demo's own end-to-end run is tests/e2e/test_demo_readable.py.
+            [sys.executable, "-m", "playground.cli", "up", "--tiny", *args],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
