@@ -48,7 +48,11 @@ from backend.activations import cursor as runs_cursor
 from backend.activations import storage
 from backend.activations.record import RunFailure, RunRecord
 from backend.db import bulk, queries
+from backend.db import features as feature_db
 from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade
+from backend.features import aggregate
+from backend.features.bulk import BulkFold
+from bench import features as feature_bench
 from bench import harness
 from bench.backend import (
     MODEL,
@@ -56,10 +60,10 @@ from bench.backend import (
     run_record,
     serve_in_thread,
     start_backend,
-    stats,
     stub_app,
     time_http,
 )
+from common.defaults import DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
 
 SPAN = timedelta(days=100)
@@ -68,6 +72,7 @@ PRUNE_AGE = "7d"
 MODELS = [(80, MODEL), (95, "meta-llama/Llama-3.1-70B-Instruct"), (100, "google/gemma-2-9b-it")]
 TEMPLATE_ID = "bench-template"
 BIG_ID = "bench-big"
+FEATURE_POOL = 400  # distinct feature aggregates, dealt round the runs that keep a preview
 TARGET_P50_MS = 10.0
 TARGET_RATIO = 1.5
 
@@ -117,18 +122,47 @@ def planned_row(
     return row, pruned_at, row.has_preview
 
 
+class FeaturePool:
+    """Feature aggregates of runs shaped like real ones (bench/features.py: 160 positions x
+    top-20, heavy-tailed ids), generated once; run i of the plan gets aggregate i % size, so
+    the small database's runs carry the same features as the same runs in the large one."""
+
+    def __init__(self, size: int, now: datetime) -> None:
+        gen = feature_bench.RunGenerator()
+        self.rows = []
+        for k, timeline in enumerate(gen.timelines(size)):
+            record = gen.record(
+                timeline,
+                f"pool-{k}",
+                now,
+                MODEL,
+                DEFAULT_SAE_ID,
+                DEFAULT_SAE_LAYER,
+                realistic=False,
+            )
+            row = storage.features_row(record)
+            assert row is not None
+            self.rows.append((row, aggregate.decode(row.data, row.n_positions)))
+
+    def take(self, i: int, request_id: str) -> tuple[queries.FeaturesRow, object]:
+        row, decoded = self.rows[i % len(self.rows)]
+        return dataclasses.replace(row, request_id=request_id), decoded
+
+
 async def seed_stage(
-    url: str, indices: range, tenth: bool, n_total: int, now: datetime, tpl: Templates
+    url: str, n_total: int, tenth: bool, now: datetime, tpl: Templates, pool: FeaturePool
 ) -> dict:
-    """Seed the plan's runs i in ``indices``: every 10th (``tenth``) or all."""
+    """Seed the plan's runs: every 10th (``tenth``) or all. A run that keeps a preview also
+    gets a feature aggregate, and the explorer's per-feature tables are folded in bulk."""
     conn = await asyncpg.connect(url)
     started = time.perf_counter()
-    seeded = previews = 0
+    seeded = previews = version = 0
     try:
+        fold: BulkFold = await feature_bench.prepare_bulk(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
         chunk = 50_000
-        for start in range(indices.start, indices.stop, chunk):
-            rows, pruned, with_preview = [], [], []
-            for i in range(start, min(start + chunk, indices.stop)):
+        for start in range(0, n_total, chunk):
+            rows, pruned, with_preview, feats = [], [], [], []
+            for i in range(start, min(start + chunk, n_total)):
                 if tenth and i % 10:
                     continue
                 row, pruned_at, has_preview = planned_row(i, n_total, now, tpl)
@@ -136,15 +170,33 @@ async def seed_stage(
                 pruned.append(pruned_at)
                 if has_preview:
                     with_preview.append(row.request_id)
+                    version += 1
+                    features, decoded = pool.take(i, row.request_id)
+                    feats.append((*dataclasses.astuple(features), version))
+                    fold.add(row.request_id, version, decoded)
             await bulk.copy_index_rows(conn, rows, pruned)
             for k in range(0, len(with_preview), 500):
                 previews += await bulk.copy_preview(conn, TEMPLATE_ID, with_preview[k : k + 500])
+            columns = [*queries.FEATURES_COLUMNS, "version"]
+            await feature_db.copy_rows(conn, "activation_run_features", columns, feats)
+            await feature_db.copy_members(conn, fold.take_members())
             seeded += len(rows)
             print(f"  seeded {seeded:,} runs, {previews:,} previews", flush=True)
+        common, rare = fold.most_and_least_fired()
+        await feature_bench.finish_bulk(conn, fold, version)
+        search = await feature_bench.seed_labels(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
         await bulk.vacuum_analyze(conn)
     finally:
         await conn.close()
-    return {"runs": seeded, "previews": previews, "seconds": round(time.perf_counter() - started)}
+    return {
+        "runs": seeded,
+        "previews": previews,
+        "runs_with_features": version,
+        "common_feature": common,
+        "rare_feature": rare,
+        "search": search,
+        "seconds": round(time.perf_counter() - started),
+    }
 
 
 async def seed_fixed_runs(url: str, now: datetime, realistic: RunRecord, args) -> None:
@@ -216,6 +268,33 @@ async def read_pages(url: str) -> dict[str, int]:
         await conn.close()
 
 
+def feature_cases(backend_url: str, seeded: dict) -> dict[str, tuple[str, dict]]:
+    """The feature explorer's reads: a common and a rare feature's page, the runs in which
+    each fired (first page, and page 4 of the common one: past its leaderboard), label search."""
+    base = f"/playground/features/{DEFAULT_SAE_ID}/{DEFAULT_SAE_LAYER}"
+    runs = "/playground/activations/runs"
+    by = {"sae_id": DEFAULT_SAE_ID, "sae_layer": DEFAULT_SAE_LAYER, "limit": 50}
+    common, rare = seeded["common_feature"], seeded["rare_feature"]
+    cursor = None
+    with httpx.Client(base_url=backend_url, timeout=120) as client:
+        for _ in range(3):
+            params = by | {"feature_id": common} | ({"cursor": cursor} if cursor else {})
+            page = client.get(runs, params=params)
+            page.raise_for_status()
+            cursor = page.json()["next_cursor"] or cursor
+    return {
+        "feature_common": (f"{base}/{common}", {}),
+        "feature_rare": (f"{base}/{rare}", {}),
+        "runs_by_feature": (runs, by | {"feature_id": common}),
+        "runs_by_feature_deep": (runs, by | {"feature_id": common, "cursor": cursor}),
+        "runs_by_feature_rare": (runs, by | {"feature_id": rare}),
+        "feature_search": (
+            "/playground/features/search",
+            {"q": seeded["search"], "limit": 20},
+        ),
+    }
+
+
 def time_reads(targets: dict[str, tuple[str, dict]], n: int, warmup: int) -> dict:
     """Each endpoint against each database, request by request in alternation (small, large,
     large, small, ...), so that a machine whose load drifts weighs on both alike."""
@@ -253,20 +332,28 @@ def write_record(request_id: str, positions: int, top_k: int) -> RunRecord:
     )
 
 
+def stamped(rows: storage.RunRows, request_id: str) -> storage.RunRows:
+    """The run's rows under another id, made now."""
+    now = datetime.now(UTC)
+    stamp = {"request_id": request_id, "created_at": now, "updated_at": now}
+    return storage.RunRows(
+        dataclasses.replace(rows.index, **stamp),
+        dataclasses.replace(rows.preview, **stamp) if rows.preview else None,
+        dataclasses.replace(rows.features, request_id=request_id) if rows.features else None,
+    )
+
+
 async def time_writes(url: str, tag: str, n: int, positions: int, top_k: int) -> list[float]:
-    """``n`` new runs written with the run path's save_run, durable, back to back."""
+    """``n`` new runs written as the run path writes them (index, preview, feature aggregate:
+    save_run's one statement), durable, back to back; seconds each."""
     conn = await asyncpg.connect(url)
     try:
-        template = write_record("w", positions, top_k)
-        index, preview = storage.index_row(template), storage.preview_row(template)
+        template = storage.rows(write_record("w", positions, top_k))
         samples = []
         for k in range(n + 5):
-            rid = f"write-{tag}-{k}"
-            stamp = {"request_id": rid, "created_at": datetime.now(UTC)}
-            row = dataclasses.replace(index, **stamp, updated_at=stamp["created_at"])
-            prev = dataclasses.replace(preview, **stamp, updated_at=stamp["created_at"])
+            rows = stamped(template, f"write-{tag}-{k}")
             t = time.perf_counter()
-            await queries.save_run(conn, row, prev)
+            await queries.save_run(conn, rows.index, rows.preview, rows.features)
             if k >= 5:
                 samples.append(time.perf_counter() - t)
         return samples
@@ -278,15 +365,12 @@ async def explain_writes(url: str, tag: str, n: int, positions: int, top_k: int)
     """The write's server-side time (EXPLAIN ANALYZE: execution, each trigger), new ids."""
     conn = await asyncpg.connect(url)
     try:
-        template = write_record("w", positions, top_k)
-        index, preview = storage.index_row(template), storage.preview_row(template)
+        template = storage.rows(write_record("w", positions, top_k))
         times: dict[str, list[float]] = {}
         for k in range(n):
-            now = datetime.now(UTC)
-            stamp = {"request_id": f"explain-{tag}-{k}", "created_at": now, "updated_at": now}
-            measured = await bulk.explain_save_run(
-                conn, dataclasses.replace(index, **stamp), dataclasses.replace(preview, **stamp)
-            )
+            rows = stamped(template, f"explain-{tag}-{k}")
+            assert rows.preview is not None
+            measured = await bulk.explain_save_run(conn, rows.index, rows.preview, rows.features)
             for name, ms in measured.items():
                 times.setdefault(name, []).append(ms)
         return {name: round(statistics.median(v), 4) for name, v in times.items()}
@@ -348,8 +432,7 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
         rerun_ids = await bulk.preview_ids_older_than(conn, 7 * 86400, 500)
     finally:
         await conn.close()
-    template = write_record("w", args.run_positions, args.top_k)
-    index, preview = storage.index_row(template), storage.preview_row(template)
+    template = storage.rows(write_record("w", args.run_positions, args.top_k))
     quiet, during, during_reruns = [], [], []
     pruning = asyncio.Event()
     stop = asyncio.Event()
@@ -363,14 +446,9 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
                 # Every 10th write re-runs a run whose preview the prune is after.
                 rerun = k % 10 == 0 and bool(rerun_ids)
                 rid = rerun_ids.pop() if rerun else f"during-{k}"
-                now = datetime.now(UTC)
-                stamp = {"request_id": rid, "created_at": now, "updated_at": now}
+                rows = stamped(template, rid)
                 t = time.perf_counter()
-                await queries.save_run(
-                    conn,
-                    dataclasses.replace(index, **stamp),
-                    dataclasses.replace(preview, **stamp),
-                )
+                await queries.save_run(conn, rows.index, rows.preview, rows.features)
                 took = time.perf_counter() - t
                 if not pruning.is_set():
                     quiet.append(took)
@@ -449,6 +527,11 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     }
 
 
+def stats(samples_s: list[float], elapsed_s: float) -> dict:
+    """Durations in seconds -> n, p50/p99 in ms (bench.harness) and requests per second."""
+    return harness.timing_stats(samples_s) | {"req_per_s": round(len(samples_s) / elapsed_s, 1)}
+
+
 def with_max(samples_s: list[float]) -> dict:
     return stats(samples_s, sum(samples_s) or 1.0) | {
         "max_ms": round(max(samples_s, default=0.0) * 1000, 3)
@@ -523,6 +606,7 @@ def run_all(server_url: str, args, workdir: Path) -> dict:
     Reads alternate between them; the rest runs on ``large``."""
     now = datetime.now(UTC)
     tpl, realistic = templates(now, args.preview_positions, args.top_k)
+    pool = FeaturePool(FEATURE_POOL, now)
     names = {"small": "scale_small", "large": "scale_large"}
     urls = {label: database_url(server_url, name) for label, name in names.items()}
     embedded = not args.database_url
@@ -534,9 +618,7 @@ def run_all(server_url: str, args, workdir: Path) -> dict:
         asyncio.run(on_server(server_url, bulk.create_database, name))
         upgrade(urls[label])
         asyncio.run(seed_fixed_runs(urls[label], now, realistic, args))
-        seeded = asyncio.run(
-            seed_stage(urls[label], range(args.runs), label == "small", args.runs, now, tpl)
-        )
+        seeded = asyncio.run(seed_stage(urls[label], args.runs, label == "small", now, tpl, pool))
         results["seed"][label] = seeded
         print(f"seeded {label}: {seeded}", flush=True)
     if embedded:
@@ -550,8 +632,13 @@ def run_all(server_url: str, args, workdir: Path) -> dict:
         for label, url in urls.items():
             backends[label] = start_backend(url, upstream_url, workdir / f"backend-{label}.log")
         preview_id = asyncio.run(oldest_preview(urls["small"]))
+        explorer = results["seed"]["small"]  # its features are in both databases
         targets = {
-            label: (backends[label].url, asyncio.run(read_cases(urls[label], preview_id)))
+            label: (
+                backends[label].url,
+                asyncio.run(read_cases(urls[label], preview_id))
+                | feature_cases(backends[label].url, explorer),
+            )
             for label in urls
         }
         n, warm = args.iterations, max(5, args.iterations // 10)
@@ -592,7 +679,7 @@ async def oldest_preview(url: str) -> str:
 
 # -- tables and printing --------------------------------------------------------------------------
 
-TARGETED = ("summary", "runs", "rows", "top_features")
+TARGETED = ("summary", "runs", "rows", "top_features", "feature", "runs_by_feature")
 
 
 def read_rows(small: dict, large: dict) -> list[dict]:

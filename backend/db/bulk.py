@@ -11,9 +11,10 @@ import asyncpg
 from backend.db.queries import (
     INDEX_COLUMNS,
     PREVIEW_COLUMNS,
-    SAVE_WITH_PREVIEW,
+    FeaturesRow,
     IndexRow,
     PreviewRow,
+    save_statement,
 )
 
 
@@ -131,17 +132,12 @@ async def brute_counts(conn: asyncpg.Connection) -> dict[str, int]:
 
 
 async def explain_save_run(
-    conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow
+    conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow, features: FeaturesRow | None
 ) -> dict[str, float]:
     """Run save_run's statement under EXPLAIN ANALYZE (it really writes): the server's own
     execution time and each trigger's, in ms, without the commit or the round trip."""
-    plan = json.loads(
-        await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + SAVE_WITH_PREVIEW,
-            *astuple(index),
-            *astuple(preview)[1:],
-        )
-    )[0]
+    sql, *args = save_statement(index, preview, features)
+    plan = json.loads(await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args))[0]
     times = {"execution": plan["Execution Time"]}
     for trigger in plan.get("Triggers", []):
         if not trigger["Trigger Name"].startswith("RI_"):
