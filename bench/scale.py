@@ -485,9 +485,10 @@ async def prune_under_writes(url: str, args, workdir: Path) -> dict:
     cmd += ["--database-url", url, "--batch-size", str(args.batch_size)]
     pruning.set()
     started = time.perf_counter()
+    path = os.pathsep.join(p for p in (str(harness.REPO), os.environ.get("PYTHONPATH")) if p)
     proc = await asyncio.create_subprocess_exec(
         *cmd,
-        cwd=harness.REPO,
+        env={**os.environ, "PYTHONPATH": path},
         stdout=asyncio.subprocess.PIPE,
         stderr=(workdir / "prune.log").open("wb"),
     )
@@ -609,9 +610,9 @@ def run_all(server_url: str, args, workdir: Path) -> dict:
     pool = FeaturePool(FEATURE_POOL, now)
     names = {"small": "scale_small", "large": "scale_large"}
     urls = {label: database_url(server_url, name) for label, name in names.items()}
-    embedded = not args.database_url
+    tune = not args.database_url or args.tune_server
     results: dict = {"seed": {}}
-    if embedded:
+    if tune:
         asyncio.run(on_server(server_url, bulk.bulk_load_mode, True))
     for label, name in names.items():
         asyncio.run(on_server(server_url, bulk.drop_database, name))
@@ -621,7 +622,7 @@ def run_all(server_url: str, args, workdir: Path) -> dict:
         seeded = asyncio.run(seed_stage(urls[label], args.runs, label == "small", now, tpl, pool))
         results["seed"][label] = seeded
         print(f"seeded {label}: {seeded}", flush=True)
-    if embedded:
+    if tune:
         asyncio.run(on_server(server_url, bulk.bulk_load_mode, False))
 
     upstream_url, upstream_server, upstream_thread = serve_in_thread(
@@ -789,6 +790,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 runs")
     parser.add_argument("--database-url", help="use this server (two databases are made on it)")
+    parser.add_argument(
+        "--tune-server",
+        action="store_true",
+        help="with --database-url: fsync and full-page writes off while seeding (the embedded "
+        "server always; only ever on a throwaway server)",
+    )
     parser.add_argument("--runs", type=int, help="runs in the large database (1,000,000)")
     parser.add_argument("--preview-positions", type=int, default=160)
     parser.add_argument("--big-positions", type=int, default=2048)
