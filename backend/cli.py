@@ -190,7 +190,9 @@ async def prune_database(
 
     conn = await asyncpg.connect(url)
     try:
-        return await prune_previews(conn, older_than, batch_size=batch_size, on_batch=on_batch)
+        return await prune_previews(
+            conn, older_than, batch_size=batch_size, on_batch=on_batch, max_seconds=max_seconds
+        )
     finally:
         await conn.close()
 

@@ -294,3 +294,17 @@ async def test_prune_and_reruns_together_no_deadlock(client, db_uri):
         stop.set()
     assert await asyncio.wait_for(pruning, 60) > 0
     assert statuses == [200] * len(statuses)
+
+
+async def test_prune_stops_after_its_time_budget(client, db):
+    """``max_seconds`` (Modal's cron): the batch that ends past the budget is the last one."""
+    from backend.db.prune import prune_previews
+
+    await db.execute("TRUNCATE activation_run_index CASCADE")
+    await _old_runs(client, db, [f"budget-{i}" for i in range(3)])
+    none = await prune_previews(db, timedelta(days=7), batch_size=1, max_seconds=0)
+    assert (none.batches, none.pruned) == (0, 0)
+    one = await prune_previews(db, timedelta(days=7), batch_size=1, max_seconds=1e-9)
+    assert (one.batches, one.pruned) == (1, 1)
+    rest = await prune_previews(db, timedelta(days=7), batch_size=1)
+    assert (rest.batches, rest.pruned) == (2, 2)
