@@ -249,23 +249,33 @@ def backend_web():
     return create_app()
 
 
+PRUNE_TIMEOUT_S = 600
+PRUNE_MAX_SECONDS = PRUNE_TIMEOUT_S - 60  # the last batch and the goodbye fit in the rest
+
+
 @backend_app.function(
     image=backend_image,
     secrets=[backend_secret],
-    timeout=600,
+    timeout=PRUNE_TIMEOUT_S,
     schedule=modal.Cron(PRUNE_SCHEDULE),
     max_containers=1,
 )
 def prune() -> str:
     """Scheduled: delete run previews older than PLAYGROUND_PRUNE_RETENTION (index rows stay,
-    marked pruned), as `playground prune --older-than` does."""
+    marked pruned) in short batches, as `playground prune --older-than` does; it stops well
+    inside the function's timeout and the next run resumes where it stopped."""
     import asyncio
 
     from backend.cli import parse_duration, prune_database
 
     retention = parse_duration(os.environ.get("PLAYGROUND_PRUNE_RETENTION", "7d"))
-    count = asyncio.run(prune_database(os.environ["DATABASE_URL"], retention))
-    return f"{NAMES.env}: pruned {count} previews older than {retention}"
+    done = asyncio.run(
+        prune_database(os.environ["DATABASE_URL"], retention, max_seconds=PRUNE_MAX_SECONDS)
+    )
+    return (
+        f"{NAMES.env}: pruned {done.pruned} previews older than {retention} "
+        f"({done.batches} batches, {done.per_s:.0f}/s)"
+    )
 
 
 @backend_app.function(image=backend_image, secrets=[backend_secret], timeout=600, max_containers=1)

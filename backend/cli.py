@@ -122,6 +122,15 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(text: str) -> int:
+    from backend.db.prune import MAX_BATCH
+
+    value = int(text)
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"batch size must be within 1..{MAX_BATCH}")
+    return value
+
+
 def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     _add_database_argument(parser)
     parser.add_argument(
@@ -130,27 +139,60 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
         default=parse_duration("7d"),
         help="delete previews older than this (7d, 12h, 30m, 90s, 2w; default 7d)",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=100,
+        help="previews per transaction (default 100); stop any time, the next prune resumes",
+    )
 
 
 def prune(args: argparse.Namespace) -> int:
+    import time
+
     from common.pgembed import exit_cleanly_on_sigterm
+
+    last = [time.monotonic()]
+
+    def report(progress) -> None:
+        """Progress to stderr, at most once a second."""
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            print(
+                f"pruned {progress.pruned} so far ({progress.batches} batches, "
+                f"{progress.per_s:.0f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
-        count = asyncio.run(prune_database(url, args.older_than))
-    print(f"pruned {count} previews older than {args.older_than}")
+        done = asyncio.run(prune_database(url, args.older_than, args.batch_size, report))
+    print(
+        f"pruned {done.pruned} previews older than {args.older_than} "
+        f"({done.batches} batches, {done.elapsed_s:.1f} s, {done.per_s:.0f}/s)"
+    )
     return 0
 
 
-async def prune_database(url: str, older_than: timedelta) -> int:
-    """Prune previews older than ``older_than``; returns how many (the CLI, Modal's cron)."""
+async def prune_database(
+    url: str,
+    older_than: timedelta,
+    batch_size: int = 100,
+    on_batch=None,
+    max_seconds: float | None = None,
+):
+    """Prune previews older than ``older_than`` in batches (the CLI, Modal's cron), stopping
+    after ``max_seconds`` if given; returns the totals (``backend.db.prune.PruneProgress``)."""
     import asyncpg
 
-    from backend.db import queries
+    from backend.db.prune import prune_previews
 
     conn = await asyncpg.connect(url)
     try:
-        return await queries.prune_previews(conn, older_than)
+        return await prune_previews(
+            conn, older_than, batch_size=batch_size, on_batch=on_batch, max_seconds=max_seconds
+        )
     finally:
         await conn.close()
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-HEAD = "0016_feature_explorer"
+HEAD = "0017_maintain_run_counts"
 
 
 def _config() -> Config:
@@ -61,6 +61,15 @@ def _run(database_url: str, action: Callable[[Config], None]) -> None:
     # Called from inside an event loop (app start-up, async tests): run on a fresh loop.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def down_revision_of(revision: str) -> str | None:
+    """The revision ``revision`` applies on top of (what a downgrade by one step leaves)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config()).get_revision(revision)
+    down = script.down_revision if script else None
+    return down if isinstance(down, str) or down is None else down[0]
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -141,21 +141,24 @@ async def save_run(
 ) -> None:
     """Write a run's index row, its preview and its feature aggregate (or remove stale ones)
     in one statement; a failure (no preview) never replaces a run that succeeded."""
+    await conn.execute(*save_statement(index, preview, features))
+
+
+def save_statement(
+    index: IndexRow, preview: PreviewRow | None, features: FeaturesRow | None = None
+) -> tuple[str, ...]:
+    """save_run's one statement and its arguments (also what bench.scale times under EXPLAIN)."""
     if preview is None:
         if features is not None:
             raise ValueError("a run without a preview has no feature aggregate")
-        await conn.execute(_SAVE_FAILURE, *astuple(index))
-        return
+        return (_SAVE_FAILURE, *astuple(index))
     if preview.request_id != index.request_id or (
         features is not None and features.request_id != index.request_id
     ):
         raise ValueError("a run's rows must share one request_id")
     if features is None:
-        await conn.execute(_SAVE_WITHOUT_FEATURES, *astuple(index), *astuple(preview)[1:])
-    else:
-        await conn.execute(
-            _SAVE_WITH_FEATURES, *astuple(index), *astuple(preview)[1:], *astuple(features)[1:]
-        )
+        return (_SAVE_WITHOUT_FEATURES, *astuple(index), *astuple(preview)[1:])
+    return (_SAVE_WITH_FEATURES, *astuple(index), *astuple(preview)[1:], *astuple(features)[1:])
 
 
 _RUN_SELECT = """
@@ -209,6 +212,19 @@ WHERE i.request_id = $1
     )
 
 
+# The listing's four shapes, each its own statement so that every plan (generic ones too)
+# walks an index from the cursor on: (created_at DESC, request_id DESC), or with a status
+# (status, created_at DESC, request_id DESC) from 0017. One statement with
+# "$1 IS NULL OR ..." would fall back to a filtered scan from the newest row under a generic
+# plan, costing O(depth) for a deep cursor.
+_LIST_WHERE = {
+    (False, False): "",
+    (True, False): "WHERE (i.created_at, i.request_id) < ($2, $3)",
+    (False, True): "WHERE i.status = $2",
+    (True, True): "WHERE i.status = $4 AND (i.created_at, i.request_id) < ($2, $3)",
+}
+
+
 async def list_runs(
     conn: asyncpg.Connection,
     *,
@@ -217,73 +233,57 @@ async def list_runs(
     before_request_id: str | None,
     status: str | None,
 ) -> list[asyncpg.Record]:
-    """Newest first; keyset pagination on (created_at, request_id)."""
-    return await conn.fetch(
+    """Newest first; keyset pagination on (created_at, request_id); O(log n + limit)."""
+    after = before_created_at is not None
+    args: list[object] = [limit]
+    if after:
+        args += [before_created_at, before_request_id]
+    if status is not None:
+        args.append(status)
+    return await conn.fetch(list_runs_sql(after=after, status=status is not None), *args)
+
+
+def list_runs_sql(*, after: bool, status: bool) -> str:
+    """The listing statement: $1 limit, then ($2, $3) the cursor, then the status."""
+    return (
         _RUN_SELECT
-        + """
+        + f"""
 FROM activation_run_index i
-WHERE ($1::timestamptz IS NULL OR (i.created_at, i.request_id) < ($1, $2))
-  AND ($3::text IS NULL OR i.status = $3)
+{_LIST_WHERE[(after, status)]}
 ORDER BY i.created_at DESC, i.request_id DESC
-LIMIT $4
-""",
-        before_created_at,
-        before_request_id,
-        status,
-        limit,
-    )
-
-
-async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
-    return await conn.fetchrow(
-        """
-SELECT count(*) AS total_runs,
-       count(*) FILTER (WHERE status = 'ok') AS ok_runs,
-       count(*) FILTER (WHERE status = 'failed') AS failed_runs,
-       count(*) FILTER (WHERE has_preview) AS with_preview,
-       count(*) FILTER (WHERE pruned_at IS NOT NULL) AS pruned_runs,
-       count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS runs_last_24h,
-       min(created_at) AS first_run_at,
-       max(created_at) AS last_run_at
-FROM activation_run_index
+LIMIT $1
 """
     )
 
 
+# Counts from the trigger-maintained tables (0017): a few hundred rows at most, whatever the
+# number of runs. ``runs_last_24h`` is exact to the hour: runs since the start of the UTC hour
+# 24 hours ago. First/last run: one probe each at the ends of the created_at index.
+SUMMARY_SQL = """
+SELECT coalesce(sum(runs), 0)::bigint AS total_runs,
+       coalesce(sum(runs) FILTER (WHERE status = 'ok'), 0)::bigint AS ok_runs,
+       coalesce(sum(runs) FILTER (WHERE status = 'failed'), 0)::bigint AS failed_runs,
+       coalesce(sum(runs) FILTER (WHERE has_preview), 0)::bigint AS with_preview,
+       coalesce(sum(runs) FILTER (WHERE pruned), 0)::bigint AS pruned_runs,
+       (SELECT coalesce(sum(runs), 0)::bigint FROM activation_run_hours
+        WHERE hour >= date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours')
+         AS runs_last_24h,
+       (SELECT min(created_at) FROM activation_run_index) AS first_run_at,
+       (SELECT max(created_at) FROM activation_run_index) AS last_run_at
+FROM activation_run_counts
+"""
+RUNS_PER_MODEL_SQL = (
+    "SELECT model_id, sum(runs)::bigint AS runs FROM activation_run_counts "
+    "GROUP BY model_id HAVING sum(runs) > 0 ORDER BY runs DESC, model_id LIMIT $1"
+)
+
+
+async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(SUMMARY_SQL)
+
+
 async def runs_per_model(conn: asyncpg.Connection, limit: int = 20) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT model_id, count(*) AS runs FROM activation_run_index "
-        "GROUP BY model_id ORDER BY runs DESC, model_id LIMIT $1",
-        limit,
-    )
-
-
-async def prune_previews(conn: asyncpg.Connection, older_than: timedelta) -> int:
-    """Delete previews older than ``older_than``; their index rows stay, marked pruned.
-
-    Locks in the writers' order: the index rows first (in request_id order), then their
-    previews; the other order deadlocks against a concurrent re-run of one of them."""
-    async with conn.transaction():
-        locked = await conn.fetch(
-            "SELECT i.request_id FROM activation_run_index i "
-            "JOIN activation_run_previews p ON p.request_id = i.request_id "
-            "WHERE p.created_at < now() - $1::interval "
-            "ORDER BY i.request_id FOR UPDATE OF i",
-            older_than,
-        )
-        deleted = await conn.fetch(
-            "DELETE FROM activation_run_previews WHERE request_id = ANY($1::text[]) "
-            "AND created_at < now() - $2::interval RETURNING request_id",
-            [r["request_id"] for r in locked],
-            older_than,
-        )
-        ids = [r["request_id"] for r in deleted]
-        await conn.execute(
-            "UPDATE activation_run_index SET pruned_at = now(), has_preview = false "
-            "WHERE request_id = ANY($1::text[])",
-            ids,
-        )
-    return len(ids)
+    return await conn.fetch(RUNS_PER_MODEL_SQL, limit)
 
 
 async def ping(conn: asyncpg.Connection) -> None:

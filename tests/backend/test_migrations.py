@@ -179,3 +179,54 @@ def test_cli_downgrade_needs_confirmation(pg_uri):
     done = cli("--downgrade", "0014_add_activation_run_previews", "--confirm-downgrade")
     assert done.returncode == 0, done.stderr
     assert asyncio.run(current_revision(uri)) == "0014_add_activation_run_previews"
+
+
+async def test_0017_backfills_counts_and_downgrades(pg_uri):
+    """Counts start exact on a database that already has runs; downgrade leaves the schema
+    before 0017 and writes keep working; upgrading again counts the runs written meanwhile."""
+    from backend.db.migrate import down_revision_of
+    from tests.backend.test_counters import assert_exact
+
+    before = down_revision_of("0017_maintain_run_counts")
+    uri = create_database(pg_uri)
+    upgrade(uri, "0014_add_activation_run_previews")
+    conn = await asyncpg.connect(uri)
+    try:
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id, status, has_preview,"
+            " pruned_at, created_at) SELECT 'r' || g, 'm' || g % 3,"
+            " CASE WHEN g % 4 = 0 THEN 'failed' ELSE 'ok' END, g % 4 = 1,"
+            " CASE WHEN g % 4 = 2 THEN now() END, now() - g * interval '20 minutes'"
+            " FROM generate_series(1, 500) g"
+        )
+        upgrade(uri)
+        assert await current_revision(uri) == HEAD
+        counts = await assert_exact(conn)
+        assert (counts["total_runs"], counts["failed_runs"], counts["pruned_runs"]) == (
+            500,
+            125,
+            125,
+        )
+        assert 72 <= counts["runs_last_24h"] <= 74  # 20-minute spacing, exact to the hour
+
+        downgrade(uri, before)
+        assert await current_revision(uri) == before
+        assert not {"activation_run_counts", "activation_run_hours"} & await _tables(uri)
+        leftovers = await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'activation_run_index'::regclass"
+            " AND NOT tgisinternal"
+        )
+        assert leftovers == 0
+        assert await conn.fetchval(
+            "SELECT to_regclass('activation_run_index_status_created_at_idx') IS NULL"
+        )
+        await conn.execute("DELETE FROM activation_run_index WHERE request_id = 'r1'")
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id) VALUES ('late', 'm9')"
+        )
+
+        upgrade(uri)
+        counts = await assert_exact(conn)
+        assert counts["total_runs"] == 500
+    finally:
+        await conn.close()

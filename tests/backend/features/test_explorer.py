@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from backend.activations.protocol import RunsPage
-from backend.db import queries
+from backend.db.prune import prune_previews
 from backend.features import fold
 from backend.features.protocol import FeatureResponse
 from tests.backend.features import brute
@@ -151,7 +151,7 @@ async def test_failures_prune_and_deletes_remove_runs(client, db, pool, stub_sta
         " WHERE request_id IN ('run-01', 'run-02', 'run-04')"
     )
     async with pool.acquire() as conn:
-        assert await queries.prune_previews(conn, timedelta(days=7)) == 3
+        assert (await prune_previews(conn, timedelta(days=7))).pruned == 3
     await db.execute("DELETE FROM activation_run_index WHERE request_id = 'run-06'")
 
     gone = {"run-00", "run-01", "run-02", "run-04", "run-06"}
