@@ -132,6 +132,7 @@ def start_service(args, log_path: Path) -> Service:
 async def run_http(url: str, requests: list[dict], concurrency: int) -> tuple[dict, dict]:
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
+    per_token_s: list[float] = []  # the engine's own time between a request's first and last token
     outputs: dict[str, list[int]] = {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=3600, limits=limits) as client:
@@ -144,12 +145,18 @@ async def run_http(url: str, requests: list[dict], concurrency: int) -> tuple[di
                 latencies.append(time.perf_counter() - started)
                 answer = response.json()
                 outputs[answer["request_id"]] = answer["output_token_ids"]
+                if len(answer["output_token_ids"]) > 1:
+                    steps = len(answer["output_token_ids"]) - 1
+                    per_token_s.append(answer["timings_ms"]["generate"] / 1000 / steps)
 
         started = time.perf_counter()
         await asyncio.gather(*(one(body) for body in requests))
         wall = time.perf_counter() - started
     tokens = sum(len(ids) for ids in outputs.values())
-    return summarize("http", wall, latencies, tokens, len(requests)), outputs
+    row = summarize("http", wall, latencies, tokens, len(requests))
+    # Per decode step of one request: output length and per-request costs do not enter it.
+    row["decode_ms_per_token_p50"] = harness.timing_stats(per_token_s)["p50_ms"]
+    return row, outputs
 
 
 async def prompt_ids_from_service(url: str, requests: list[dict]) -> list[list[int]]:
@@ -296,6 +303,7 @@ COLUMNS = [
     harness.Column("output_tokens_per_s", "out tok/s", ".1f"),
     harness.Column("latency_p50_ms", "p50 ms", ".1f"),
     harness.Column("latency_p99_ms", "p99 ms", ".1f"),
+    harness.Column("decode_ms_per_token_p50", "ms/token", ".1f"),
     harness.Column("vs_greedy", "vs greedy", ".2f"),
     harness.Column("vs_offline", "vs offline", ".2f"),
 ]
