@@ -74,6 +74,7 @@ def apply_top_k_top_p(
     maxes = logits.amax(dim=-1)
     one_minus_p = (1 - p).to(torch.float64)  # the reference's float32 1 - p, widened exactly
     top_k = k.to(torch.int64) if k is not None else torch.full((batch,), vocab, dtype=torch.int64)
+    # numba on first use only (see nucleus_kernel's docstring).
     from engine.generation.nucleus_kernel import decide_and_mask
 
     reasons = torch.where(torch.isfinite(maxes), FAST, NON_FINITE).to(torch.int8)

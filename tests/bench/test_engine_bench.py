@@ -1,0 +1,46 @@
+"""bench.engine's pure parts: the sampling modes match the API's defaults and make valid
+requests, and each row's ratios are taken against the right baseline."""
+
+from __future__ import annotations
+
+from bench import engine as bench_engine
+from engine.generation.protocol import GenerateRequest
+
+
+def test_modes_use_the_apis_defaults():
+    defaults = GenerateRequest(prompt="x")
+    assert bench_engine.MODES["defaults"] == {
+        "temperature": defaults.temperature,
+        "top_p": defaults.top_p,
+    }
+    assert bench_engine.MODES["greedy"]["temperature"] == 0
+    assert bench_engine.MODES["top-k"]["top_p"] == 1.0
+
+
+def test_requests_in_a_mode_are_valid_api_bodies():
+    requests = bench_engine.workload(5, seed=3, quick=True)
+    for mode in bench_engine.MODES:
+        for body in bench_engine.in_mode(requests, mode):
+            assert GenerateRequest(**body).temperature == bench_engine.MODES[mode]["temperature"]
+            assert "seed" not in body
+
+
+def test_ratios_against_greedy_at_the_same_level_and_offline_of_the_same_mode():
+    def row(transport, level, mode, tps):
+        return {
+            "transport": transport,
+            "concurrency": level,
+            "mode": mode,
+            "output_tokens_per_s": tps,
+        }
+
+    rows = [
+        row("http", 8, "greedy", 100.0),
+        row("http", 8, "defaults", 80.0),
+        row("offline", 8, "greedy", 200.0),
+        row("offline", 8, "defaults", 100.0),
+        row("http", 1, "defaults", 10.0),  # no greedy at that level
+    ]
+    bench_engine.add_ratios(rows)
+    assert [r["vs_greedy"] for r in rows] == [1.0, 0.8, 1.0, 0.5, None]
+    assert [r["vs_offline"] for r in rows] == [0.5, 0.8, None, None, None]
