@@ -17,11 +17,12 @@ import signal
 import socket
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from common.defaults import DEFAULT_DATA_DIR, PAGE_PATH
+from common.defaults import DEFAULT_DATA_DIR, DEMO_MODEL_ID, PAGE_PATH
 from common.services import Service, ServiceExited, ServiceTimeout, free_port
 from common.services import wait_healthy as common_wait_healthy
 from playground.console import say
@@ -196,14 +197,25 @@ def _database(stack: ExitStack, args: argparse.Namespace, data_dir: Path) -> str
     return url
 
 
-def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Service], str, str]:
-    """Engine and SAE services to start (none for a remote URL), and both base URLs."""
+@dataclass(frozen=True)
+class ModelServices:
+    to_start: list[Service]  # none for a remote URL
+    engine_url: str
+    sae_url: str
+    served_model_id: str | None  # the name the local engine answers with; None when remote
+
+
+def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
+    """Engine and SAE services to start, both base URLs, and the model's name."""
     logs = data_dir / "logs"
     model = args.model
     local_default = model is None
+    served_name = model
     if local_default and not (args.engine_url and args.sae_url):
         built = ensure_tiny_model(data_dir) if args.tiny else ensure_readable_model(data_dir)
         model = str(built)
+        # The readable demo answers as the model it is, not as a folder under .data.
+        served_name = model if args.tiny else DEMO_MODEL_ID
     services: list[Service] = []
     engine_url, sae_url = args.engine_url, args.sae_url
     if engine_url:
@@ -211,7 +223,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
     else:
         engine = Service(
             "engine",
-            ["engine", "--model", model],
+            ["engine", "--model", model, "--served-model-name", served_name],
             free_port(),
             logs / "engine.log",
             {"ENGINE_API_TOKEN": args.service_token},
@@ -229,7 +241,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
                 sae_dirs = [ensure_trained_sae(Path(model), data_dir)]
             else:  # the tiny model, or a model folder given without an SAE: a random demo SAE
                 sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
-        sae_args = ["sae", "--model", model]
+        sae_args = ["sae", "--model", model, "--model-id", served_name]
         for folder in sae_dirs:
             sae_args += ["--sae-dir", str(folder)]
         sae_env = {"SAE_SERVICE_API_TOKEN": args.service_token}
@@ -239,7 +251,12 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
         sae = Service("sae", sae_args, free_port(), logs / "sae.log", sae_env)
         services.append(sae)
         sae_url = sae.url
-    return services, engine_url.rstrip("/"), sae_url.rstrip("/")
+    return ModelServices(
+        services,
+        engine_url.rstrip("/"),
+        sae_url.rstrip("/"),
+        None if args.engine_url else served_name,
+    )
 
 
 def _report_remote(name: str, url: str) -> None:
@@ -251,16 +268,19 @@ def _report_remote(name: str, url: str) -> None:
 
 
 def _backend_service(
-    args: argparse.Namespace, data_dir: Path, database_url: str, engine_url: str, sae_url: str
+    args: argparse.Namespace, data_dir: Path, database_url: str, models: ModelServices
 ) -> Service:
     env = {
         "DATABASE_URL": database_url,
-        "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url,
-        "PLAYGROUND_SAE_URL": sae_url,
+        "PLAYGROUND_ACTIVATIONS_HF_URL": models.engine_url,
+        "PLAYGROUND_SAE_URL": models.sae_url,
         "PLAYGROUND_DATA_DIR": str(data_dir),
         "PLAYGROUND_SERVICE_TOKEN": args.service_token,
     }
-    default_sae = _default_sae(sae_url, args.service_token)
+    if models.served_model_id:
+        # The page's default model and failed runs' model_id name what this engine serves.
+        env["PLAYGROUND_DEFAULT_MODEL_ID"] = models.served_model_id
+    default_sae = _default_sae(models.sae_url, args.service_token)
     if default_sae and not args.backend_default_sae_id:
         env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
         env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
@@ -278,16 +298,16 @@ def up(args: argparse.Namespace) -> int:
         try:
             _check_port_free(args.host, args.port)
             database_url = _database(stack, args, data_dir)
-            models, engine_url, sae_url = _model_services(args, data_dir)
-            for svc in models:
+            models = _model_services(args, data_dir)
+            for svc in models.to_start:
                 say(f"==> starting {svc.name} (log {svc.log_path})")
                 svc.start()
                 children.append(svc)
-            if models:
+            if models.to_start:
                 say("==> loading models (progress below)")
-                wait_healthy(models, args.startup_timeout)
+                wait_healthy(models.to_start, args.startup_timeout)
 
-            backend = _backend_service(args, data_dir, database_url, engine_url, sae_url)
+            backend = _backend_service(args, data_dir, database_url, models)
             say(f"==> starting backend (log {backend.log_path})")
             backend.start(host=args.host)
             children.append(backend)

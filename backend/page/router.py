@@ -1,7 +1,8 @@
 """Serves the /playground/activations page: one HTML file, its ES modules and its stylesheet.
 
 No build step: the files under static/ are what the browser gets, except that the HTML's
-``<!-- open-graph -->`` line becomes Open Graph tags (naming the run for ``?run=<id>``). The page
+``<!-- open-graph -->`` line becomes Open Graph tags (naming the run for ``?run=<id>``) and the
+model field's value the backend's default model (what the engine serves under `up`). The page
 talks to the JSON API on the same origin, so a strict Content-Security-Policy (no inline script,
 no other origin) costs nothing and backs up the page's rule of rendering user and model text as
 text only.
@@ -10,6 +11,7 @@ text only.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import re
 from pathlib import Path
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_HTML = STATIC_DIR / "activations.html"
 OPEN_GRAPH_MARK = "<!-- open-graph -->"
+DEFAULT_MODEL_MARK = "{{default_model_id}}"
 ASSETS_PREFIX = "/playground/assets"
 # Only these names are served (no "..", no other folder, never the HTML); by suffix:
 ASSET_NAME = re.compile(r"(?:js/)?[a-z][a-z0-9-]*\.(?:js|css)")
@@ -66,8 +69,13 @@ async def page(request: Request, run: str | None = None) -> HTMLResponse:
         tags = open_graph_tags(page_url(base_url))
     else:
         tags = open_graph_tags(page_url(base_url, run), run, preview)
-    html = PAGE_HTML.read_text(encoding="utf-8").replace(OPEN_GRAPH_MARK, tags, 1)
-    return HTMLResponse(html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+    default_model = html.escape(request.app.state.settings.playground_default_model_id)
+    page_html = (
+        PAGE_HTML.read_text(encoding="utf-8")
+        .replace(OPEN_GRAPH_MARK, tags, 1)
+        .replace(DEFAULT_MODEL_MARK, default_model, 1)
+    )
+    return HTMLResponse(page_html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
 async def _prompt_preview(request: Request, request_id: str) -> str | None:

@@ -137,6 +137,8 @@ def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir
         assert body["preview"]["row_count"] > 0
         runs = httpx.get(base + "/playground/activations/runs", timeout=10).json()["runs"]
         assert [r["request_id"] for r in runs] == [body["request_id"]]
+        # The page's model field names what the engine answered with (its served name).
+        assert f'value="{body["model_id"]}"' in page.text
 
         children = descendants(proc.pid)
         postmaster_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])

@@ -7,9 +7,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from backend.app import create_app
 from backend.page.router import SECURITY_HEADERS, STATIC_DIR
-from tests.backend.page.conftest import VIEWPORT
+from tests.backend.page.conftest import VIEWPORT, settings_for
 from tests.backend.page.test_page import PAGE
+from tests.support.servers import serve_app
 
 pytestmark = [pytest.mark.vllm]
 
@@ -94,3 +96,17 @@ def test_modules_load_under_the_real_csp(browser, backend_url):
         assert problems == []
     finally:
         context.close()
+
+
+def test_model_field_names_the_backends_default_model_escaped(page_db, engine_url, sae_url):
+    """The model field starts at what this backend runs by default (under `up`, the engine's
+    served name: SmolLM2 for the readable demo), written into the HTML as text."""
+    hostile = 'demo/"><script>alert(1)</script>'
+    settings = settings_for(page_db, engine_url, sae_url).model_copy(
+        update={"playground_default_model_id": hostile}
+    )
+    with serve_app(create_app(settings)) as url:
+        text = httpx.get(url + PAGE, timeout=30).text
+    assert "{{default_model_id}}" not in text
+    assert "<script>alert(1)" not in text
+    assert 'value="demo/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in text
