@@ -23,6 +23,8 @@ from backend.features.service import FeatureService
 from backend.health import HealthService
 from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
+from backend.limits.limiter import Limiter
+from backend.limits.middleware import LimitsMiddleware
 from backend.page.router import router as page_router
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
@@ -51,11 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.playground_activations_hf_url,
                 timeout=settings.playground_engine_timeout_s,
                 connect_timeout=connect,
+                headers=settings.upstream_headers(),
             )
             sae_http = new_http_client(
                 settings.playground_sae_url,
                 timeout=settings.playground_sae_timeout_s,
                 connect_timeout=connect,
+                headers=settings.upstream_headers(),
             )
             injection_http = new_http_client(
                 "", timeout=settings.playground_injection_timeout_s, connect_timeout=connect
@@ -84,14 +88,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.explorer = FeatureExplorer(settings, pool, catalog, sae)
             app.state.search = LabelSearch(settings, pool)
             app.state.injection = InjectionProxy(settings, injection_http)
+            limiter = Limiter(settings, pool)
+            limiter.start()
+            stack.push_async_callback(limiter.stop)
+            app.state.limiter = limiter
             stack.push_async_callback(_cancel, asyncio.create_task(catalog.warm()))
             yield
 
-    return create_service_app(
+    app = create_service_app(
         title="Activations playground backend",
         lifespan=lifespan,
         routers=[activations_router, features_router, injection_router, page_router, meta_router],
+        max_body_bytes=settings.playground_max_body_bytes,
     )
+    # Outermost: a client over its limits is answered before its body is read.
+    app.add_middleware(LimitsMiddleware)
+    return app
 
 
 meta_router = APIRouter(tags=["meta"])

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -82,17 +83,39 @@ def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_database_argument(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--revision", default="head", help="upgrade to this revision (head)")
-    group.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (or base)")
+    group.add_argument(
+        "--downgrade",
+        metavar="REVISION",
+        help="downgrade to REVISION (or base); drops data, so it needs --confirm-downgrade",
+    )
+    parser.add_argument(
+        "--confirm-downgrade",
+        action="store_true",
+        help="confirm that --downgrade may drop tables and columns with their data",
+    )
+    parser.add_argument(
+        "--drop-run-index",
+        action="store_true",
+        help="with --downgrade past 0013: also drop activation_run_index (0013 may have "
+        "adopted it with older data; refused without this flag)",
+    )
 
 
 def migrate(args: argparse.Namespace) -> int:
     from backend.db.migrate import current_revision, downgrade, upgrade
     from common.pgembed import exit_cleanly_on_sigterm
 
+    if args.downgrade and not args.confirm_downgrade:
+        print(
+            f"refusing to downgrade to {args.downgrade}: a downgrade drops tables and columns "
+            "with their data; pass --confirm-downgrade",
+            file=sys.stderr,
+        )
+        return 2
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
         if args.downgrade:
-            downgrade(url, args.downgrade)
+            downgrade(url, args.downgrade, drop_run_index=args.drop_run_index)
         else:
             upgrade(url, args.revision)
         print(f"database at revision {asyncio.run(current_revision(url))}")
@@ -114,12 +137,13 @@ def prune(args: argparse.Namespace) -> int:
 
     exit_cleanly_on_sigterm()
     with _database(args.database_url) as (url, _):
-        count = asyncio.run(_prune(url, args.older_than))
+        count = asyncio.run(prune_database(url, args.older_than))
     print(f"pruned {count} previews older than {args.older_than}")
     return 0
 
 
-async def _prune(url: str, older_than: timedelta) -> int:
+async def prune_database(url: str, older_than: timedelta) -> int:
+    """Prune previews older than ``older_than``; returns how many (the CLI, Modal's cron)."""
     import asyncpg
 
     from backend.db import queries

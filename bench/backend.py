@@ -1,7 +1,7 @@
 """Benchmark of the backend's read and write paths against a real Postgres.
 
-    .venv/bin/python bench/backend.py            # 100,000 seeded runs, 2,048 x top-20 run
-    .venv/bin/python bench/backend.py --quick    # small smoke run (seconds)
+    .venv/bin/python -m bench.backend            # 100,000 seeded runs, 2,048 x top-20 run
+    .venv/bin/python -m bench.backend --quick    # small smoke run (seconds)
 
 Starts a throwaway embedded Postgres (or uses --database-url), migrates it, seeds N runs with
 COPY, serves `playground backend` in its own process with instant stub upstreams (served from
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -37,24 +36,22 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from backend.activations import packed, storage  # noqa: E402
-from backend.activations.record import (  # noqa: E402
+from backend.activations import packed, storage
+from backend.activations.record import (
     Extraction,
     Generation,
     RunRecord,
     RunTimings,
 )
-from backend.db import features as feature_db  # noqa: E402
-from backend.db import queries  # noqa: E402
-from backend.db.migrate import upgrade  # noqa: E402
-from backend.features import aggregate  # noqa: E402
-from bench import features as feature_bench  # noqa: E402
-from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER  # noqa: E402
-from common.pgembed import embedded_postgres  # noqa: E402
-from common.services import Service, free_port  # noqa: E402
+from backend.db import features as feature_db
+from backend.db import queries
+from backend.db.migrate import upgrade
+from backend.features import aggregate
+from bench import features as feature_bench
+from bench import harness
+from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
+from common.pgembed import embedded_postgres
+from common.services import Service, free_port
 
 MODEL = DEFAULT_MODEL_ID
 BIG_ID = "bench-big"
@@ -531,7 +528,7 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--run-positions", type=int, default=64, help="positions per `run` call")
     parser.add_argument("--iterations", type=int, help="requests per endpoint (300; --quick 30)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR)
     args = parser.parse_args()
     args.runs = args.runs or (2_000 if args.quick else 100_000)
     args.positions = args.positions or (256 if args.quick else 2048)
@@ -557,11 +554,14 @@ def main() -> int:
             with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
                 results = run_all(url, args, workdir, meta)
     print_table(results, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out / f"backend-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    report = harness.report(
+        "backend",
+        config=vars(args) | {"out": str(args.out)},
+        tables={"endpoints": [{"endpoint": name, **r} for name, r in results.items()]},
+        summary=meta,
+    )
+    for path in harness.write_report(report, "quick" if args.quick else "", args.out):
+        print(f"wrote {path}")
     return 0
 
 

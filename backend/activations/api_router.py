@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
@@ -34,14 +34,26 @@ from common.responses import OrjsonResponse
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
 
 RequestId = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, max_length=128)]
+# X-Run-Owner: the owner token a run's creating answer gave.
+OwnerToken = Annotated[
+    str | None, Header(alias="X-Run-Owner", min_length=1, max_length=128, pattern=r"^[\w\-]+$")
+]
+OWNED_RESPONSES = {**ERROR_RESPONSES, 409: ERROR_RESPONSES[404]}
 SegmentQ = Annotated[Literal["all", "prompt", "output"], Query()]
 MAX_FEATURE_ID = 2**31 - 1
 
 
-@router.post("/run", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
-async def run(body: ActivationRunRequest, service: ActivationsDep, base_url: PublicBaseDep):
-    """Generate with the engine, extract SAE features on the full sequence, store, answer."""
-    return OrjsonResponse(await service.run(body, base_url))
+@router.post("/run", response_model=ActivationRunResponse, responses=OWNED_RESPONSES)
+async def run(
+    body: ActivationRunRequest,
+    service: ActivationsDep,
+    base_url: PublicBaseDep,
+    owner: OwnerToken = None,
+):
+    """Claim the id, generate with the engine, extract SAE features on the full sequence, store,
+    answer. A new run's answer carries its ``owner_token`` (once); an existing id needs it as
+    ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call)."""
+    return OrjsonResponse(await service.run(body, base_url, owner))
 
 
 MAX_FEATURE_PAGE = 100
@@ -122,6 +134,13 @@ async def top_features(
         request_id, segment=segment, include_special=include_special, limit=limit
     )
     return OrjsonResponse(result)
+
+
+@router.delete("/{request_id}", status_code=204, responses=OWNED_RESPONSES)
+async def delete_run(request_id: RequestId, service: ActivationsDep, owner: OwnerToken = None):
+    """The owner removes their run (``X-Run-Owner``): gone from listings, reads answer 404."""
+    await service.delete(request_id, owner)
+    return Response(status_code=204)
 
 
 @router.get("/{request_id}/feature-deltas", responses=ERROR_RESPONSES)

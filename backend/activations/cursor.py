@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
 from common.errors import InvalidRequest
+
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +36,20 @@ def decode(text: str) -> RunsCursor:
         when = datetime.fromisoformat(created)
         if when.tzinfo is None or not isinstance(request_id, str):
             raise ValueError("bad cursor")
+        # In UTC, within what Postgres and asyncpg take (raises OverflowError near year 1/9999).
+        when = when.astimezone(UTC)
+        if not MIN_TIME <= when <= MAX_TIME:
+            raise ValueError("cursor time out of range")
+        if len(request_id) > 128 or "\x00" in request_id:
+            raise ValueError("bad cursor request_id")
         return RunsCursor(when, request_id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        binascii.Error,
+        orjson.JSONDecodeError,
+    ) as exc:
         raise InvalidRequest("cursor: not a cursor this API issued", code="invalid_cursor") from exc
 
 

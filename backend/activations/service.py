@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 import asyncpg
 
 from backend.activations import storage
+from backend.activations.budget import check_timeline_budget
 from backend.activations.extraction import extract
+from backend.activations.ownership import OWNER_HEADER, RunOwnership
 from backend.activations.protocol import ActivationRunRequest
 from backend.activations.record import (
     Generation,
@@ -59,12 +61,33 @@ class ActivationService:
         self.pool = pool
         self.engine = engine
         self.sae = sae
+        self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
         # Told after every write (the feature fold wakes up).
         self.on_stored = on_stored
 
-    async def run(self, req: ActivationRunRequest, public_base_url: str) -> RunView:
+    async def run(
+        self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
+    ) -> RunView:
+        """Plan (caps: 422), claim the id (409 ``run_owned`` for a foreign one), generate,
+        extract, store. Nothing upstream is called before the claim holds."""
         start = time.perf_counter()
         plan = self._plan(req)
+        new_token = await self.ownership.claim(plan.request_id, owner_token)
+        try:
+            view = await self._run_claimed(req, plan, public_base_url, start)
+        except ApiError as exc:
+            if new_token is not None:  # the only chance to learn the token of this new run
+                exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
+            raise
+        view["owner_token"] = new_token
+        return view
+
+    async def delete(self, request_id: str, owner_token: str | None) -> None:
+        await self.ownership.delete(request_id, owner_token)
+
+    async def _run_claimed(
+        self, req: ActivationRunRequest, plan: RunPlan, public_base_url: str, start: float
+    ) -> RunView:
         generation, timings = None, RunTimings()
         try:
             generation, engine_ms = await self._generate(req, plan)
@@ -83,7 +106,7 @@ class ActivationService:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = replace(timings, total=elapsed_ms(start))
-                await self._store_failure(plan, req.prompt, generation, failure, timings)
+                await self._store_failure(req, plan, generation, failure, timings)
             raise
         record = RunRecord(
             request_id=plan.request_id,
@@ -95,6 +118,7 @@ class ActivationService:
             extraction=extraction,
             failure=None,
             timings=replace(timings, total=elapsed_ms(start)),
+            parse_special_tokens=req.parse_special_tokens,
         )
         db_ms = await self._store(record)
         return run_view(replace(record, timings=replace(record.timings, db=db_ms)), public_base_url)
@@ -107,6 +131,15 @@ class ActivationService:
             )
         if req.max_tokens > self.settings.playground_max_tokens:
             raise InvalidRequest(f"max_tokens: at most {self.settings.playground_max_tokens}")
+        collect = req.collect_activations and req.inline_sae
+        if collect:
+            check_timeline_budget(
+                req.prompt,
+                req.max_tokens,
+                req.sae_top_k,
+                max_features=self.settings.playground_max_timeline_features,
+                max_bytes=self.settings.playground_max_timeline_bytes,
+            )
         known = {
             self.settings.playground_default_model_id,
             *self.settings.playground_activation_models,
@@ -117,7 +150,7 @@ class ActivationService:
             model_id=req.model_id
             if req.model_id in known
             else self.settings.playground_default_model_id,
-            collect=req.collect_activations and req.inline_sae,
+            collect=collect,
             sae_id=req.sae_id or self.settings.playground_default_sae_id,
             sae_layer=(
                 req.sae_layer
@@ -138,6 +171,7 @@ class ActivationService:
                 top_k=req.top_k,
                 seed=req.seed,
                 chat=req.chat,
+                parse_special_tokens=req.parse_special_tokens,
                 request_id=plan.request_id,
             )
         )
@@ -161,8 +195,8 @@ class ActivationService:
 
     async def _store_failure(
         self,
+        req: ActivationRunRequest,
         plan: RunPlan,
-        prompt: str,
         generation: Generation | None,
         failure: RunFailure,
         timings: RunTimings,
@@ -171,12 +205,13 @@ class ActivationService:
             request_id=plan.request_id,
             created_at=plan.created_at,
             model_id=generation.model_id if generation else plan.model_id,
-            prompt=prompt,
+            prompt=req.prompt,
             status="failed",
             generation=generation,
             extraction=None,
             failure=failure,
             timings=timings,
+            parse_special_tokens=req.parse_special_tokens,
         )
         try:
             await self._store(record)

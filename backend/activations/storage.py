@@ -37,6 +37,7 @@ def index_row(record: RunRecord) -> IndexRow:
         engine_ms=record.timings.engine,
         sae_ms=record.timings.sae,
         total_ms=record.timings.total,
+        parse_special_tokens=record.parse_special_tokens,
     )
 
 

@@ -67,8 +67,15 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     _run(database_url, lambda config: command.upgrade(config, revision))
 
 
-def downgrade(database_url: str, revision: str) -> None:
-    _run(database_url, lambda config: command.downgrade(config, revision))
+def downgrade(database_url: str, revision: str, *, drop_run_index: bool = False) -> None:
+    """``drop_run_index``: let 0013's downgrade drop ``activation_run_index`` (which it may have
+    adopted, not created); without it a downgrade past 0013 fails and changes nothing."""
+
+    def action(config: Config) -> None:
+        config.attributes["drop_run_index"] = drop_run_index
+        command.downgrade(config, revision)
+
+    _run(database_url, action)
 
 
 async def current_revision(database_url: str) -> str | None:

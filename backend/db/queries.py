@@ -31,6 +31,7 @@ class IndexRow:
     engine_ms: float | None
     sae_ms: float | None
     total_ms: float | None
+    parse_special_tokens: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +81,24 @@ def _placeholders(first: int, count: int) -> str:
 
 
 _N_INDEX = len(INDEX_COLUMNS)
+
+
 # One statement (one round trip, atomic): the index upsert feeds the preview write, so every
 # writer locks the index row first; concurrent runs with one id serialise on it and the last
-# to commit leaves a consistent pair. A re-run also clears an earlier prune mark.
-_UPSERT_INDEX_CTE = f"""
+# to commit leaves a consistent pair. A re-run also clears an earlier prune mark. A failure
+# never replaces a run that succeeded (its upsert skips an ``ok`` row, and so leaves its preview).
+def _upsert_index_cte(guard: str = "") -> str:
+    return f"""
 WITH idx AS (
   INSERT INTO activation_run_index ({", ".join(INDEX_COLUMNS)})
   VALUES ({_placeholders(1, _N_INDEX)})
   ON CONFLICT (request_id) DO UPDATE SET {_assignments(INDEX_COLUMNS)}, pruned_at = NULL
+  {guard}
   RETURNING request_id
 )
 """
+
+
 _N_PREVIEW = len(PREVIEW_COLUMNS) - 1
 _UPSERT_PREVIEW_CTE = f"""
 , prev AS (
@@ -104,7 +112,7 @@ _UPSERT_PREVIEW_CTE = f"""
 # trigger of 0016 queues it for the fold, and queues the removal of a folded older one).
 _FIRST_FEATURES = _N_INDEX + _N_PREVIEW + 1
 _SAVE_WITH_FEATURES = (
-    _UPSERT_INDEX_CTE
+    _upsert_index_cte()
     + _UPSERT_PREVIEW_CTE
     + f"""
 INSERT INTO activation_run_features ({", ".join(FEATURES_COLUMNS)})
@@ -113,13 +121,14 @@ ON CONFLICT (request_id) DO UPDATE SET {_assignments(FEATURES_COLUMNS)}, version
 """
 )
 _SAVE_WITHOUT_FEATURES = (
-    _UPSERT_INDEX_CTE
+    _upsert_index_cte()
     + _UPSERT_PREVIEW_CTE
     + "DELETE FROM activation_run_features f USING prev WHERE f.request_id = prev.request_id"
 )
-# A failed run keeps no preview; its features go with it (ON DELETE CASCADE).
-_SAVE_WITHOUT_PREVIEW = (
-    _UPSERT_INDEX_CTE
+# A failed run keeps no preview (its features go with it: ON DELETE CASCADE), and is written
+# only over nothing or an earlier failure, never over a run that succeeded.
+_SAVE_FAILURE = (
+    _upsert_index_cte("WHERE activation_run_index.status <> 'ok'")
     + "DELETE FROM activation_run_previews p USING idx WHERE p.request_id = idx.request_id"
 )
 
@@ -131,11 +140,11 @@ async def save_run(
     features: FeaturesRow | None = None,
 ) -> None:
     """Write a run's index row, its preview and its feature aggregate (or remove stale ones)
-    in one statement."""
+    in one statement; a failure (no preview) never replaces a run that succeeded."""
     if preview is None:
         if features is not None:
             raise ValueError("a run without a preview has no feature aggregate")
-        await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
+        await conn.execute(_SAVE_FAILURE, *astuple(index))
         return
     if preview.request_id != index.request_id or (
         features is not None and features.request_id != index.request_id
@@ -250,11 +259,22 @@ async def runs_per_model(conn: asyncpg.Connection, limit: int = 20) -> list[asyn
 
 
 async def prune_previews(conn: asyncpg.Connection, older_than: timedelta) -> int:
-    """Delete previews older than ``older_than``; their index rows stay, marked pruned."""
+    """Delete previews older than ``older_than``; their index rows stay, marked pruned.
+
+    Locks in the writers' order: the index rows first (in request_id order), then their
+    previews; the other order deadlocks against a concurrent re-run of one of them."""
     async with conn.transaction():
+        locked = await conn.fetch(
+            "SELECT i.request_id FROM activation_run_index i "
+            "JOIN activation_run_previews p ON p.request_id = i.request_id "
+            "WHERE p.created_at < now() - $1::interval "
+            "ORDER BY i.request_id FOR UPDATE OF i",
+            older_than,
+        )
         deleted = await conn.fetch(
-            "DELETE FROM activation_run_previews WHERE created_at < now() - $1::interval "
-            "RETURNING request_id",
+            "DELETE FROM activation_run_previews WHERE request_id = ANY($1::text[]) "
+            "AND created_at < now() - $2::interval RETURNING request_id",
+            [r["request_id"] for r in locked],
             older_than,
         )
         ids = [r["request_id"] for r in deleted]

@@ -28,11 +28,19 @@ T = TypeVar("T")
 _CALLER_ERRORS = {400, 404, 422}
 
 
-def new_http_client(base_url: str, *, timeout: float, connect_timeout: float) -> httpx.AsyncClient:
+def new_http_client(
+    base_url: str,
+    *,
+    timeout: float,
+    connect_timeout: float,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """``headers`` go with every request (the service token and Modal's proxy auth)."""
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers=headers,
     )
 
 

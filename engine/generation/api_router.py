@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from common.disconnect import ClientDisconnected, cancel_on_disconnect
 from common.errors import ERROR_RESPONSES
-from engine.generation.disconnect import ClientDisconnected, cancel_on_disconnect
 from engine.generation.protocol import (
     BatchRequest,
     BatchResponse,

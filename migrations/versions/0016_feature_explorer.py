@@ -23,15 +23,14 @@ Existing previews are backfilled from their JSON timelines, in batches, by this 
 the backfilled runs are queued for the fold like new runs.
 
 Revision ID: 0016_feature_explorer
-Revises: 0014_add_activation_run_previews (0015, staging safety, is not on main yet: the lead
-re-chains this to 0015 when both land)
+Revises: 0015_staging_safety
 """
 
 from alembic import op
 from sqlalchemy import text
 
 revision = "0016_feature_explorer"
-down_revision = "0014_add_activation_run_previews"
+down_revision = "0015_staging_safety"
 branch_labels = None
 depends_on = None
 

@@ -2,14 +2,16 @@
 
 Each is a real FastAPI app served over HTTP (``serve_app``) implementing contracts.md, with a
 ``mode`` switch for the fault cases: ``ok``, ``error500``, ``garbage`` (not JSON), ``wrong_shape``
-(JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``slow`` (sleeps past
-the backend's timeout), ``huge_ids`` (a token id past 64 bits), ``nul_text`` (a NUL character in
-the output text and a token), ``no_labels`` (SAE only: no labels or examples, their routes 404).
+(JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``gzip`` (OpenAI
+only: a gzip-encoded stream), ``slow`` (sleeps past the backend's timeout), ``huge_ids`` (a
+token id past 64 bits), ``nul_text`` (a NUL character in the output text and a token),
+``no_labels`` (SAE only: no labels or examples, their routes 404).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import random
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ N_FEATURES = 40  # small, so features repeat across positions and aggregation is
 class StubState:
     mode: str = "ok"
     slow_s: float = 3.0
+    health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
     # backend also makes them on its own, at start-up.
@@ -97,6 +100,7 @@ def engine_app(state: StubState) -> FastAPI:
 
     @app.get("/health")
     async def health():
+        state.health_calls += 1
         if state.mode in ("error500", "down"):
             return JSONResponse({"status": "down"}, 500)
         return {"status": "ok", "model_id": DEFAULT_MODEL, "backend": "stub", "device": "cpu"}
@@ -250,6 +254,19 @@ def openai_app(state: StubState, name: str) -> FastAPI:
                     await asyncio.sleep(0.01)
                 yield b"data: [DONE]\n\n"
 
+            if state.mode == "gzip":  # the whole stream gzip-encoded, sent in pieces
+
+                async def gzipped():
+                    raw = b"".join([chunk async for chunk in events()])
+                    packed = gzip.compress(raw)
+                    for start in range(0, len(packed), 16):
+                        yield packed[start : start + 16]
+
+                return StreamingResponse(
+                    gzipped(),
+                    media_type="text/event-stream",
+                    headers={"content-encoding": "gzip"},
+                )
             return StreamingResponse(events(), media_type="text/event-stream")
         return {
             "id": "c1",

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 
 from tests.support.servers import REPO_ROOT
 
 
 async def test_prune_marks_runs_gone(client, db, db_uri):
+    owners = {}
     for request_id in ("old-1", "old-2", "fresh-1"):
         response = await client.post(
             "/playground/activations/run", json={"prompt": "x", "request_id": request_id}
         )
         assert response.status_code == 200
+        owners[request_id] = response.json()["owner_token"]
     await db.execute(
         "UPDATE activation_run_previews SET created_at = now() - interval '8 days' "
         "WHERE request_id IN ('old-1', 'old-2')"
@@ -62,9 +65,11 @@ async def test_prune_marks_runs_gone(client, db, db_uri):
     summary = (await client.get("/playground/activations/summary")).json()
     assert summary["pruned_runs"] == 2
 
-    # A re-run of a pruned id brings it back.
+    # A re-run of a pruned id by its owner brings it back.
     rerun = await client.post(
-        "/playground/activations/run", json={"prompt": "y", "request_id": "old-1"}
+        "/playground/activations/run",
+        json={"prompt": "y", "request_id": "old-1"},
+        headers={"X-Run-Owner": owners["old-1"]},
     )
     assert rerun.status_code == 200
     assert (await client.get("/playground/activations/old-1/rows")).status_code == 200
@@ -94,3 +99,56 @@ def test_parse_duration():
     for bad in ("7", "d", "-1d", "7y", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_duration(bad)
+
+
+async def test_prune_and_reruns_together_no_deadlock(client, db_uri):
+    """Prune (every preview, over and over) racing owners re-running the same runs: both take
+    the index rows first, so neither deadlocks nor answers 500."""
+    import asyncpg
+
+    from backend.db import queries
+
+    ids = [f"race-prune-{i}" for i in range(12)]
+    owners = {}
+    for rid in ids:
+        response = await client.post(
+            "/playground/activations/run", json={"prompt": f"p {rid}", "request_id": rid}
+        )
+        assert response.status_code == 200
+        owners[rid] = response.json()["owner_token"]
+
+    async def reruns() -> list[int]:
+        statuses = []
+        for round_ in range(4):
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        "/playground/activations/run",
+                        json={"prompt": f"round {round_}", "request_id": rid},
+                        headers={"X-Run-Owner": owners[rid]},
+                    )
+                    for rid in ids
+                )
+            )
+            statuses += [a.status_code for a in answers]
+        return statuses
+
+    async def prunes(stop: asyncio.Event) -> int:
+        conn = await asyncpg.connect(db_uri)
+        count = 0
+        try:
+            while not stop.is_set():
+                await queries.prune_previews(conn, timedelta(0))
+                count += 1
+        finally:
+            await conn.close()
+        return count
+
+    stop = asyncio.Event()
+    pruning = asyncio.ensure_future(prunes(stop))
+    try:
+        statuses = await asyncio.wait_for(reruns(), 120)
+    finally:
+        stop.set()
+    assert await asyncio.wait_for(pruning, 60) > 0
+    assert statuses == [200] * len(statuses)

@@ -64,7 +64,14 @@ CONTRACT_PATHS = {
         "/playground/chat/completions",
     },
     "engine": {"/generate", "/generate/batch", "/tokenize", "/health"},
-    "sae": {"/extract_features", "/analyze_features", "/saes", "/health"},
+    "sae": {
+        "/extract_features",
+        "/analyze_features",
+        "/saes",
+        "/health",
+        "/features/{sae_id}/{layer}/{feature_id}",
+        "/saes/{sae_id}/{layer}/labels",
+    },
 }
 
 

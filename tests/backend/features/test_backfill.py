@@ -29,7 +29,7 @@ from tests.backend.features.test_explorer import check
 from tests.support.databases import create_database
 from tests.support.servers import REPO_ROOT, serve_app
 
-BEFORE = "0014_add_activation_run_previews"
+BEFORE = "0015_staging_safety"  # the revision before 0016
 MIGRATION = REPO_ROOT / "migrations/versions/0016_feature_explorer.py"
 
 

@@ -24,13 +24,21 @@ def prompt(i: int) -> str:
     return " ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(3 + i % 5)) + f" #{i}"
 
 
+# Owner tokens of the runs this module made: a re-run of an id needs its owner's token.
+OWNERS: dict[str, str] = {}
+
+
 async def make_runs(client, ids, *, offset=0) -> None:
     for n, request_id in enumerate(ids):
+        owner = OWNERS.get(request_id)
         response = await client.post(
             "/playground/activations/run",
             json={"prompt": prompt(n + offset), "request_id": request_id, "max_tokens": 12},
+            headers={"X-Run-Owner": owner} if owner else {},
         )
         assert response.status_code == 200, response.text
+        if response.json()["owner_token"]:
+            OWNERS[request_id] = response.json()["owner_token"]
 
 
 async def feature_page(client, feature_id, top=10) -> FeatureResponse:
@@ -123,13 +131,20 @@ async def test_rerun_replaces_the_runs_contribution(client, db, pool):
 
 
 async def test_failures_prune_and_deletes_remove_runs(client, db, pool, stub_states):
-    # A failed re-run deletes the preview, and the features with it.
+    # A failed re-run never replaces a success: run-03 keeps its features.
     stub_states["sae"].mode = "error500"
     response = await client.post(
-        "/playground/activations/run", json={"prompt": "x", "request_id": "run-00"}
+        "/playground/activations/run",
+        json={"prompt": "x", "request_id": "run-03"},
+        headers={"X-Run-Owner": OWNERS["run-03"]},
     )
     assert response.status_code == 502
     stub_states["sae"].mode = "ok"
+    # Its owner deletes a run (DELETE with X-Run-Owner): the features go with it.
+    response = await client.delete(
+        "/playground/activations/run-00", headers={"X-Run-Owner": OWNERS["run-00"]}
+    )
+    assert response.status_code == 204, response.text
     # Prune (the query `playground prune` runs) takes three more; a run is deleted outright.
     await db.execute(
         "UPDATE activation_run_previews SET created_at = now() - interval '30 days'"
@@ -142,6 +157,7 @@ async def test_failures_prune_and_deletes_remove_runs(client, db, pool, stub_sta
     gone = {"run-00", "run-01", "run-02", "run-04", "run-06"}
     runs = await brute.stored_runs(db)
     assert not gone & {r.request_id for r in runs}
+    assert "run-03" in {r.request_id for r in runs}
     await check(client, db)  # removals still queued: the gone runs have already vanished
     await fold.fold_all(pool)
     await check(client, db)
