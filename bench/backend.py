@@ -248,7 +248,6 @@ def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
         "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
         "PLAYGROUND_SAE_URL": upstream,
         **BENCH_LIMITS,
-        "PLAYGROUND_FEATURE_FOLD": os.environ.get("XFOLD", "true"),
     }
     backend_args = ["backend", "--log-level", "warning"]
     service = Service("backend", backend_args, free_port(), log_path, env)

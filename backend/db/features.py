@@ -4,7 +4,7 @@ label cache, and the bulk loaders of the benchmark seeder."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -699,7 +699,7 @@ async def replace_labels(
 
 
 async def copy_rows(
-    conn: asyncpg.Connection, table: str, columns: list[str], records: list[tuple[Any, ...]]
+    conn: asyncpg.Connection, table: str, columns: list[str], records: Iterable[tuple[Any, ...]]
 ) -> None:
     """COPY into one of the feature tables (the seeder writes derived tables directly)."""
     if table not in _BULK_TABLES:

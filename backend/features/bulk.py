@@ -143,26 +143,23 @@ class BulkFold:
             ],
             stats,
         )
+        # Generators: COPY streams them (the 100k-run board is ~4M rows).
         keys = np.flatnonzero(self._hist)
         await db.copy_rows(
             conn,
             "feature_hist",
             ["sae_key", "feature_id", "bin", "count"],
-            [
-                (self.sae_key, int(k // N_BINS), int(k % N_BINS), int(self._hist[k]))
-                for k in keys.tolist()
-            ],
+            ((self.sae_key, int(k // N_BINS), int(k % N_BINS), int(self._hist[k])) for k in keys),
         )
+        request_ids, versions = self._request_ids, self._versions
         await db.copy_rows(
             conn,
             "feature_top_runs",
             ["sae_key", "feature_id", "max_act", "request_id", "version", "max_position"],
-            [
-                (self.sae_key, f, a, self._request_ids[r], self._versions[r], p)
-                for f, a, r, p in zip(
-                    fids.tolist(), acts.tolist(), runs.tolist(), pos.tolist(), strict=True
-                )
-            ],
+            (
+                (self.sae_key, int(f), float(a), request_ids[r], versions[r], int(p))
+                for f, a, r, p in zip(fids, acts, runs, pos, strict=True)
+            ),
         )
         await db.set_totals(conn, self.sae_key, self.runs_total, self.positions_total)
 
