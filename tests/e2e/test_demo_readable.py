@@ -126,3 +126,43 @@ def test_timeline_comes_from_the_trained_sae_with_labels(answer, demo_sae_url):
     named = [labels[str(f)] for f in top if str(f) in labels]
     assert named, f"no labelled feature among {top} at 'Paris'"
     print("features at 'Paris':", named)  # shown with -s: what the page will show
+
+
+@pytest.fixture(scope="module")
+def demo_backend_url(pg_uri, demo_engine_url, demo_sae_url):
+    """The backend over the readable demo's services, as `up` runs it (its default model is
+    the engine's served name, its default SAE the trained one)."""
+    from backend.app import create_app
+    from tests.backend.page.conftest import settings_for
+    from tests.support.databases import create_database
+    from tests.support.servers import serve_app
+
+    settings = settings_for(
+        create_database(pg_uri, prefix="demo", migrate=True), demo_engine_url, demo_sae_url
+    ).model_copy(
+        update={
+            "playground_default_model_id": DEMO_MODEL_ID,
+            "playground_default_sae_id": DEMO_TRAINED_SAE_ID,
+            "playground_default_sae_layer": DEMO_TRAINED_SAE_LAYER,
+        }
+    )
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+@pytest.mark.browser
+def test_page_shows_the_models_name_and_the_trained_saes_labels(page, demo_backend_url):
+    """In the browser: the model field names SmolLM2, the SAE is listed as a labelled demo, a
+    greedy run answers Paris, and its top features are shown with their labels."""
+    from tests.backend.page.test_page import open_page, run_in_page
+
+    open_page(page, demo_backend_url)
+    assert page.input_value("#model-id") == DEMO_MODEL_ID
+    option = page.locator(f"#sae-id option[value='{DEMO_TRAINED_SAE_ID}']")
+    assert option.inner_text() == f"{DEMO_TRAINED_SAE_ID} (demo, labelled)"
+    page.fill("#temperature", "0")
+    run_in_page(page, QUESTION, max_tokens=24)
+    assert "Paris" in page.locator("#tokens").inner_text()
+    labels = [t for t in page.locator("#top-features tbody td.label-text").all_inner_texts() if t]
+    assert labels, "no labelled feature among the run's top features"
+    assert page.problems == []

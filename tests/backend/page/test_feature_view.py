@@ -110,3 +110,13 @@ def test_feature_view_from_top_features(page, backend_url, page_db, artifacts_di
     page.wait_for_selector(f"#feature-view[data-feature='{feature}']")
     assert page.locator("#feature-view .feature-label").inner_text() == "lunar <b>surface</b>"
     assert page.locator("#feature-view b").count() == 0
+
+    # The run's own tables name the feature by its label, as text (reopened: labels load once
+    # per SAE and page).
+    open_run(page, backend_url, current)
+    labelled = page.locator(f"#top-features tbody tr[data-feature='{feature}'] td.label-text")
+    assert labelled.inner_text() == "lunar <b>surface</b>"
+    texts = page.locator("#top-features tbody td.label-text").all_inner_texts()
+    assert texts.count("lunar <b>surface</b>") == 1  # the other features have no label
+    assert page.locator("#top-features b, #rows b, #token-detail b").count() == 0
+    assert page.problems == []

@@ -120,10 +120,10 @@ def test_run_end_to_end(page, backend_url, artifacts_dir):
 
     # Top Features sorts by a clicked column, both ways.
     page.click("#top-features th[data-key='hits']")
-    hits = [int(text) for text in column(page, "top-features", 4)]
+    hits = [int(text) for text in column(page, "top-features", 5)]
     assert hits == sorted(hits, reverse=True)
     page.click("#top-features th[data-key='hits']")
-    hits = [int(text) for text in column(page, "top-features", 4)]
+    hits = [int(text) for text in column(page, "top-features", 5)]
     assert hits == sorted(hits)
     assert page.problems == []
 
@@ -149,7 +149,7 @@ def test_filter_and_page_rows(page, backend_url, artifacts_dir):
     )
     wait_range(page, range_text(expected))
     assert set(column(page, "rows", 4)) <= {f"#{feature}"}
-    assert all(int(rank) <= 5 for rank in column(page, "rows", 6))
+    assert all(int(rank) <= 5 for rank in column(page, "rows", 7))
     assert "—" not in column(page, "rows", 2)  # output rows only: every row has a step
     assert len(column(page, "rows", 1)) == len(expected["rows"])
 

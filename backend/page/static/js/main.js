@@ -6,6 +6,7 @@ import { featureFromLocation, markCurrentRun, openFeature, openFeatureOfRun, wir
 import { startHealth } from "./health.js";
 import { renderFeatureFocus, renderSummary, renderTokenDetail, renderTokens, wireOutput } from "./output.js";
 import { runIdFromLocation, showRunInLocation } from "./permalink.js";
+import { loadLabels } from "./labels.js";
 import { loadRuns, markActiveRun, wireRecentRuns } from "./recent-runs.js";
 import { clearRows, filterRowsToFeature, loadRows, wireRows } from "./rows.js";
 import { loadSaes, wireRunForm } from "./run-form.js";
@@ -28,6 +29,7 @@ async function openRun(runOrId) {
   state.selectedFeature = null;
   state.pinnedPosition = null;
   state.byPosition = new Map(timeline(run).map((entry) => [entry.position, entry]));
+  state.labels = run.preview ? await loadLabels(run.preview.sae_id, run.preview.sae_layer) : new Map();
   showRunInLocation(run.request_id);
   renderSummary(run);
   renderTokens();

@@ -2,6 +2,7 @@
 // pinned token's features, and the "shaded by feature #N" note.
 import { $, el } from "./dom.js";
 import { displayToken, formatTime } from "./format.js";
+import { labelOf } from "./labels.js";
 import { state, timeline } from "./state.js";
 
 export function renderSummary(run) {
@@ -104,6 +105,7 @@ export function renderTokenDetail(position) {
             title: "Show this feature across the run",
           },
           el("span", { class: "fid" }, `#${f.feature_id}`),
+          el("span", { class: "label-text" }, labelOf(f.feature_id)),
           el("span", { class: "bar" }, el("span", { class: "fill", style: { width: `${((f.activation / peak) * 100).toFixed(1)}%` } })),
           el("span", { class: "act" }, f.activation.toFixed(3)),
         ),

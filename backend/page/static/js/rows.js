@@ -3,6 +3,7 @@ import { API, api, query } from "./api.js";
 import { $, el } from "./dom.js";
 import { clearError, showError } from "./error-banner.js";
 import { displayToken, fmt } from "./format.js";
+import { labelOf } from "./labels.js";
 import { state } from "./state.js";
 
 let offset = 0;
@@ -28,6 +29,7 @@ function rowCells(r) {
     el("td", { class: "num" }, r.step ?? "—"),
     el("td", {}, el("code", { class: "cell-token" }, displayToken(r.token))),
     el("td", { class: "num" }, el("button", { type: "button", class: "link-button fid", dataset: { feature: String(r.feature_id) } }, `#${r.feature_id}`)),
+    el("td", { class: "label-text" }, labelOf(r.feature_id)),
     el("td", { class: "num" }, fmt(r.activation_value)),
     el("td", { class: "num" }, r.rank),
   );

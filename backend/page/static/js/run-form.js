@@ -13,8 +13,9 @@ export async function loadSaes() {
     const fallback = body.default || {};
     select.replaceChildren();
     for (const sae of state.saes) {
-      const label = sae.demo ? `${sae.sae_id} (demo, random weights)` : sae.sae_id;
-      select.append(el("option", { value: sae.sae_id }, label));
+      // A demo SAE with labels was trained (train-sae); one without is `up --tiny`'s random one.
+      const kind = !sae.demo ? "" : sae.has_labels ? " (demo, labelled)" : " (demo, random weights)";
+      select.append(el("option", { value: sae.sae_id, title: sae.description || "" }, `${sae.sae_id}${kind}`));
     }
     if (!state.saes.length) select.append(el("option", { value: "" }, "Backend default"));
     if (fallback.sae_id) select.value = fallback.sae_id;

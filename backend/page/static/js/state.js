@@ -4,6 +4,7 @@
 export const state = {
   run: null, // the open run (ActivationRunResponse)
   saes: [], // from the SAE catalogue
+  labels: new Map(), // feature id -> label, for the open run's SAE (labels.js)
   byPosition: new Map(), // position -> timeline entry of the open run
   selectedFeature: null,
   pinnedPosition: null,

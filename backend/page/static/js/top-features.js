@@ -3,6 +3,7 @@ import { API, api, query } from "./api.js";
 import { $, el } from "./dom.js";
 import { showError } from "./error-banner.js";
 import { fmt } from "./format.js";
+import { labelOf } from "./labels.js";
 import { sparkline } from "./sparkline.js";
 import { state, timeline } from "./state.js";
 
@@ -48,6 +49,7 @@ function renderTopFeatures() {
       "tr",
       { dataset: { feature: String(f.feature_id) }, class: state.selectedFeature === f.feature_id ? "selected" : null, title: "Show this feature across the run and the stored runs", tabindex: "0" },
       el("td", {}, el("span", { class: "fid" }, `#${f.feature_id}`)),
+      el("td", { class: "label-text" }, labelOf(f.feature_id)),
       el("td", { class: "num" }, fmt(f.max_activation)),
       el("td", { class: "num" }, fmt(f.mean_activation)),
       el("td", { class: "num" }, f.hits ?? ""),
