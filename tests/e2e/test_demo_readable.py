@@ -160,6 +160,7 @@ def test_page_shows_the_models_name_and_the_trained_saes_labels(page, demo_backe
     assert page.input_value("#model-id") == DEMO_MODEL_ID
     option = page.locator(f"#sae-id option[value='{DEMO_TRAINED_SAE_ID}']")
     assert option.inner_text() == f"{DEMO_TRAINED_SAE_ID} (demo, labelled)"
+    assert "trained here" in page.locator("#sae-note").inner_text()  # not "random weights"
     page.fill("#temperature", "0")
     run_in_page(page, QUESTION, max_tokens=24)
     assert "Paris" in page.locator("#tokens").inner_text()

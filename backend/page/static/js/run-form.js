@@ -40,7 +40,7 @@ function fillLayers(preferred) {
   for (const layer of layers) select.append(el("option", { value: String(layer) }, String(layer)));
   if (preferred !== undefined && layers.includes(preferred)) select.value = String(preferred);
   const note = $("sae-note");
-  if (sae && sae.demo) {
+  if (sae && sae.demo && !sae.has_labels) {
     note.textContent = "Demo SAE: random weights, features carry no meaning.";
     note.hidden = false;
   } else if (sae) {
