@@ -11,6 +11,7 @@ import pytest
 
 from backend.app import create_app
 from backend.settings import Settings
+from engine.sae import protocol as sae_protocol
 from tests.support.databases import create_database
 from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
 
@@ -173,3 +174,68 @@ def test_top_features_agree_with_stored_timeline(run, backend_url):
         assert g["hits"] == w["hits"] and g["max_position"] == w["max_position"]
         assert g["max_activation"] == pytest.approx(w["max_activation"], rel=1e-6)
         assert g["mean_activation"] == pytest.approx(w["mean_activation"], rel=1e-5)
+
+
+def test_features_proxy_on_the_real_sae(run, backend_url, sae_url):
+    """/playground/features/extract and /analyze through the backend on the real SAE service:
+    the answers are the real service's own models (what the stubs are held to) and equal direct
+    calls; analyze's trace agrees with extract's top-k at each position."""
+    prompt_ids, output_ids = run["output"]["prompt_token_ids"], run["output"]["token_ids"]
+    ids, start = prompt_ids + output_ids, len(prompt_ids)
+    # Defaults (sae_id, layer) filled in by the backend, as the page sends them.
+    via = httpx.post(
+        f"{backend_url}/playground/features/extract",
+        json={"token_ids": ids, "top_k": 5, "output_start": start},
+        timeout=120,
+    )
+    assert via.status_code == 200, via.text
+    extracted = sae_protocol.ExtractResponse.model_validate(via.json())
+    assert (extracted.sae_id, extracted.layer, extracted.top_k) == ("demo_random", 16, 5)
+    direct = sae_protocol.ExtractResponse.model_validate(
+        httpx.post(
+            sae_url + "/extract_features",
+            json={"token_ids": ids, "sae_id": "demo_random", "layer": 16, "top_k": 5,
+                  "output_start": start},
+            headers=SERVICE_AUTH,
+            timeout=120,
+        ).json()
+    )  # fmt: skip
+    assert len(extracted.feature_timeline) == len(ids)
+    for got, exp in zip(extracted.feature_timeline, direct.feature_timeline, strict=True):
+        assert got.model_dump(exclude={"features"}) == exp.model_dump(exclude={"features"})
+        assert [f.feature_id for f in got.features] == [f.feature_id for f in exp.features]
+        assert [f.activation for f in got.features] == pytest.approx(
+            [f.activation for f in exp.features], rel=1e-6
+        )
+
+    fired = sorted({f.feature_id for e in extracted.feature_timeline for f in e.features})[:8]
+    assert fired
+    via = httpx.post(
+        f"{backend_url}/playground/features/analyze",
+        json={"token_ids": ids, "feature_ids": fired},
+        timeout=120,
+    )
+    assert via.status_code == 200, via.text
+    analyzed = sae_protocol.AnalyzeResponse.model_validate(via.json())
+    assert (analyzed.sae_id, analyzed.layer) == ("demo_random", 16)
+    assert [t.token_id for t in analyzed.tokens] == ids
+    assert [t.token for t in analyzed.tokens] == [e.token for e in direct.feature_timeline]
+    direct_analyzed = sae_protocol.AnalyzeResponse.model_validate(
+        httpx.post(
+            sae_url + "/analyze_features",
+            json={"token_ids": ids, "feature_ids": fired, "sae_id": "demo_random", "layer": 16},
+            headers=SERVICE_AUTH,
+            timeout=120,
+        ).json()
+    )  # fmt: skip
+    assert [f.feature_id for f in analyzed.features] == fired
+    for trace, exp_trace in zip(analyzed.features, direct_analyzed.features, strict=True):
+        assert len(trace.activations) == len(ids)
+        assert trace.activations == pytest.approx(exp_trace.activations, rel=1e-5, abs=1e-6)
+        assert trace.activations[trace.argmax_position] == trace.max_activation
+        for entry in extracted.feature_timeline:  # the top-k values, seen from the trace
+            for f in entry.features:
+                if f.feature_id == trace.feature_id:
+                    assert trace.activations[entry.position] == pytest.approx(
+                        f.activation, rel=1e-4, abs=1e-5
+                    )
