@@ -5,7 +5,10 @@ Each is a real FastAPI app served over HTTP (``serve_app``) implementing contrac
 (JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``gzip`` (OpenAI
 only: a gzip-encoded stream), ``slow`` (sleeps past the backend's timeout), ``huge_ids`` (a
 token id past 64 bits), ``nul_text`` (a NUL character in the output text and a token),
-``no_labels`` (SAE only: an older SAE service, no labels or examples, their routes 404).
+``no_labels`` (SAE only: an older SAE service, no labels or examples, their routes 404),
+``reject`` (engine only: 422 ``context_length_exceeded``, as the real engine answers a prompt
+too long for its context), ``short``/``long`` (SAE only: one position fewer/more than the tokens
+asked about, in extract and analyze).
 
 Every answer on the contract (any mode but ``garbage``, ``wrong_shape`` and ``bad_timeline``,
 which are off it on purpose) is checked against the real service's own response model
@@ -160,6 +163,8 @@ def engine_app(state: StubState) -> FastAPI:
         state.calls.append(body)
         if (fault := await _fault(state)) is not None:
             return fault
+        if state.mode == "reject":
+            return error(state, 422, "context_length_exceeded", "prompt exceeds the context")
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
         out = output_token_ids(body["prompt"], body["max_tokens"])
         text = " ".join(f"t{t}" for t in out)
@@ -175,6 +180,15 @@ def engine_app(state: StubState) -> FastAPI:
         })  # fmt: skip
 
     return app
+
+
+def _positions(state: StubState, token_ids: list[int]) -> list[int]:
+    """The tokens the SAE stub answers about: all, or one fewer/more (modes ``short``/``long``)."""
+    if state.mode == "short":
+        return token_ids[:-1]
+    if state.mode == "long":
+        return [*token_ids, token_ids[-1]]
+    return token_ids
 
 
 def sae_app(state: StubState) -> FastAPI:
@@ -268,7 +282,8 @@ def sae_app(state: StubState) -> FastAPI:
             return fault
         if body["sae_id"] == "unknown_sae":
             return error(state, 404, "sae_not_found", "no such SAE")
-        entries = timeline(body["token_ids"], body["top_k"], body.get("output_start"))
+        entries = timeline(_positions(state, body["token_ids"]), body["top_k"],
+                           body.get("output_start"))  # fmt: skip
         if state.mode == "bad_timeline":
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
         if state.mode == "nul_text":
@@ -292,9 +307,12 @@ def sae_app(state: StubState) -> FastAPI:
         state.calls.append(body)
         if (fault := await _fault(state)) is not None:
             return fault
+        if body["sae_id"] == "unknown_sae":
+            return error(state, 404, "sae_not_found", "no such SAE")
+        ids = _positions(state, body["token_ids"])
         features = []
         for fid in body["feature_ids"]:
-            acts = [float((t * 31 + fid) % 7) for t in body["token_ids"]]
+            acts = [float((t * 31 + fid) % 7) for t in ids]
             best = max(range(len(acts)), key=acts.__getitem__)
             features.append(
                 {
@@ -310,7 +328,7 @@ def sae_app(state: StubState) -> FastAPI:
             "layer": body["layer"],
             "d_sae": D_SAE,
             "model_id": DEFAULT_MODEL,
-            "tokens": tokens(body["token_ids"], body.get("output_start")),
+            "tokens": tokens(ids, body.get("output_start")),
             "features": features,
         })  # fmt: skip
 
