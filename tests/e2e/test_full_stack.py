@@ -1,9 +1,12 @@
 """The whole stack, real parts only: backend `run` -> vLLM engine (tiny model) -> SAE service
-(demo SAE) -> Postgres; then the stored timeline is checked against a direct SAE call and the
-derived `rows` and `top-features` against the stored timeline."""
+(demo SAE) -> Postgres; then the stored timeline is checked against an independent float64
+computation (full HF model residuals, the demo SAE's weights) and a direct SAE call, the derived
+`rows` and `top-features` against the stored timeline, and the SAE proxy routes against direct
+calls."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import httpx
@@ -239,3 +242,43 @@ def test_features_proxy_on_the_real_sae(run, backend_url, sae_url):
                     assert trace.activations[entry.position] == pytest.approx(
                         f.activation, rel=1e-4, abs=1e-5
                     )
+
+
+def test_stored_timeline_equals_an_independent_float64_computation(
+    run, backend_url, demo_sae_dir, tiny_model_dir
+):
+    """The stored timeline against the SAE formulas in float64 on the full HF model's residuals
+    (output_hidden_states, not the service's truncated forward) with the demo SAE's weights read
+    from its folder: a wrong layer, model or SAE in the serving path fails here, where a second
+    call to the same service would agree with it."""
+    from safetensors.torch import load_file
+
+    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS
+    from tests.engine.sae.builders import RefSae, reference_acts
+    from tests.engine.sae.compare import assert_timeline_matches, gate_margin
+    from tests.engine.sae.conftest import FullModel
+
+    cfg = json.loads((demo_sae_dir / SAELENS_CFG).read_text())
+    layer = cfg["metadata"]["hook_layer"]
+    assert (cfg["sae_id"], layer) == (run["preview"]["sae_id"], run["preview"]["sae_layer"])
+    weights = {k: v.double() for k, v in load_file(demo_sae_dir / SAELENS_WEIGHTS).items()}
+    sae = RefSae(
+        "jumprelu",
+        W_enc=weights["W_enc"],
+        b_enc=weights["b_enc"],
+        b_dec=weights["b_dec"],
+        threshold=weights["threshold"],
+        apply_b_dec_to_input=cfg["apply_b_dec_to_input"],
+    )
+    ids = run["output"]["prompt_token_ids"] + run["output"]["token_ids"]
+    x = FullModel(tiny_model_dir).resid(ids, layer)
+    stored = httpx.get(f"{backend_url}/playground/activations/{run['request_id']}").json()
+    timeline = stored["preview"]["feature_timeline"]
+    assert [e["token_id"] for e in timeline] == ids
+    checked = assert_timeline_matches(
+        [[(f["feature_id"], f["activation"]) for f in e["features"]] for e in timeline],
+        reference_acts(sae, x),
+        gate_margin(sae, x),
+        top_k=SAE_TOP_K,
+    )
+    assert checked >= len(ids)  # most positions have features to check
