@@ -3,8 +3,9 @@ child that fails at start is reported with its log; a child killed after Ready, 
 Postgres killed under load, stops the whole stack loudly (non-zero, the part's log), and no run
 the backend answered 200 for is lost (Postgres's crash recovery on the next start).
 
-Each test runs its own `up --tiny` (the session's engine and SAE service are not used: no second
-vLLM engine shares the machine), on a data folder seeded with models built once per module."""
+Each test runs its own `up --tiny` (the session's engine and SAE service are not used), in an
+invocation of its own (marker own_stack: `pytest -m own_stack tests/playground`), on a data folder
+seeded with models built once per module."""
 
 from __future__ import annotations
 
@@ -23,13 +24,19 @@ import pytest
 
 from common.defaults import DEMO_SAE_SUBDIR, TINY_MODEL_SUBDIR
 from common.pgembed import embedded_postgres, postmaster_pid
-from tests.playground.test_up import alive, descendants, start_up, stored_runs, wait_ready
+from tests.playground.test_up import (
+    STARTUP_ARGS,
+    alive,
+    descendants,
+    start_up,
+    stored_runs,
+    wait_ready,
+)
 from tests.support.servers import free_port
 
-pytestmark = pytest.mark.vllm
-
-# Below wait_ready's 600 s and pytest's: `up` gives up first, and says why.
-STARTUP_ARGS = ["--startup-timeout", "420"]
+# own_stack: each starts its own engine, so they run in their own pytest invocation
+# (tests/conftest.py), never beside the session's engine.
+pytestmark = [pytest.mark.vllm, pytest.mark.own_stack]
 STOP_TIMEOUT_S = 120
 
 
