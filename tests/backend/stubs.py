@@ -154,7 +154,7 @@ def engine_app(state: StubState) -> FastAPI:
             return error(state, 503, "service_unavailable", "engine not ready")
         return answer(state, engine_protocol.HealthResponse, {
             "status": "ok", "model_id": DEFAULT_MODEL, "backend": "vllm", "device": "cpu",
-            "max_model_len": 131072, "in_flight": 0,
+            "max_model_len": 131072, "in_flight": 0, "aborted": 0,
         })  # fmt: skip
 
     @app.post("/generate")

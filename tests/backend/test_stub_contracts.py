@@ -33,7 +33,7 @@ def test_the_drifted_analyze_answer_is_refused():
 def test_unknown_and_defaulted_fields_are_drift_too():
     """The models ignore unknown keys and fill defaults; the round trip does not."""
     health = {"status": "ok", "model_id": "m", "backend": "vllm", "device": "cpu",
-              "max_model_len": 8, "in_flight": 0}  # fmt: skip
+              "max_model_len": 8, "in_flight": 0, "aborted": 0}  # fmt: skip
     assert conforming(EngineHealth, health) is health
     with pytest.raises(ContractDrift, match="extra: not in the real model"):
         conforming(EngineHealth, {**health, "extra": 1})
