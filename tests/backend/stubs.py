@@ -8,7 +8,8 @@ token id past 64 bits), ``nul_text`` (a NUL character in the output text and a t
 ``no_labels`` (SAE only: an older SAE service, no labels or examples, their routes 404),
 ``reject`` (engine only: 422 ``context_length_exceeded``, as the real engine answers a prompt
 too long for its context), ``short``/``long`` (SAE only: one position fewer/more than the tokens
-asked about, in extract and analyze).
+asked about, in extract and analyze), ``hostile`` (HTML and script in the text the page shows: the
+engine's rejection message, the SAE's description).
 
 Every answer on the contract (any mode but ``garbage``, ``wrong_shape`` and ``bad_timeline``,
 which are off it on purpose) is checked against the real service's own response model
@@ -45,6 +46,11 @@ N_FEATURES = 40  # small, so features repeat across positions and aggregation is
 D_SAE = 32768
 SAE_ID = "llama_scope_lxr_8x"
 SAE_LAYER = 16
+# Text a page must show as text (mode ``hostile``).
+HOSTILE = (
+    '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    '<b id="injected">bold</b> & "quoted"'
+)
 # Modes whose answers are off the contract on purpose (the faults under test).
 OFF_CONTRACT = frozenset({"garbage", "wrong_shape", "bad_timeline"})
 
@@ -165,6 +171,8 @@ def engine_app(state: StubState) -> FastAPI:
             return fault
         if state.mode == "reject":
             return error(state, 422, "context_length_exceeded", "prompt exceeds the context")
+        if state.mode == "hostile":
+            return error(state, 422, "context_length_exceeded", HOSTILE)
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
         out = output_token_ids(body["prompt"], body["max_tokens"])
         text = " ".join(f"t{t}" for t in out)
@@ -218,7 +226,7 @@ def sae_app(state: StubState) -> FastAPI:
                     "architecture": "jumprelu",
                     "model_id": DEFAULT_MODEL,
                     "demo": False,
-                    "description": "stub",
+                    "description": HOSTILE if state.mode == "hostile" else "stub",
                     "has_labels": state.mode != "no_labels",
                     "has_examples": state.mode != "no_labels",
                 }
