@@ -57,8 +57,9 @@ def seeded(built: Path, tmp_path: Path) -> Path:
     return data
 
 
-def stopped(proc: subprocess.Popen, children: set[int]) -> int:
-    """``up``'s exit code once it has stopped on its own (killed, and the test failed, if not)."""
+def stopped(proc: subprocess.Popen, children: set[int], postmaster: int | None = None) -> int:
+    """``up``'s exit code once it has stopped on its own. If it has not, the test fails after
+    killing it, its children and (its reaper being among them) the Postgres it started."""
     try:
         return proc.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -66,6 +67,9 @@ def stopped(proc: subprocess.Popen, children: set[int]) -> int:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if postmaster is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster, signal.SIGTERM)  # a clean shutdown
         pytest.fail(f"playground up still running {STOP_TIMEOUT_S} s after the event")
 
 
@@ -98,7 +102,7 @@ def test_ctrl_c_stops_everything_cleanly(built, tmp_path, artifacts_dir):
         postmaster = postmaster_pid(data / "pg")
         assert postmaster is not None and alive(postmaster)
         proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends
-        code = stopped(proc, children)
+        code = stopped(proc, children, postmaster)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -148,7 +152,7 @@ def test_a_child_killed_after_ready_stops_the_rest(built, tmp_path, artifacts_di
         assert postmaster is not None
         sae = child_pid(children, b"sae")
         os.killpg(sae, signal.SIGKILL)
-        code = stopped(proc, children)
+        code = stopped(proc, children, postmaster)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
