@@ -58,6 +58,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def postmaster_pid(pgdata: Path | str) -> int | None:
+    """The running server's PID from ``postmaster.pid`` (its first line); None without one."""
+    try:
+        return int((Path(pgdata) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def server_log(pgdata: Path | str) -> Path:
+    """Where the wheel's ``pg_ctl -l`` writes the server's log."""
+    return Path(pgdata) / "log"
+
+
 def exit_cleanly_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit so that `finally` blocks and atexit hooks (which stop
     Postgres) run; the default SIGTERM action would skip them."""

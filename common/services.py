@@ -167,6 +167,23 @@ def running(
         service.stop(grace_s)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not), whoever owns it."""
+    if Path("/proc").is_dir():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group, read from /proc (Linux)."""
     proc = Path("/proc")

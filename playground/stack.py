@@ -7,6 +7,13 @@ child processes, each in its own process group with its log in DATA_DIR/logs. An
 switched to the real thing: a model path or HF id, SAE folders, an external DATABASE_URL, or
 remote engine/SAE URLs (that service is then not started). Ctrl-C or SIGTERM stops every child,
 then Postgres.
+
+Supervision: once Ready, a child that exits, or the embedded Postgres server that dies (its
+postmaster PID is watched), stops the whole stack with a non-zero exit and the part's log tail.
+Postgres is not restarted in place: every run would fail while it is down, and a restart under
+the running backend would hide the fault; starting `playground up` again runs Postgres's crash
+recovery on the same data folder, which keeps every committed run. An external DATABASE_URL is
+not watched (its own operator restarts it; the backend answers 503 meanwhile).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from common.defaults import DEFAULT_DATA_DIR, DEMO_MODEL_ID, PAGE_PATH
-from common.services import Service, ServiceExited, ServiceTimeout, free_port
+from common.services import Service, ServiceExited, ServiceTimeout, free_port, pid_alive
 from common.services import wait_healthy as common_wait_healthy
 from playground.console import say
 from playground.local_models import (
@@ -177,24 +184,68 @@ def _ignore_signals_while_stopping() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _database(stack: ExitStack, args: argparse.Namespace, data_dir: Path) -> str:
-    """The Postgres URL, migrated: DATABASE_URL, or the embedded server (stopped by ``stack``)."""
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """The embedded Postgres that `up` started (or joined): watched like a child."""
+
+    pid: int
+    pgdata: Path
+
+    def gone(self) -> str | None:
+        """None while the server runs; else what to tell the user, with its log's tail."""
+        if pid_alive(self.pid):
+            return None
+        from common.pgembed import server_log
+
+        try:
+            tail = server_log(self.pgdata).read_text(errors="replace")[-2000:]
+        except OSError:
+            tail = ""
+        return (
+            f"postgres (pid {self.pid}) is gone: every run would fail until it is back. "
+            "Stopping everything; `playground up` again restarts it on the same data, and its "
+            f"crash recovery keeps every committed run. Server log {server_log(self.pgdata)}:\n"
+            f"{tail}"
+        )
+
+
+def _database(
+    stack: ExitStack, args: argparse.Namespace, data_dir: Path
+) -> tuple[str, EmbeddedServer | None]:
+    """The Postgres URL, migrated: DATABASE_URL, or the embedded server (stopped by ``stack``,
+    and returned to be watched)."""
     from backend.db.migrate import upgrade
-    from common.pgembed import embedded_postgres
+    from common.pgembed import embedded_postgres, postmaster_pid
 
     url = args.database_url
+    server = None
     if url:
         say("==> Postgres: using DATABASE_URL")
     else:
-        say(f"==> Postgres: embedded server, data in {data_dir / 'pg'}")
-        stack.callback(say, "  postgres: stopped")  # runs after the server's cleanup
-        url = stack.enter_context(embedded_postgres(data_dir / "pg"))
+        pgdata = data_dir / "pg"
+        say(f"==> Postgres: embedded server, data in {pgdata}")
+        stack.callback(_say_postgres_stopped, pgdata)  # runs after the server's cleanup
+        url = stack.enter_context(embedded_postgres(pgdata))
+        pid = postmaster_pid(pgdata)
+        if pid is None:
+            raise StartupFailed(f"the embedded Postgres in {pgdata} has no postmaster.pid")
+        server = EmbeddedServer(pid, pgdata)
     say("==> migrations")
     try:
         upgrade(url)
     except Exception as exc:
         raise StartupFailed(f"migrations failed: {type(exc).__name__}: {exc}") from exc
-    return url
+    return url, server
+
+
+def _say_postgres_stopped(pgdata: Path) -> None:
+    from common.pgembed import postmaster_pid
+
+    pid = postmaster_pid(pgdata)
+    if pid is not None and not pid_alive(pid):
+        say("  postgres: was not running (postmaster.pid left for its crash recovery)")
+    else:
+        say("  postgres: stopped")
 
 
 @dataclass(frozen=True)
@@ -297,7 +348,7 @@ def up(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         try:
             _check_port_free(args.host, args.port)
-            database_url = _database(stack, args, data_dir)
+            database_url, postgres = _database(stack, args, data_dir)
             models = _model_services(args, data_dir)
             for svc in models.to_start:
                 say(f"==> starting {svc.name} (log {svc.log_path})")
@@ -317,7 +368,7 @@ def up(args: argparse.Namespace) -> int:
             say("")
             say(f"Ready: http://{host}:{args.port}{PAGE_PATH}")
             say("Ctrl-C stops everything.")
-            return _watch(children)
+            return _watch(children, postgres)
         except StartupFailed as exc:
             say(f"error: {exc}")
             return 1
@@ -335,14 +386,18 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(children: list[Service]) -> int:
-    """Sleep until a signal; a child that dies takes the stack down (its log says why)."""
+def _watch(children: list[Service], postgres: EmbeddedServer | None = None) -> int:
+    """Sleep until a signal; a child that dies, or the embedded Postgres, takes the stack down
+    (its log says why)."""
     while True:
         for svc in children:
             code = svc.exited()
             if code is not None:
                 say(f"error: {svc.name} exited with {code}; log {svc.log_path}:\n{svc.log_tail()}")
                 return 1
+        if postgres is not None and (why := postgres.gone()) is not None:
+            say(f"error: {why}")
+            return 1
         time.sleep(1.0)
 
 

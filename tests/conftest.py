@@ -39,17 +39,21 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.line(line)
 
 
+# Tests that start their own vLLM engine, each run in its own pytest invocation (`./dev test`
+# runs them after the main suite) so that no second engine shares 2 cores with the session's.
+ISOLATED_MARKERS = ("demo_e2e", "own_stack")
+
+
 def pytest_collection_modifyitems(config, items):
-    """The readable demo's end-to-end tests start a second vLLM engine (SmolLM2), which does not
-    fit beside the session's tiny engine on 2 cores: they run only in their own invocation,
-    ``pytest -m demo_e2e`` (`./dev test` runs it after the main suite)."""
-    if "demo_e2e" in (config.getoption("markexpr") or ""):
-        return
-    kept = [item for item in items if item.get_closest_marker("demo_e2e") is None]
+    """The readable demo's end-to-end tests (``demo_e2e``: a second vLLM engine, on SmolLM2) and
+    the `playground up` tests that start a whole stack (``own_stack``) do not fit beside the
+    session's tiny engine on 2 cores: they run only in an invocation that names their marker,
+    ``pytest -m demo_e2e`` / ``pytest -m own_stack``."""
+    named = config.getoption("markexpr") or ""
+    isolated = [m for m in ISOLATED_MARKERS if m not in named]
+    kept = [i for i in items if not any(i.get_closest_marker(m) for m in isolated)]
     if len(kept) != len(items):
-        config.hook.pytest_deselected(
-            items=[item for item in items if item.get_closest_marker("demo_e2e") is not None]
-        )
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
 
 

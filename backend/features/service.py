@@ -8,6 +8,7 @@ from backend.activations.extraction import checked_timeline
 from backend.features.protocol import AnalyzeFeaturesRequest, ExtractFeaturesRequest
 from backend.settings import Settings
 from backend.upstreams.sae import ExtractRequest, SaeClient
+from common.errors import UpstreamError
 
 
 class FeatureService:
@@ -32,13 +33,36 @@ class FeatureService:
                 output_start=req.output_start,
             )
         )
-        checked_timeline(self.sae.name, envelope.feature_timeline)  # the same check as a run's
+        # The same checks as a run's (backend/activations/extraction.py).
+        timeline, _ = checked_timeline(self.sae.name, envelope.feature_timeline)
+        if timeline.n_positions != len(req.token_ids):
+            raise UpstreamError(
+                f"{self.sae.name} answered {timeline.n_positions} positions for "
+                f"{len(req.token_ids)} tokens",
+                upstream=self.sae.name,
+            )
         return raw
 
     async def analyze(self, req: AnalyzeFeaturesRequest) -> dict[str, Any]:
         sae_id, layer = self._sae(req.sae_id, req.layer)
         body = {**req.model_dump(), "sae_id": sae_id, "layer": layer}
-        return await self.sae.analyze(body)
+        envelope, raw = await self.sae.analyze(body)
+        n = len(req.token_ids)
+        if [t.feature_id for t in envelope.features] != req.feature_ids:
+            raise UpstreamError(
+                f"{self.sae.name} answered features {[t.feature_id for t in envelope.features]} "
+                f"for {req.feature_ids}",
+                upstream=self.sae.name,
+            )
+        lengths = {len(t.activations) for t in envelope.features}
+        if envelope.tokens is not None:
+            lengths.add(len(envelope.tokens))
+        if lengths != {n}:
+            raise UpstreamError(
+                f"{self.sae.name} answered {sorted(lengths)} positions for {n} tokens",
+                upstream=self.sae.name,
+            )
+        return raw
 
     async def list_saes(self) -> dict[str, Any]:
         return (await self.sae.list_saes()).model_dump()

@@ -38,6 +38,28 @@ class ExtractEnvelope(BaseModel):
     feature_timeline: list[Any]
 
 
+class AnalyzeTrace(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    feature_id: int
+    activations: list[float]
+    max_activation: float
+    argmax_position: int
+
+
+class AnalyzeEnvelope(BaseModel):
+    """The analyze answer, checked (then passed through raw): one trace per asked feature."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sae_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    layer: int = Field(ge=0, le=100_000)
+    d_sae: int | None = None
+    model_id: str | None = None
+    tokens: list[Any] | None = None
+    features: list[AnalyzeTrace]
+
+
 class SaeDefault(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -91,7 +113,7 @@ _ENVELOPE = TypeAdapter(ExtractEnvelope)
 _LABELS = TypeAdapter(SaeLabels)
 _FEATURE = TypeAdapter(FeatureInfo)
 _SAE_LIST = TypeAdapter(SaeList)
-_ANALYSIS = TypeAdapter(dict[str, Any])
+_ANALYSIS = TypeAdapter(AnalyzeEnvelope)
 
 
 class SaeClient:
@@ -107,9 +129,9 @@ class SaeClient:
         body = request.model_dump(exclude_none=True)
         return await self.upstream.call("POST", "/extract_features", _ENVELOPE, json=body)
 
-    async def analyze(self, body: dict[str, Any]) -> dict[str, Any]:
-        result, _ = await self.upstream.call("POST", "/analyze_features", _ANALYSIS, json=body)
-        return result
+    async def analyze(self, body: dict[str, Any]) -> tuple[AnalyzeEnvelope, dict[str, Any]]:
+        """Returns the checked envelope and the raw body (what the caller passes on)."""
+        return await self.upstream.call("POST", "/analyze_features", _ANALYSIS, json=body)
 
     async def list_saes(self) -> SaeList:
         result, _ = await self.upstream.call("GET", "/saes", _SAE_LIST)

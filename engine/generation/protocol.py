@@ -95,3 +95,6 @@ class HealthResponse(BaseModel):
     device: str
     max_model_len: int
     in_flight: int = Field(description="requests the engine has not finished")
+    aborted: int = Field(
+        0, description="requests abandoned before they finished (their caller left), since start"
+    )

@@ -62,6 +62,7 @@ class GenerationService:
         self.settings = settings
         self.eos_ids = _eos_ids(settings, tokenizer)
         self.device = device_name()
+        self.aborted = 0  # requests cancelled before they finished (health shows it)
 
     @classmethod
     def from_engine(cls, engine: AsyncLLM, settings: EngineSettings) -> GenerationService:
@@ -155,6 +156,9 @@ class GenerationService:
                 if first_token_at is None and output.outputs[0].token_ids:
                     first_token_at = time.perf_counter()
                 final = output
+        except asyncio.CancelledError:  # the caller left: vLLM aborts the request on the way out
+            self.aborted += 1
+            raise
         except EngineDeadError as exc:
             raise ServiceUnavailable(f"the vLLM engine is dead: {exc}") from exc
         except ValueError as exc:  # vLLM's own input validation
@@ -232,4 +236,5 @@ class GenerationService:
             device=self.device,
             max_model_len=self.settings.max_model_len,
             in_flight=self.in_flight(),
+            aborted=self.aborted,
         )

@@ -1,13 +1,17 @@
 """activation_run_index: one small row per run, for listing and metadata.
 
 Staging already has this table (from the Rust backend's 0013 SQL), so this revision adopts an
-existing table: it creates it only if missing, then adds any missing columns and indexes.
+existing table: it creates it only if missing, then adds any missing columns and indexes, and
+normalises legacy values that would break its status check or its NOT NULL columns
+(backend/db/legacy_index.py; a no-op on any table this revision could adopt before).
 
 Revision ID: 0013_add_activation_run_index
 Revises:
 """
 
 from alembic import context, op
+
+from backend.db.legacy_index import normalise
 
 revision = "0013_add_activation_run_index"
 down_revision = None
@@ -41,6 +45,9 @@ def upgrade() -> None:
     op.execute("CREATE TABLE IF NOT EXISTS activation_run_index (request_id TEXT PRIMARY KEY)")
     for column in COLUMNS:
         op.execute(f"ALTER TABLE activation_run_index ADD COLUMN IF NOT EXISTS {column}")
+    # Before the check: a legacy status outside ok/failed would make adding it fail. This also
+    # builds the keyset index below (or keeps it, when it is already there).
+    normalise()
     op.execute(
         """
         DO $$

@@ -19,6 +19,8 @@ Revises: 0016_feature_explorer (nothing here depends on 0015's or 0016's content
 
 from alembic import op
 
+from backend.db.legacy_index import normalise
+
 revision = "0017_maintain_run_counts"
 down_revision = "0016_feature_explorer"
 branch_labels = None
@@ -85,6 +87,9 @@ END $$
 def upgrade() -> None:
     # Writers wait from here to commit: the backfill below and the triggers start together.
     op.execute("LOCK TABLE activation_run_index IN SHARE ROW EXCLUSIVE MODE")
+    # An adopted legacy table that ran an earlier 0013 may still hold NULLs where the counts
+    # below need values (the backfill would fail); a no-op otherwise.
+    normalise()
     # IF NOT EXISTS: on a big table, build it beforehand with CREATE INDEX CONCURRENTLY
     # under this name (docs/scale.md) and this is a no-op.
     op.execute(

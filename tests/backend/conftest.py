@@ -38,9 +38,14 @@ def reset_stubs(stub_states):
         state.mode = "ok"
         state.calls.clear()
         state.lookups.clear()
+        state.drifts.clear()
     yield
+    drifts = [f"{name}: {d}" for name, state in stub_states.items() for d in state.drifts]
     for state in stub_states.values():
         state.mode = "ok"
+        state.drifts.clear()
+    # A stub answered off the real service's contract (tests/support/contracts.py).
+    assert not drifts, "stub answers drifted from the real services' models:\n" + "\n".join(drifts)
 
 
 @pytest.fixture(scope="module")

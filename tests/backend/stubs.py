@@ -5,7 +5,17 @@ Each is a real FastAPI app served over HTTP (``serve_app``) implementing contrac
 (JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``gzip`` (OpenAI
 only: a gzip-encoded stream), ``slow`` (sleeps past the backend's timeout), ``huge_ids`` (a
 token id past 64 bits), ``nul_text`` (a NUL character in the output text and a token),
-``no_labels`` (SAE only: no labels or examples, their routes 404).
+``no_labels`` (SAE only: an older SAE service, no labels or examples, their routes 404),
+``reject`` (engine only: 422 ``context_length_exceeded``, as the real engine answers a prompt
+too long for its context), ``short``/``long`` (SAE only: one position fewer/more than the tokens
+asked about, in extract and analyze), ``hostile`` (HTML and script in the text the page shows: the
+engine's rejection message, the SAE's description).
+
+Every answer on the contract (any mode but ``garbage``, ``wrong_shape`` and ``bad_timeline``,
+which are off it on purpose) is checked against the real service's own response model
+(tests/support/contracts.py) before it is sent: a stub that drifts from engine/*/protocol.py
+answers 500 and records the drift in ``StubState.drifts``, which fails the test that met it
+(tests/backend/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,6 +30,12 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from common.errors import ErrorResponse
+from engine.generation import protocol as engine_protocol
+from engine.sae import protocol as sae_protocol
+from tests.support.contracts import ContractDrift, conforming
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BOS = 128000
@@ -27,6 +43,16 @@ CHAT_HEADER = [128006, 882, 128007, 271]
 CHAT_FOOTER = [128009, 128006, 78191, 128007, 271]
 SPECIAL_MIN = 128000
 N_FEATURES = 40  # small, so features repeat across positions and aggregation is non-trivial
+D_SAE = 32768
+SAE_ID = "llama_scope_lxr_8x"
+SAE_LAYER = 16
+# Text a page must show as text (mode ``hostile``).
+HOSTILE = (
+    '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    '<b id="injected">bold</b> & "quoted"'
+)
+# Modes whose answers are off the contract on purpose (the faults under test).
+OFF_CONTRACT = frozenset({"garbage", "wrong_shape", "bad_timeline"})
 
 
 @dataclass
@@ -38,6 +64,29 @@ class StubState:
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
     # backend also makes them on its own, at start-up.
     lookups: list[str] = field(default_factory=list)
+    # Answers that the real service's response model rejected (see module doc): must stay [].
+    drifts: list[str] = field(default_factory=list)
+
+
+def answer(
+    state: StubState, model: type[BaseModel], body: dict[str, Any], status: int = 200
+) -> Response:
+    """``body`` as JSON, once held to the real service's ``model`` (unless the mode is one of
+    the deliberate off-contract faults)."""
+    if state.mode not in OFF_CONTRACT:
+        try:
+            conforming(model, body)
+        except ContractDrift as exc:
+            state.drifts.append(str(exc))
+            return JSONResponse(
+                {"error": {"code": "stub_drift", "message": str(exc), "upstream": None}}, 500
+            )
+    return JSONResponse(body, status)
+
+
+def error(state: StubState, status: int, code: str, message: str) -> Response:
+    info = {"code": code, "message": message, "upstream": None, "details": None}
+    return answer(state, ErrorResponse, {"error": info}, status)
 
 
 def prompt_token_ids(prompt: str, chat: bool) -> list[int]:
@@ -68,7 +117,7 @@ def stub_label(feature_id: int) -> str:
     )
 
 
-def timeline(token_ids: list[int], top_k: int, output_start: int | None) -> list[dict[str, Any]]:
+def tokens(token_ids: list[int], output_start: int | None) -> list[dict[str, Any]]:
     start = len(token_ids) if output_start is None else output_start
     return [
         {
@@ -77,9 +126,15 @@ def timeline(token_ids: list[int], top_k: int, output_start: int | None) -> list
             "token": f"<{t}>",
             "segment": "prompt" if p < start else "output",
             "special": t >= SPECIAL_MIN,
-            "features": features_at(t, p, top_k),
         }
         for p, t in enumerate(token_ids)
+    ]
+
+
+def timeline(token_ids: list[int], top_k: int, output_start: int | None) -> list[dict[str, Any]]:
+    return [
+        {**info, "features": features_at(info["token_id"], info["position"], top_k)}
+        for info in tokens(token_ids, output_start)
     ]
 
 
@@ -87,7 +142,7 @@ async def _fault(state: StubState) -> Response | None:
     if state.mode == "slow":
         await asyncio.sleep(state.slow_s)
     if state.mode == "error500":
-        return JSONResponse({"error": {"code": "boom", "message": "stub failure"}}, 500)
+        return error(state, 500, "boom", "stub failure")
     if state.mode == "garbage":
         return PlainTextResponse("<html>not json", 200)
     if state.mode == "wrong_shape":
@@ -102,8 +157,11 @@ def engine_app(state: StubState) -> FastAPI:
     async def health():
         state.health_calls += 1
         if state.mode in ("error500", "down"):
-            return JSONResponse({"status": "down"}, 500)
-        return {"status": "ok", "model_id": DEFAULT_MODEL, "backend": "stub", "device": "cpu"}
+            return error(state, 503, "service_unavailable", "engine not ready")
+        return answer(state, engine_protocol.HealthResponse, {
+            "status": "ok", "model_id": DEFAULT_MODEL, "backend": "vllm", "device": "cpu",
+            "max_model_len": 131072, "in_flight": 0, "aborted": 0,
+        })  # fmt: skip
 
     @app.post("/generate")
     async def generate(request: Request):
@@ -111,21 +169,34 @@ def engine_app(state: StubState) -> FastAPI:
         state.calls.append(body)
         if (fault := await _fault(state)) is not None:
             return fault
+        if state.mode == "reject":
+            return error(state, 422, "context_length_exceeded", "prompt exceeds the context")
+        if state.mode == "hostile":
+            return error(state, 422, "context_length_exceeded", HOSTILE)
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
         out = output_token_ids(body["prompt"], body["max_tokens"])
         text = " ".join(f"t{t}" for t in out)
-        return {
-            "request_id": body.get("request_id"),
+        return answer(state, engine_protocol.GenerateResponse, {
+            "request_id": body.get("request_id") or f"stub-{zlib.crc32(body['prompt'].encode())}",
             "model_id": body.get("model_id") or DEFAULT_MODEL,
             "output_text": text + "\x00" if state.mode == "nul_text" else text,
             "output_token_ids": [2**64] if state.mode == "huge_ids" else out,
             "prompt_token_ids": prompt_ids,
             "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
             "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
-            "timings_ms": {"queue": 0, "generate": 1},
-        }
+            "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
+        })  # fmt: skip
 
     return app
+
+
+def _positions(state: StubState, token_ids: list[int]) -> list[int]:
+    """The tokens the SAE stub answers about: all, or one fewer/more (modes ``short``/``long``)."""
+    if state.mode == "short":
+        return token_ids[:-1]
+    if state.mode == "long":
+        return [*token_ids, token_ids[-1]]
+    return token_ids
 
 
 def sae_app(state: StubState) -> FastAPI:
@@ -133,58 +204,83 @@ def sae_app(state: StubState) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok"}
+        return answer(state, sae_protocol.HealthResponse, {
+            "status": "ok", "model_id": DEFAULT_MODEL, "device": "cpu", "dtype": "float32",
+            "loaded_saes": [{"sae_id": SAE_ID, "layer": SAE_LAYER}], "torch_threads": 1,
+            "queued_jobs": 0, "jobs_dropped": 0,
+        })  # fmt: skip
 
     @app.get("/saes")
     async def saes():
         state.lookups.append("/saes")
         if (fault := await _fault(state)) is not None:
             return fault
-        return {
-            "default": {"sae_id": "llama_scope_lxr_8x", "layer": 16},
+        return answer(state, sae_protocol.SaesResponse, {
+            "default": {"sae_id": SAE_ID, "layer": SAE_LAYER},
             "saes": [
                 {
-                    "sae_id": "llama_scope_lxr_8x",
-                    "layers": [16],
+                    "sae_id": SAE_ID,
+                    "layers": [SAE_LAYER],
                     "d_in": 4096,
-                    "d_sae": 32768,
+                    "d_sae": D_SAE,
                     "architecture": "jumprelu",
                     "model_id": DEFAULT_MODEL,
                     "demo": False,
-                    "description": "stub",
+                    "description": HOSTILE if state.mode == "hostile" else "stub",
                     "has_labels": state.mode != "no_labels",
                     "has_examples": state.mode != "no_labels",
                 }
             ],
-        }
+        })  # fmt: skip
+
+    def unknown(sae_id: str, layer: int) -> Response | None:
+        if sae_id != SAE_ID:
+            return error(state, 404, "sae_not_found", f"no SAE {sae_id!r}")
+        if layer != SAE_LAYER:
+            return error(state, 404, "sae_layer_not_found", f"{sae_id} has no layer {layer}")
+        return None
 
     @app.get("/saes/{sae_id}/{layer}/labels")
     async def labels(sae_id: str, layer: int):
         state.lookups.append(f"/saes/{sae_id}/{layer}/labels")
-        if state.mode == "no_labels" or (sae_id, layer) != ("llama_scope_lxr_8x", 16):
-            return JSONResponse({"error": {"code": "not_found", "message": "no labels"}}, 404)
-        return {
+        if state.mode == "no_labels":  # an older SAE service: no such route
+            return error(state, 404, "not_found", "Not Found")
+        if (missing := unknown(sae_id, layer)) is not None:
+            return missing
+        return answer(state, sae_protocol.LabelsResponse, {
             "sae_id": sae_id,
             "layer": layer,
-            "d_sae": 32768,
+            "d_sae": D_SAE,
             "labels": {str(i): stub_label(i) for i in range(N_FEATURES)},
-        }
+        })  # fmt: skip
 
     @app.get("/features/{sae_id}/{layer}/{feature_id}")
     async def feature(sae_id: str, layer: int, feature_id: int):
         state.lookups.append(f"/features/{sae_id}/{layer}/{feature_id}")
-        if state.mode == "no_labels" or feature_id >= N_FEATURES:
-            return JSONResponse({"error": {"code": "not_found", "message": "no feature"}}, 404)
-        return {
-            "label": stub_label(feature_id),
+        if state.mode == "no_labels":  # an older SAE service: no such route
+            return error(state, 404, "not_found", "Not Found")
+        if (missing := unknown(sae_id, layer)) is not None:
+            return missing
+        if not 0 <= feature_id < D_SAE:
+            return error(state, 422, "feature_id_out_of_range", f"feature_id {feature_id}")
+        peak = float(feature_id % 7) + 1.0
+        known = feature_id < N_FEATURES  # the others: no label, no examples (as for the real one)
+        return answer(state, sae_protocol.FeatureResponse, {
+            "sae_id": sae_id,
+            "layer": layer,
+            "feature_id": feature_id,
+            "d_sae": D_SAE,
+            "label": stub_label(feature_id) if known else None,
             "examples": [
                 {
                     "tokens": ["the", " stub", " word"],
-                    "activations": [0.0, float(feature_id % 7) + 1.0, 0.5],
-                    "max_activation": float(feature_id % 7) + 1.0,
+                    "token_ids": [1820, 13947, 3492],
+                    "activations": [0.0, peak, 0.5],
+                    "max_index": 1,
+                    "max_activation": peak,
                 }
-            ],
-        }
+            ] if known else [],
+        })  # fmt: skip
 
     @app.post("/extract_features")
     async def extract(request: Request):
@@ -193,21 +289,25 @@ def sae_app(state: StubState) -> FastAPI:
         if (fault := await _fault(state)) is not None:
             return fault
         if body["sae_id"] == "unknown_sae":
-            return JSONResponse({"error": {"code": "not_found", "message": "no such SAE"}}, 404)
-        entries = timeline(body["token_ids"], body["top_k"], body.get("output_start"))
+            return error(state, 404, "sae_not_found", "no such SAE")
+        entries = timeline(_positions(state, body["token_ids"]), body["top_k"],
+                           body.get("output_start"))  # fmt: skip
         if state.mode == "bad_timeline":
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
         if state.mode == "nul_text":
             entries[-1]["token"] = "\x00"
         if state.mode == "huge_ids":
             entries[0]["token_id"] = 2**64
-        return {
+        return answer(state, sae_protocol.ExtractResponse, {
             "sae_id": body["sae_id"],
             "layer": body["layer"],
-            "d_sae": 32768,
+            "d_sae": D_SAE,
             "model_id": DEFAULT_MODEL,
+            "top_k": body["top_k"],
             "feature_timeline": entries,
-        }
+            "batch_size": 1,
+            "timings_ms": {"total": 1.0},
+        })  # fmt: skip
 
     @app.post("/analyze_features")
     async def analyze(request: Request):
@@ -215,20 +315,30 @@ def sae_app(state: StubState) -> FastAPI:
         state.calls.append(body)
         if (fault := await _fault(state)) is not None:
             return fault
+        if body["sae_id"] == "unknown_sae":
+            return error(state, 404, "sae_not_found", "no such SAE")
+        ids = _positions(state, body["token_ids"])
         features = []
         for fid in body["feature_ids"]:
-            acts = [float((t * 31 + fid) % 7) for t in body["token_ids"]]
+            acts = [float((t * 31 + fid) % 7) for t in ids]
             best = max(range(len(acts)), key=acts.__getitem__)
             features.append(
                 {
                     "feature_id": fid,
                     "activations": acts,
                     "max_activation": acts[best],
-                    "argmax": best,
+                    "argmax_position": best,
                     "explanation": None,
                 }
             )
-        return {"sae_id": body["sae_id"], "layer": body["layer"], "features": features}
+        return answer(state, sae_protocol.AnalyzeResponse, {
+            "sae_id": body["sae_id"],
+            "layer": body["layer"],
+            "d_sae": D_SAE,
+            "model_id": DEFAULT_MODEL,
+            "tokens": tokens(ids, body.get("output_start")),
+            "features": features,
+        })  # fmt: skip
 
     return app
 

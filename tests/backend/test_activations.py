@@ -428,7 +428,14 @@ async def test_runs_status_filter_and_bad_cursor(client, stub_states):
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_cursor"
 
 
-async def test_summary_counts(client, db):
+async def test_summary_counts(client, db, stub_states):
+    # Its own runs, one of each status: the counts do not depend on what ran before.
+    ok = await client.post("/playground/activations/run", json={"prompt": "summary ok"})
+    assert ok.status_code == 200
+    stub_states["engine"].mode = "error500"
+    failed = await client.post("/playground/activations/run", json={"prompt": "summary failed"})
+    assert failed.status_code == 502
+    stub_states["engine"].mode = "ok"
     body = (await client.get("/playground/activations/summary")).json()
     SummaryResponse.model_validate(body)
     counts = await db.fetchrow(
@@ -436,8 +443,9 @@ async def test_summary_counts(client, db):
         "count(*) FILTER (WHERE has_preview) AS with_preview, max(created_at) AS last "
         "FROM activation_run_index"
     )
-    assert body["total_runs"] == counts["total"] > 0
-    assert body["failed_runs"] == counts["failed"]
+    assert body["total_runs"] == counts["total"] >= 2
+    assert body["failed_runs"] == counts["failed"] >= 1
+    assert body["with_preview"] == counts["with_preview"] >= 1
     assert body["ok_runs"] == counts["total"] - counts["failed"]
     assert body["with_preview"] == counts["with_preview"]
     assert body["runs_last_24h"] == counts["total"]

@@ -150,9 +150,22 @@ async def test_upstream_down(db_uri, db, stub_urls, dead_url, down):
                 assert saes.status_code == 200
 
 
-async def test_fifty_concurrent_runs_same_id(client, db):
+@pytest.fixture
+async def roomy_client(db_uri, stub_urls):
+    """The module's backend but with upstream timeouts far from what 50 concurrent runs take on
+    2 cores (the module's are 1 s, for the timeout faults): a 504 here would not be the race."""
+    settings = backend_settings(
+        db_uri, stub_urls, playground_engine_timeout_s=60.0, playground_sae_timeout_s=60.0
+    )
+    with serve_app(create_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            yield http
+
+
+async def test_fifty_concurrent_runs_same_id(roomy_client, db):
     """Fifty runs racing to create one request_id: one takes it, 49 get 409. Then fifty re-runs
     by its owner racing leave exactly one consistent index+preview pair."""
+    client = roomy_client
     prompts = [f"concurrent prompt number {i}" for i in range(50)]
 
     async def one(prompt: str, collect: bool, owner: str | None = None) -> httpx.Response:

@@ -193,3 +193,17 @@ def test_admin_key_only_over_https_or_loopback(url, sent):
     headers = proxy._headers(url)
     assert ("authorization" in headers) is sent
     assert "k-123" not in repr(settings) and "k-123" not in str(settings.model_dump())
+
+
+async def test_content_past_64_bit_integers_is_422_not_500(client, stub_states):
+    """Found by test_fuzz: list content holding an integer JSON allows but orjson cannot write
+    (so it cannot be forwarded) was a 500 in the caps check."""
+    response = await client.post(
+        "/playground/chat/completions",
+        content=f'{{"model": "qwen-14b", "messages": [{{"role": "user", "content": '
+        f'[{{"n": {2**70}}}]}}]}}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert "cannot be forwarded" in response.json()["error"]["message"]
+    assert stub_states["qwen"].calls == []

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import asyncpg
+import httpx
 import pytest
 
 from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
@@ -228,5 +229,132 @@ async def test_0017_backfills_counts_and_downgrades(pg_uri):
         upgrade(uri)
         counts = await assert_exact(conn)
         assert counts["total_runs"] == 500
+    finally:
+        await conn.close()
+
+
+# Plausible staging shapes of the Rust backend's table (its DDL is not in the seed): fewer
+# columns, nullable ones 0013 declares NOT NULL, VARCHAR/TIMESTAMP for TEXT/TIMESTAMPTZ, a status
+# outside ok/failed, NULLs, and an index already named as 0013's keyset index, on other columns.
+LEGACY_DDL = [
+    "CREATE TABLE activation_run_index (request_id VARCHAR(128) PRIMARY KEY,"
+    " created_at TIMESTAMPTZ DEFAULT now(), model_id VARCHAR(256), status VARCHAR(32),"
+    " prompt_preview TEXT, error_message TEXT)",
+    "CREATE INDEX activation_run_index_created_at_idx ON activation_run_index (created_at)",
+    "INSERT INTO activation_run_index (request_id, created_at, model_id, status, prompt_preview)"
+    " VALUES ('legacy-ok', now() - interval '2 days', 'old-model', 'ok', 'hello'),"
+    " ('legacy-running', now() - interval '1 day', 'old-model', 'running', NULL),"
+    " ('legacy-null-model', now() - interval '3 hours', NULL, 'failed', 'p'),"
+    " ('legacy-no-status', NULL, 'old-model', NULL, NULL)",
+    "UPDATE activation_run_index SET error_message = 'engine exploded'"
+    " WHERE request_id = 'legacy-null-model'",
+]
+LEGACY_IDS = ["legacy-ok", "legacy-running", "legacy-null-model", "legacy-no-status"]
+
+
+async def _assert_adopted(conn: asyncpg.Connection) -> None:
+    rows = {
+        r["request_id"]: dict(r)
+        for r in await conn.fetch(
+            "SELECT request_id, model_id, status, error_code, error_message, prompt_preview,"
+            " created_at = 'epoch'::timestamptz AS epoch FROM activation_run_index"
+        )
+    }
+    assert rows["legacy-ok"] == {"request_id": "legacy-ok", "model_id": "old-model",
+        "status": "ok", "error_code": None, "error_message": None, "prompt_preview": "hello",
+        "epoch": False}  # fmt: skip
+    assert rows["legacy-running"]["status"] == "failed"
+    assert rows["legacy-running"]["error_code"] == "legacy_status"
+    assert rows["legacy-running"]["error_message"] == "legacy status: running"
+    assert rows["legacy-null-model"]["model_id"] == ""
+    assert rows["legacy-null-model"]["error_message"] == "engine exploded"  # kept
+    assert rows["legacy-no-status"]["status"] == "failed" and rows["legacy-no-status"]["epoch"]
+    nullable = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name ="
+        " 'activation_run_index' AND is_nullable = 'YES' AND column_name = ANY($1)",
+        ["created_at", "updated_at", "model_id", "prompt_preview", "status", "has_preview"],
+    )
+    assert nullable == []
+    indexes = {
+        r["indexname"]: r["indexdef"]
+        for r in await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'activation_run_index'"
+        )
+    }
+    assert indexes["activation_run_index_created_at_idx"].endswith(
+        "USING btree (created_at DESC, request_id DESC)"
+    )
+    assert indexes["activation_run_index_created_at_idx_legacy"].endswith("(created_at)")
+    # The status check holds, validated, for every row.
+    assert await conn.fetchval(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'activation_run_index_status_check'"
+    )
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute("UPDATE activation_run_index SET status = 'weird'")
+
+
+async def _read_through_the_api(uri: str, stub_urls, conn: asyncpg.Connection) -> None:
+    from backend.app import create_app
+    from tests.backend.conftest import backend_settings
+    from tests.backend.test_counters import assert_exact
+    from tests.support.servers import serve_app
+
+    with serve_app(create_app(backend_settings(uri, stub_urls))) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            listed = (await http.get("/playground/activations/runs?limit=50")).json()
+            assert [r["request_id"] for r in listed["runs"]] == [
+                "legacy-null-model", "legacy-running", "legacy-ok", "legacy-no-status"
+            ]  # fmt: skip
+            failed = (await http.get("/playground/activations/runs?status=failed")).json()
+            assert {r["request_id"] for r in failed["runs"]} == set(LEGACY_IDS) - {"legacy-ok"}
+            running = (await http.get("/playground/activations/legacy-running")).json()
+            assert running["status"] == "failed"
+            assert running["error"]["code"] == "legacy_status"
+            # A legacy success has no preview: read as pruned.
+            assert (await http.get("/playground/activations/legacy-ok")).status_code == 410
+            counts = await assert_exact(conn, http)
+            assert (counts["total_runs"], counts["failed_runs"]) == (4, 3)
+
+
+async def test_0013_adopts_legacy_shapes(pg_uri, stub_urls):
+    """A legacy table of plausible staging shape migrates to head; its rows are normalised,
+    listed and read through the API."""
+    uri = create_database(pg_uri)
+    conn = await asyncpg.connect(uri)
+    try:
+        for statement in LEGACY_DDL:
+            await conn.execute(statement)
+        upgrade(uri)
+        assert await current_revision(uri) == HEAD
+        await _assert_adopted(conn)
+        await _read_through_the_api(uri, stub_urls, conn)
+    finally:
+        await conn.close()
+
+
+async def test_0017_for_a_database_that_adopted_with_the_earlier_0013(pg_uri, stub_urls):
+    """A database that ran the earlier 0013 on a legacy table (nullable columns, a NULL
+    model_id, the legacy index under 0013's name) and 0014-0016: 0017's normalising step gives
+    it the same schema as a fresh adoption."""
+    uri = create_database(pg_uri)
+    upgrade(uri, "0016_feature_explorer")
+    conn = await asyncpg.connect(uri)
+    try:
+        await conn.execute("DROP INDEX activation_run_index_created_at_idx")
+        await conn.execute(
+            "CREATE INDEX activation_run_index_created_at_idx ON activation_run_index (created_at)"
+        )
+        for column in ("created_at", "model_id", "prompt_preview", "status"):
+            await conn.execute(f"ALTER TABLE activation_run_index ALTER {column} DROP NOT NULL")
+        await conn.execute(LEGACY_DDL[2].replace("'running'", "'failed'"))
+        await conn.execute(
+            "UPDATE activation_run_index SET error_code = 'legacy_status', error_message ="
+            " 'legacy status: running' WHERE request_id = 'legacy-running'"
+        )
+        await conn.execute(LEGACY_DDL[3])
+        upgrade(uri)
+        assert await current_revision(uri) == HEAD
+        await _assert_adopted(conn)
+        await _read_through_the_api(uri, stub_urls, conn)
     finally:
         await conn.close()

@@ -1,9 +1,12 @@
 """The whole stack, real parts only: backend `run` -> vLLM engine (tiny model) -> SAE service
-(demo SAE) -> Postgres; then the stored timeline is checked against a direct SAE call and the
-derived `rows` and `top-features` against the stored timeline."""
+(demo SAE) -> Postgres; then the stored timeline is checked against an independent float64
+computation (full HF model residuals, the demo SAE's weights) and a direct SAE call, the derived
+`rows` and `top-features` against the stored timeline, and the SAE proxy routes against direct
+calls."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import httpx
@@ -11,6 +14,7 @@ import pytest
 
 from backend.app import create_app
 from backend.settings import Settings
+from engine.sae import protocol as sae_protocol
 from tests.support.databases import create_database
 from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
 
@@ -173,3 +177,108 @@ def test_top_features_agree_with_stored_timeline(run, backend_url):
         assert g["hits"] == w["hits"] and g["max_position"] == w["max_position"]
         assert g["max_activation"] == pytest.approx(w["max_activation"], rel=1e-6)
         assert g["mean_activation"] == pytest.approx(w["mean_activation"], rel=1e-5)
+
+
+def test_features_proxy_on_the_real_sae(run, backend_url, sae_url):
+    """/playground/features/extract and /analyze through the backend on the real SAE service:
+    the answers are the real service's own models (what the stubs are held to) and equal direct
+    calls; analyze's trace agrees with extract's top-k at each position."""
+    prompt_ids, output_ids = run["output"]["prompt_token_ids"], run["output"]["token_ids"]
+    ids, start = prompt_ids + output_ids, len(prompt_ids)
+    # Defaults (sae_id, layer) filled in by the backend, as the page sends them.
+    via = httpx.post(
+        f"{backend_url}/playground/features/extract",
+        json={"token_ids": ids, "top_k": 5, "output_start": start},
+        timeout=120,
+    )
+    assert via.status_code == 200, via.text
+    extracted = sae_protocol.ExtractResponse.model_validate(via.json())
+    assert (extracted.sae_id, extracted.layer, extracted.top_k) == ("demo_random", 16, 5)
+    direct = sae_protocol.ExtractResponse.model_validate(
+        httpx.post(
+            sae_url + "/extract_features",
+            json={"token_ids": ids, "sae_id": "demo_random", "layer": 16, "top_k": 5,
+                  "output_start": start},
+            headers=SERVICE_AUTH,
+            timeout=120,
+        ).json()
+    )  # fmt: skip
+    assert len(extracted.feature_timeline) == len(ids)
+    for got, exp in zip(extracted.feature_timeline, direct.feature_timeline, strict=True):
+        assert got.model_dump(exclude={"features"}) == exp.model_dump(exclude={"features"})
+        assert [f.feature_id for f in got.features] == [f.feature_id for f in exp.features]
+        assert [f.activation for f in got.features] == pytest.approx(
+            [f.activation for f in exp.features], rel=1e-6
+        )
+
+    fired = sorted({f.feature_id for e in extracted.feature_timeline for f in e.features})[:8]
+    assert fired
+    via = httpx.post(
+        f"{backend_url}/playground/features/analyze",
+        json={"token_ids": ids, "feature_ids": fired},
+        timeout=120,
+    )
+    assert via.status_code == 200, via.text
+    analyzed = sae_protocol.AnalyzeResponse.model_validate(via.json())
+    assert (analyzed.sae_id, analyzed.layer) == ("demo_random", 16)
+    assert [t.token_id for t in analyzed.tokens] == ids
+    assert [t.token for t in analyzed.tokens] == [e.token for e in direct.feature_timeline]
+    direct_analyzed = sae_protocol.AnalyzeResponse.model_validate(
+        httpx.post(
+            sae_url + "/analyze_features",
+            json={"token_ids": ids, "feature_ids": fired, "sae_id": "demo_random", "layer": 16},
+            headers=SERVICE_AUTH,
+            timeout=120,
+        ).json()
+    )  # fmt: skip
+    assert [f.feature_id for f in analyzed.features] == fired
+    for trace, exp_trace in zip(analyzed.features, direct_analyzed.features, strict=True):
+        assert len(trace.activations) == len(ids)
+        assert trace.activations == pytest.approx(exp_trace.activations, rel=1e-5, abs=1e-6)
+        assert trace.activations[trace.argmax_position] == trace.max_activation
+        for entry in extracted.feature_timeline:  # the top-k values, seen from the trace
+            for f in entry.features:
+                if f.feature_id == trace.feature_id:
+                    assert trace.activations[entry.position] == pytest.approx(
+                        f.activation, rel=1e-4, abs=1e-5
+                    )
+
+
+def test_stored_timeline_equals_an_independent_float64_computation(
+    run, backend_url, demo_sae_dir, tiny_model_dir
+):
+    """The stored timeline against the SAE formulas in float64 on the full HF model's residuals
+    (output_hidden_states, not the service's truncated forward) with the demo SAE's weights read
+    from its folder: a wrong layer, model or SAE in the serving path fails here, where a second
+    call to the same service would agree with it."""
+    from safetensors.torch import load_file
+
+    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS
+    from tests.engine.sae.builders import RefSae, reference_acts
+    from tests.engine.sae.compare import assert_timeline_matches, gate_margin
+    from tests.engine.sae.conftest import FullModel
+
+    cfg = json.loads((demo_sae_dir / SAELENS_CFG).read_text())
+    layer = cfg["metadata"]["hook_layer"]
+    assert (cfg["sae_id"], layer) == (run["preview"]["sae_id"], run["preview"]["sae_layer"])
+    weights = {k: v.double() for k, v in load_file(demo_sae_dir / SAELENS_WEIGHTS).items()}
+    sae = RefSae(
+        "jumprelu",
+        W_enc=weights["W_enc"],
+        b_enc=weights["b_enc"],
+        b_dec=weights["b_dec"],
+        threshold=weights["threshold"],
+        apply_b_dec_to_input=cfg["apply_b_dec_to_input"],
+    )
+    ids = run["output"]["prompt_token_ids"] + run["output"]["token_ids"]
+    x = FullModel(tiny_model_dir).resid(ids, layer)
+    stored = httpx.get(f"{backend_url}/playground/activations/{run['request_id']}").json()
+    timeline = stored["preview"]["feature_timeline"]
+    assert [e["token_id"] for e in timeline] == ids
+    checked = assert_timeline_matches(
+        [[(f["feature_id"], f["activation"]) for f in e["features"]] for e in timeline],
+        reference_acts(sae, x),
+        gate_margin(sae, x),
+        top_k=SAE_TOP_K,
+    )
+    assert checked >= len(ids)  # most positions have features to check

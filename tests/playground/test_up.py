@@ -26,7 +26,10 @@ from tests.support.servers import REPO_ROOT, SERVICE_TOKEN, free_port
 pytestmark = pytest.mark.vllm
 
 READY = re.compile(r"^Ready: (http://\S+)$", re.MULTILINE)
-START_TIMEOUT_S = 600
+# Below pytest's timeout (600 s), so that a slow start fails here with `up`'s log tail; `up`'s own
+# --startup-timeout (STARTUP_ARGS) is below this, so that `up` says first which part is late.
+START_TIMEOUT_S = 540
+STARTUP_ARGS = ["--startup-timeout", "420"]
 # Variables that would switch a part of the stack away from the embedded default.
 SWITCHES = (
     "DATABASE_URL",
@@ -93,11 +96,12 @@ async def stored_runs(uri: str) -> list[str]:
         await conn.close()
 
 
+@pytest.mark.own_stack  # its own engine: not beside the session's (tests/conftest.py)
 def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir):
     data_dir = tmp_path / "data"
     log_path = artifacts_dir / "stack-up.log"
     port = free_port()
-    proc = start_up(["--data-dir", str(data_dir), "--port", str(port)], log_path)
+    proc = start_up(["--data-dir", str(data_dir), "--port", str(port), *STARTUP_ARGS], log_path)
     children: set[int] = set()
     try:
         page_url = wait_ready(proc, log_path)
