@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from common import sse
 from common.errors import ERROR_RESPONSES
 from engine.generation.disconnect import ClientDisconnected, cancel_on_disconnect
 from engine.generation.protocol import (
@@ -33,8 +34,23 @@ def get_service(request: Request) -> GenerationService:
 ServiceDep = Annotated[GenerationService, Depends(get_service)]
 
 
-@router.post("/generate", response_model=GenerateResponse, responses=ERROR_RESPONSES)
+STREAM_RESPONSE = {
+    200: {
+        "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "description": "with `stream: true`: events `token` (TokenEvent) ..., then `done` "
+        "(GenerateResponse) or `error` (ErrorResponse)",
+    }
+}
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={**ERROR_RESPONSES, **STREAM_RESPONSE},
+)
 async def generate(body: GenerateRequest, request: Request, service: ServiceDep):
+    if body.stream:  # a departed client cancels the stream, which aborts in the engine
+        return sse.event_stream(await service.open_stream(body))
     try:
         return await cancel_on_disconnect(request, service.generate(body))
     except ClientDisconnected:

@@ -28,6 +28,9 @@ class GenerateRequest(_Request):
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="same seed, same output")
     chat: bool = Field(True, description="wrap the prompt as one user turn in the chat template")
     request_id: str | None = Field(None, min_length=1, max_length=128)
+    stream: bool = Field(
+        False, description="answer Server-Sent Events: `token` per output token, then `done`"
+    )
 
 
 class Usage(BaseModel):
@@ -52,6 +55,15 @@ class GenerateResponse(BaseModel):
     finish_reason: Literal["stop", "length", "abort"]
     usage: Usage
     timings_ms: Timings
+
+
+class TokenEvent(BaseModel):
+    """One output token as it is generated. `text` never splits a character (a token that ends
+    mid-character has "", the completing one carries it); the texts concatenate to `output_text`."""
+
+    step: int = Field(description="index within the output")
+    token_id: int
+    text: str
 
 
 class BatchRequest(_Request):
