@@ -37,7 +37,8 @@ ServiceDep = Annotated[GenerationService, Depends(get_service)]
 STREAM_RESPONSE = {
     200: {
         "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
-        "description": "with `stream: true`: events `token` (TokenEvent) ..., then `done` "
+        "description": "with `stream: true`: events `prompt` (PromptEvent), `token` "
+        "(TokenEvent) ..., then `done` "
         "(GenerateResponse) or `error` (ErrorResponse)",
     }
 }

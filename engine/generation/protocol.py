@@ -57,6 +57,16 @@ class GenerateResponse(BaseModel):
     timings_ms: Timings
 
 
+class PromptEvent(BaseModel):
+    """The stream's first event, before any token: what the model will see, so that a client
+    can work on the prompt (its SAE features) while the answer is generated."""
+
+    request_id: str
+    model_id: str
+    prompt_token_ids: list[int]
+    tokens: list[str] = Field(description="each prompt token decoded on its own")
+
+
 class TokenEvent(BaseModel):
     """One output token as it is generated. `text` never splits a character (a token that ends
     mid-character has "", the completing one carries it); the texts concatenate to `output_text`."""

@@ -18,6 +18,7 @@ from engine.generation.protocol import (
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
+    PromptEvent,
     Timings,
     TokenEvent,
     TokenizeRequest,
@@ -205,11 +206,22 @@ class GenerationService:
     async def _stream(
         self, request: GenerateRequest, prompt_ids: list[int]
     ) -> AsyncIterator[bytes]:
-        """SSE frames: `token` per output token, then `done` (the blocking answer) or `error`.
+        """SSE frames: `prompt`, `token` per output token, then `done` (the blocking answer) or
+        `error`.
         The frames of one vLLM output (several tokens when we fell behind) go out as one write."""
         received = time.perf_counter()
         request_id, engine_id = self._ids(request)
         texts = TokenTexts(self.tokenizer, prompt_ids)
+        tokens = [self.tokenizer.decode([i], skip_special_tokens=False) for i in prompt_ids]
+        yield sse.frame(
+            "prompt",
+            PromptEvent(
+                request_id=request_id,
+                model_id=self.settings.model_id,
+                prompt_token_ids=prompt_ids,
+                tokens=tokens,
+            ),
+        )
         first_token_at, finish_reason = None, None
         output_ids: list[int] = []
         pieces: list[str] = []

@@ -1,6 +1,6 @@
 """`POST /generate` with `"stream": true` on the real vLLM engine serving the tiny Llama-3.1:
-token events then `done` equal to the blocking answer, whole characters in every text delta,
-errors known up front as plain HTTP, and a departed client aborting its request."""
+the prompt, token events, then `done` equal to the blocking answer; whole characters in every
+text delta; errors known up front as plain HTTP; a departed client aborting its request."""
 
 from __future__ import annotations
 
@@ -56,9 +56,13 @@ def split_partial_characters(tokenizer, ids: list[int]) -> int:
 def test_stream_equals_blocking_answer(engine_url, body):
     events = stream(engine_url, body)
     names = [name for name, _ in events]
-    assert names == ["token"] * (len(events) - 1) + ["done"]
+    assert names == ["prompt"] + ["token"] * (len(events) - 2) + ["done"]
     done = events[-1][1]
     answer = blocking(engine_url, body)
+    prompt = events[0][1]
+    assert prompt["prompt_token_ids"] == answer["prompt_token_ids"]
+    assert prompt["request_id"] == done["request_id"]
+    assert len(prompt["tokens"]) == len(prompt["prompt_token_ids"])
     for field in ("output_text", "output_token_ids", "prompt_token_ids", "finish_reason", "usage"):
         assert done[field] == answer[field], field
     assert set(done["timings_ms"]) == {"queue", "generate", "total"}
@@ -139,8 +143,7 @@ async def test_client_disconnect_aborts_stream(engine_url):
     ):
         seen = 0
         async for name, _ in sse.aparse(response.aiter_lines()):
-            assert name == "token"
-            seen += 1
+            seen += name == "token"
             if seen == 3:
                 break
         assert in_flight(engine_url) == 1
