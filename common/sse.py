@@ -20,8 +20,26 @@ def frame(event: str, data: BaseModel | dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+class EventStreamResponse(StreamingResponse):
+    """Closes its iterator when the response ends, a departed client included, so that the
+    iterator's clean-up (cancel the work behind it) runs now rather than when collected."""
+
+    async def stream_response(self, send: Any) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 def event_stream(chunks: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(chunks, media_type=MEDIA_TYPE, headers=HEADERS)
+    return EventStreamResponse(chunks, media_type=MEDIA_TYPE, headers=HEADERS)
+
+
+def wants_events(accept: str | None) -> bool:
+    """Whether an Accept header asks for an event stream."""
+    return accept is not None and MEDIA_TYPE in accept.lower()
 
 
 class Reader:

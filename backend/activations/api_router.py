@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
@@ -26,6 +26,7 @@ from backend.activations.protocol import (
     TopFeaturesResponse,
 )
 from backend.deps import ActivationsDep, HealthDep, PublicBaseDep, RunsDep
+from common import sse
 from common.errors import ERROR_RESPONSES, NotImplementedYet
 from common.responses import OrjsonResponse
 
@@ -36,9 +37,30 @@ SegmentQ = Annotated[Literal["all", "prompt", "output"], Query()]
 MAX_FEATURE_ID = 2**31 - 1
 
 
-@router.post("/run", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
-async def run(body: ActivationRunRequest, service: ActivationsDep, base_url: PublicBaseDep):
-    """Generate with the engine, extract SAE features on the full sequence, store, answer."""
+STREAM_RESPONSE = {
+    200: {
+        "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "description": "with `Accept: text/event-stream`: events `started`, `token` ..., "
+        "`features` ..., then `done` (ActivationRunResponse) or `error` (ErrorResponse)",
+    }
+}
+
+
+@router.post(
+    "/run",
+    response_model=ActivationRunResponse,
+    responses={**ERROR_RESPONSES, **STREAM_RESPONSE},
+)
+async def run(
+    body: ActivationRunRequest,
+    service: ActivationsDep,
+    base_url: PublicBaseDep,
+    accept: Annotated[str | None, Header()] = None,
+):
+    """Generate with the engine, extract SAE features on the full sequence, store, answer;
+    streamed as events when the client accepts ``text/event-stream``."""
+    if sse.wants_events(accept):
+        return sse.event_stream(await service.open_stream(body, base_url))
     return OrjsonResponse(await service.run(body, base_url))
 
 

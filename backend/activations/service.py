@@ -1,10 +1,13 @@
-"""Run orchestration: engine, then SAE on the full sequence, then one atomic write."""
+"""Run orchestration: engine, then SAE on the full sequence, then one atomic write (streamed
+runs: ``streaming.py``, same record and write)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -21,6 +24,7 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.results import RunView
+from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.db import queries
 from backend.db.pool import connection
@@ -53,6 +57,8 @@ class ActivationService:
         self.pool = pool
         self.engine = engine
         self.sae = sae
+        # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
+        self.background: set[asyncio.Task[None]] = set()
 
     async def run(self, req: ActivationRunRequest, public_base_url: str) -> RunView:
         start = time.perf_counter()
@@ -75,7 +81,7 @@ class ActivationService:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = replace(timings, total=elapsed_ms(start))
-                await self._store_failure(plan, req.prompt, generation, failure, timings)
+                await self.store_failure(plan, req.prompt, generation, failure, timings)
             raise
         record = RunRecord(
             request_id=plan.request_id,
@@ -88,7 +94,7 @@ class ActivationService:
             failure=None,
             timings=replace(timings, total=elapsed_ms(start)),
         )
-        db_ms = await self._store(record)
+        db_ms = await self.store(record)
         return run_view(replace(record, timings=replace(record.timings, db=db_ms)), public_base_url)
 
     def _plan(self, req: ActivationRunRequest) -> RunPlan:
@@ -118,45 +124,62 @@ class ActivationService:
             ),
         )
 
+    @staticmethod
+    def engine_request(req: ActivationRunRequest, plan: RunPlan) -> GenerateRequest:
+        return GenerateRequest(
+            prompt=req.prompt,
+            model_id=plan.model_id,
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            top_k=req.top_k,
+            seed=req.seed,
+            chat=req.chat,
+            request_id=plan.request_id,
+        )
+
     async def _generate(self, req: ActivationRunRequest, plan: RunPlan) -> tuple[Generation, float]:
         start = time.perf_counter()
-        answer = await self.engine.generate(
-            GenerateRequest(
-                prompt=req.prompt,
-                model_id=plan.model_id,
-                max_tokens=req.max_tokens,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                top_k=req.top_k,
-                seed=req.seed,
-                chat=req.chat,
-                request_id=plan.request_id,
-            )
-        )
-        generation = Generation(
-            model_id=pg_text(answer.model_id),
-            output_text=pg_text(answer.output_text),
-            output_token_ids=answer.output_token_ids,
-            prompt_token_ids=answer.prompt_token_ids,
-            finish_reason=answer.finish_reason,
-        )
-        return generation, elapsed_ms(start)
+        answer = await self.engine.generate(self.engine_request(req, plan))
+        return Generation.of(answer), elapsed_ms(start)
 
-    async def _store(self, record: RunRecord) -> float:
+    async def open_stream(
+        self, req: ActivationRunRequest, public_base_url: str
+    ) -> AsyncIterator[bytes]:
+        """A streamed run's SSE frames. What can fail before the stream starts (our caps, the
+        engine's own 422) raises here, to be answered as plain HTTP; the rest streams."""
+        start = time.perf_counter()
+        plan = self._plan(req)
+        try:
+            stream = await self.engine.open_stream(self.engine_request(req, plan))
+        except ApiError as exc:
+            if exc.upstream is not None:
+                failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
+                timings = RunTimings(total=elapsed_ms(start))
+                await self.store_failure(plan, req.prompt, None, failure, timings)
+            raise
+        run = StreamedRun(self, req, plan, stream, public_base_url, start)
+        return run.frames()
+
+    async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
         start = time.perf_counter()
         async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
             await queries.save_run(conn, storage.index_row(record), storage.preview_row(record))
         return elapsed_ms(start)
 
-    async def _store_failure(
+    async def store_failure(
         self,
         plan: RunPlan,
         prompt: str,
         generation: Generation | None,
         failure: RunFailure,
         timings: RunTimings,
+        *,
+        keep_success: bool = False,
     ) -> None:
+        """Record a failed run (the caller still answers its own error). ``keep_success``: not
+        over a run with this id that succeeded (a departed client's run)."""
         record = RunRecord(
             request_id=plan.request_id,
             created_at=plan.created_at,
@@ -169,7 +192,11 @@ class ActivationService:
             timings=timings,
         )
         try:
-            await self._store(record)
+            if keep_success:
+                async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
+                    await queries.save_failure_unless_ok(conn, storage.index_row(record))
+            else:
+                await self.store(record)
         except ApiError as db_exc:
             # The caller must still see the upstream's error, not the database's.
             logger.warning("could not record failed run %s: %s", plan.request_id, db_exc.message)

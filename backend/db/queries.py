@@ -102,6 +102,20 @@ async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRo
         await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
 
 
+async def save_failure_unless_ok(conn: asyncpg.Connection, index: IndexRow) -> bool:
+    """Record a failed run unless a run with its id already succeeded (that one is kept);
+    returns whether it wrote. The index row is locked while deciding."""
+    async with conn.transaction():
+        status = await conn.fetchval(
+            "SELECT status FROM activation_run_index WHERE request_id = $1 FOR UPDATE",
+            index.request_id,
+        )
+        if status == "ok":
+            return False
+        await save_run(conn, index, None)
+        return True
+
+
 _RUN_SELECT = """
 SELECT i.request_id, i.created_at, i.updated_at, i.model_id, i.prompt_preview, i.status,
        i.error_code, i.error_message, i.error_upstream, i.prompt_tokens, i.output_tokens,

@@ -1,0 +1,250 @@
+"""A streamed run (``Accept: text/event-stream``): the engine's tokens relayed as they come,
+SAE features of the sequence so far computed alongside, then the same record and the same
+single write as the blocking run.
+
+Events (contracts.md, "Streaming (SSE)"): ``started``, ``token`` per output token,
+``features`` (timeline entries for the positions just computed), then ``done`` (the blocking
+answer) or ``error`` (the error body).
+
+Features: the prompt's as soon as the engine has tokenized it (while the answer is generated),
+then the output's as it grows: each extraction runs the sequence so far through the existing
+``/extract_features`` and keeps the positions not yet sent (features at position p depend only
+on tokens <= p). Chunks grow by themselves when the SAE is slower than generation. The last
+extraction, once the answer is complete, is exactly the blocking run's (``extraction.extract``
+on the full sequence): what is stored is what the blocking path stores.
+
+A client that leaves cancels the run: the engine stream is closed (vLLM aborts), the SAE call
+is cancelled, and a failed run with code ``client_closed`` is recorded unless a run with this
+id already succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from backend.activations.extraction import extract, storable_entries
+from backend.activations.record import (
+    Extraction,
+    Generation,
+    RunFailure,
+    RunRecord,
+    RunTimings,
+    pg_text,
+)
+from backend.activations.views import run_view
+from backend.upstreams.engine import GenerateResponse, GenerationStream, PromptEvent, TokenEvent
+from backend.upstreams.sae import ExtractRequest
+from common import sse
+from common.errors import ApiError, ErrorResponse, UpstreamError
+from common.timing import elapsed_ms
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from backend.activations.protocol import ActivationRunRequest
+    from backend.activations.service import ActivationService, RunPlan
+
+logger = logging.getLogger(__name__)
+
+# An intermediate extraction waits for at least this many new output positions.
+FEATURE_CHUNK = 16
+CLIENT_CLOSED = "client_closed"
+
+
+class StreamedRun:
+    def __init__(
+        self,
+        service: ActivationService,
+        req: ActivationRunRequest,
+        plan: RunPlan,
+        stream: GenerationStream,
+        public_base_url: str,
+        start: float,
+    ) -> None:
+        self.service = service
+        self.req = req
+        self.plan = plan
+        self.stream = stream
+        self.public_base_url = public_base_url
+        self.start = start
+        self.frames_out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.prompt_ids: list[int] = []
+        self.output_ids: list[int] = []
+        self.generation: Generation | None = None
+        self.grown = asyncio.Event()
+        self.timings = RunTimings()
+        self.sae_ms = 0.0
+        self.sae_positions = 0  # "SAE work": positions run through the truncated forward
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """The frames as the run produces them. The run is its own task (a database write
+        must outlive the response); closing this iterator, as the server does when the client
+        goes, cancels it."""
+        producer = asyncio.create_task(self._produce())
+        self.service.background.add(producer)
+        producer.add_done_callback(self.service.background.discard)
+        try:
+            while (frame := await self.frames_out.get()) is not None:
+                yield frame
+        finally:
+            producer.cancel()  # no-op when it has finished
+
+    def _put(self, event: str, data: Any) -> None:
+        self.frames_out.put_nowait(sse.frame(event, data))
+
+    async def _produce(self) -> None:
+        features: asyncio.Task[tuple[Extraction, float]] | None = None
+        try:
+            features = await self._relay_tokens()
+            await self._finish(features)
+        except ApiError as exc:
+            await self._stop(features)
+            if exc.upstream is not None:  # as the blocking path: upstream failures are runs
+                failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
+                await self._record_failure(failure)
+            self._put("error", ErrorResponse(error=exc.to_info()))
+        except asyncio.CancelledError:
+            await self._stop(features)
+            failure = RunFailure(CLIENT_CLOSED, "the client closed the stream", None)
+            await self._record_failure(failure, keep_success=True)
+            raise
+        finally:
+            await self.stream.aclose()
+            self.frames_out.put_nowait(None)
+
+    async def _relay_tokens(self) -> asyncio.Task[tuple[Extraction, float]] | None:
+        """Relay the engine's events; start the feature worker once the prompt is known."""
+        features = None
+        answer: GenerateResponse | None = None
+        async for event in self.stream.events():
+            if isinstance(event, PromptEvent):
+                self.prompt_ids = event.prompt_token_ids
+                self._put("started", self._started(event))
+                if self.plan.collect:
+                    features = asyncio.create_task(self._features())
+            elif isinstance(event, TokenEvent):
+                position = len(self.prompt_ids) + len(self.output_ids)
+                self.output_ids.append(event.token_id)
+                self._put("token", {**event.model_dump(), "position": position})
+                self.grown.set()
+            else:
+                answer = event
+        assert answer is not None  # GenerationStream ends with the answer or raises
+        if (answer.prompt_token_ids, answer.output_token_ids) != (
+            self.prompt_ids,
+            self.output_ids,
+        ):
+            raise UpstreamError("engine: its answer differs from its stream", upstream="engine")
+        self.generation = Generation.of(answer)
+        self.timings = replace(self.timings, engine=elapsed_ms(self.start))
+        self.grown.set()
+        return features
+
+    def _started(self, event: PromptEvent) -> dict[str, Any]:
+        tokens = [
+            {"position": i, "token_id": token_id, "token": token}
+            for i, (token_id, token) in enumerate(
+                zip(event.prompt_token_ids, event.tokens, strict=True)
+            )
+        ]
+        return {
+            "request_id": self.plan.request_id,
+            "model_id": event.model_id,
+            "prompt_tokens": tokens,
+        }
+
+    async def _features(self) -> tuple[Extraction, float]:
+        """Features of the sequence so far, in chunks; the last one is the blocking run's
+        extraction of the whole sequence, and the one stored."""
+        sent = 0
+        sae = self.service.sae
+        while True:
+            if self.generation is not None:
+                extraction, sae_ms = await extract(
+                    sae,
+                    self.generation,
+                    sae_id=self.plan.sae_id,
+                    layer=self.plan.sae_layer,
+                    top_k=self.req.sae_top_k,
+                )
+                self.sae_ms += sae_ms
+                self.sae_positions += extraction.timeline.n_positions
+                entries = orjson.loads(extraction.timeline_json)[sent:]
+                if entries:
+                    self._put("features", {"entries": entries})
+                return extraction, self.sae_ms
+            full = self.prompt_ids + self.output_ids
+            if sent == 0 or len(full) - sent >= FEATURE_CHUNK:
+                sent = await self._extract_prefix(full, sent)
+                continue
+            self.grown.clear()
+            await self.grown.wait()
+
+    async def _extract_prefix(self, full: list[int], sent: int) -> int:
+        """Extract ``full`` (a prefix of the run's sequence); send its positions from ``sent``."""
+        start = time.perf_counter()
+        envelope, _ = await self.service.sae.extract(
+            ExtractRequest(
+                token_ids=full,
+                sae_id=self.plan.sae_id,
+                layer=self.plan.sae_layer,
+                top_k=self.req.sae_top_k,
+                output_start=len(self.prompt_ids),
+            )
+        )
+        self.sae_ms += elapsed_ms(start)
+        self.sae_positions += len(full)
+        entries = envelope.feature_timeline
+        if len(entries) != len(full):
+            raise UpstreamError(
+                f"{self.service.sae.name} answered {len(entries)} positions for {len(full)} tokens",
+                upstream=self.service.sae.name,
+            )
+        self._put("features", {"entries": storable_entries(entries[sent:])})
+        return len(full)
+
+    async def _finish(self, features: asyncio.Task[tuple[Extraction, float]] | None) -> None:
+        extraction, sae_ms = await features if features is not None else (None, None)
+        generation = self.generation
+        assert generation is not None
+        record = RunRecord(
+            request_id=self.plan.request_id,
+            created_at=self.plan.created_at,
+            model_id=generation.model_id,
+            prompt=self.req.prompt,
+            status="ok",
+            generation=generation,
+            extraction=extraction,
+            failure=None,
+            timings=replace(self.timings, sae=sae_ms, total=elapsed_ms(self.start)),
+        )
+        db_ms = await self.service.store(record)
+        logger.debug("run %s: SAE work %d positions", record.request_id, self.sae_positions)
+        done = replace(record, timings=replace(record.timings, db=db_ms))
+        self._put("done", run_view(done, self.public_base_url))
+
+    async def _stop(self, features: asyncio.Task[Any] | None) -> None:
+        """End the upstream work: the SAE call, then the engine's generation."""
+        if features is not None and not features.done():
+            features.cancel()
+            await asyncio.gather(features, return_exceptions=True)
+        elif features is not None and features.done() and not features.cancelled():
+            features.exception()  # retrieved: its error is the one we report
+        await self.stream.aclose()
+
+    async def _record_failure(self, failure: RunFailure, *, keep_success: bool = False) -> None:
+        timings = replace(self.timings, total=elapsed_ms(self.start))
+        await self.service.store_failure(
+            self.plan,
+            self.req.prompt,
+            self.generation,
+            failure,
+            timings,
+            keep_success=keep_success,
+        )

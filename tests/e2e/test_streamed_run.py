@@ -1,0 +1,216 @@
+"""A streamed run (`Accept: text/event-stream`) through the whole stack, real parts only:
+backend -> vLLM engine stream (tiny model) -> SAE service (demo SAE) -> Postgres. What is
+stored equals what the blocking run of the same seed stores; the features streamed in chunks
+equal the one extraction of the whole sequence; a departed client cancels and is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import httpx
+import pytest
+
+from backend.app import create_app
+from backend.settings import Settings
+from common import sse
+from tests.support.databases import create_database
+from tests.support.servers import serve_app
+
+pytestmark = pytest.mark.vllm
+
+RUN = "/playground/activations/run"
+EVENTS = {"accept": "text/event-stream"}
+BODY = {"prompt": "Name three colours.", "max_tokens": 40, "temperature": 0.9, "seed": 11}
+# Columns that differ between two runs of the same request by nature.
+PER_RUN = {"request_id", "created_at", "updated_at", "engine_ms", "sae_ms", "total_ms"}
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_uri) -> str:
+    return create_database(pg_uri, prefix="e2e_stream", migrate=True)
+
+
+@pytest.fixture(scope="module")
+def backend_url(database_url, engine_url, sae_url, tiny_model_dir):
+    settings = Settings(
+        database_url=database_url,
+        playground_activations_hf_url=engine_url,
+        playground_sae_url=sae_url,
+        playground_default_model_id=str(tiny_model_dir),
+        playground_default_sae_id="demo_random",
+        playground_default_sae_layer=16,
+    )
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+def streamed(backend_url: str, body: dict) -> list[tuple[str, dict]]:
+    with httpx.stream("POST", backend_url + RUN, json=body, headers=EVENTS, timeout=300) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        return list(sse.parse(r.iter_lines()))
+
+
+async def stored_rows(database_url: str, request_id: str) -> tuple[dict, dict | None]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        index = await conn.fetchrow(
+            "SELECT * FROM activation_run_index WHERE request_id = $1", request_id
+        )
+        preview = await conn.fetchrow(
+            "SELECT * FROM activation_run_previews WHERE request_id = $1", request_id
+        )
+    finally:
+        await conn.close()
+    assert index is not None
+    return dict(index), dict(preview) if preview is not None else None
+
+
+def without(row: dict, keys: set[str]) -> dict:
+    return {k: v for k, v in row.items() if k not in keys}
+
+
+@pytest.fixture(scope="module")
+def pair(backend_url) -> tuple[list[tuple[str, dict]], dict]:
+    events = streamed(backend_url, {**BODY, "request_id": "streamed-1"})
+    blocking = httpx.post(backend_url + RUN, json={**BODY, "request_id": "blocking-1"}, timeout=300)
+    assert blocking.status_code == 200, blocking.text
+    return events, blocking.json()
+
+
+def test_event_order_and_shapes(pair):
+    events, blocking = pair
+    names = [name for name, _ in events]
+    assert names[0] == "started" and names[-1] == "done"
+    assert "error" not in names
+    started = events[0][1]
+    prompt_ids = blocking["output"]["prompt_token_ids"]
+    assert started["request_id"] == "streamed-1"
+    assert [t["token_id"] for t in started["prompt_tokens"]] == prompt_ids
+    assert [t["position"] for t in started["prompt_tokens"]] == list(range(len(prompt_ids)))
+    tokens = [data for name, data in events if name == "token"]
+    assert [t["token_id"] for t in tokens] == blocking["output"]["token_ids"]
+    assert [t["step"] for t in tokens] == list(range(len(tokens)))
+    assert [t["position"] for t in tokens] == [len(prompt_ids) + i for i in range(len(tokens))]
+    assert "".join(t["text"] for t in tokens) == blocking["output"]["text"]
+    # The prompt's features come before the answer is complete (right after `started`).
+    assert names[1] == "features" or names.index("features") < names.index("done")
+    first_features = events[names.index("features")][1]["entries"]
+    assert [e["position"] for e in first_features] == list(range(len(prompt_ids)))
+    assert names.count("features") >= 2  # the prompt, then the output in chunks
+
+
+def test_done_is_the_blocking_answer_and_the_stored_run(pair, backend_url):
+    events, blocking = pair
+    done = events[-1][1]
+    for key in ("model_id", "prompt", "output", "preview", "events", "actions", "status"):
+        assert done.get(key) == blocking.get(key), key
+    stored = httpx.get(f"{backend_url}/playground/activations/streamed-1").json()
+    for key in ("model_id", "prompt", "output", "preview", "status"):
+        assert stored.get(key) == done.get(key), key
+
+
+async def test_stored_rows_equal_the_blocking_runs(pair, database_url):
+    streamed_index, streamed_preview = await stored_rows(database_url, "streamed-1")
+    blocking_index, blocking_preview = await stored_rows(database_url, "blocking-1")
+    assert streamed_index["status"] == "ok"
+    assert without(streamed_index, PER_RUN) == without(blocking_index, PER_RUN)
+    assert streamed_preview is not None and blocking_preview is not None
+    assert without(streamed_preview, PER_RUN) == without(blocking_preview, PER_RUN)
+
+
+def test_streamed_features_equal_one_extraction(pair):
+    """Chunks (prefix extractions) against the stored timeline (one extraction of the whole
+    sequence): features at position p depend only on tokens <= p."""
+    events, _ = pair
+    chunks = [e for name, data in events if name == "features" for e in data["entries"]]
+    stored = events[-1][1]["preview"]["feature_timeline"]
+    assert [e["position"] for e in chunks] == list(range(len(stored)))
+    for got, want in zip(chunks, stored, strict=True):
+        for key in ("position", "token_id", "token", "segment", "special"):
+            assert got[key] == want[key], (key, got, want)
+        assert [f["feature_id"] for f in got["features"]] == [
+            f["feature_id"] for f in want["features"]
+        ]
+        assert [f["activation"] for f in got["features"]] == pytest.approx(
+            [f["activation"] for f in want["features"]], rel=1e-5, abs=1e-6
+        )
+
+
+def test_errors_known_up_front_are_plain_http(backend_url):
+    response = httpx.post(
+        backend_url + RUN, json={**BODY, "max_tokens": 0}, headers=EVENTS, timeout=30
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "validation_error"
+    # The engine's own up-front refusal (context exceeded) is plain HTTP too.
+    too_long = {**BODY, "prompt": "word " * 3000, "max_tokens": 2000, "request_id": "too-long"}
+    response = httpx.post(backend_url + RUN, json=too_long, headers=EVENTS, timeout=60)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["upstream"] == "engine", response.text
+
+
+def in_flight(engine_url: str) -> int:
+    return httpx.get(engine_url + "/health").json()["in_flight"]
+
+
+async def leave_after_tokens(backend_url: str, body: dict, tokens: int) -> None:
+    async with (
+        httpx.AsyncClient(base_url=backend_url, timeout=120) as client,
+        client.stream("POST", RUN, json=body, headers=EVENTS) as response,
+    ):
+        assert response.status_code == 200
+        seen = 0
+        async for name, _ in sse.aparse(response.aiter_lines()):
+            seen += name == "token"
+            if seen == tokens:
+                return
+
+
+async def wait_for(check, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+async def test_client_gone_cancels_and_records_client_closed(backend_url, engine_url, database_url):
+    body = {**BODY, "max_tokens": 2000, "request_id": "left-early"}
+    await leave_after_tokens(backend_url, body, 3)
+
+    async def engine_idle() -> bool:
+        return in_flight(engine_url) == 0
+
+    async def recorded() -> bool:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await conn.fetchval(
+                "SELECT error_code FROM activation_run_index WHERE request_id = 'left-early'"
+            )
+        finally:
+            await conn.close()
+
+    await wait_for(engine_idle, "the engine kept generating for a departed client")
+    await wait_for(recorded, "no failed run was recorded")
+    index, preview = await stored_rows(database_url, "left-early")
+    assert (index["status"], index["error_code"]) == ("failed", "client_closed")
+    assert preview is None  # nothing half-written
+
+
+async def test_client_gone_does_not_overwrite_a_success(backend_url, engine_url, database_url):
+    async with httpx.AsyncClient(base_url=backend_url, timeout=300) as client:
+        ok = await client.post(RUN, json={**BODY, "request_id": "kept"})
+    assert ok.status_code == 200
+    before = await stored_rows(database_url, "kept")
+    await leave_after_tokens(backend_url, {**BODY, "max_tokens": 2000, "request_id": "kept"}, 3)
+
+    async def engine_idle() -> bool:
+        return in_flight(engine_url) == 0
+
+    await wait_for(engine_idle, "the engine kept generating for a departed client")
+    await asyncio.sleep(0.5)  # the cancelled run's clean-up has had its turn
+    assert await stored_rows(database_url, "kept") == before
