@@ -72,6 +72,18 @@ class Names:
         """Holds ``DATABASE_URL`` and the ``PLAYGROUND_*`` service URLs."""
         return f"playground-backend-{self.env}"
 
+    @property
+    def service_secret(self) -> str:
+        """One bearer token under three names: ``ENGINE_API_TOKEN``, ``SAE_SERVICE_API_TOKEN``
+        (the services require it) and ``PLAYGROUND_SERVICE_TOKEN`` (the backend sends it)."""
+        return f"playground-service-{self.env}"
+
+    @property
+    def proxy_auth_secret(self) -> str:
+        """A Modal proxy-auth token for the backend to pass the engine's and SAE's proxy auth:
+        ``PLAYGROUND_MODAL_PROXY_KEY`` (its id) and ``PLAYGROUND_MODAL_PROXY_SECRET``."""
+        return f"playground-proxy-auth-{self.env}"
+
 
 def deploy_env() -> str:
     env = os.environ.get("PLAYGROUND_ENV", "staging").strip().lower()
@@ -132,11 +144,29 @@ BACKEND_ENV = {
     "PLAYGROUND_ENV": NAMES.env,
     "PLAYGROUND_DEFAULT_SAE_ID": DEFAULT_SAE_ID,
     "PLAYGROUND_DEFAULT_SAE_LAYER": str(DEFAULT_SAE_LAYER),
+    # Modal's proxy sets X-Forwarded-For; the backend keys its per-client limits on the last
+    # address in it (the one Modal appended).
+    "PLAYGROUND_CLIENT_IP_HEADER": "x-forwarded-for",
+    # The scheduled prune deletes previews older than this (playground prune --older-than).
+    "PLAYGROUND_PRUNE_RETENTION": "7d",
 }
+# Container ceilings: a flood of requests queues or is refused; it never buys more GPUs.
+MAX_GPU_CONTAINERS = 2
+MAX_BACKEND_CONTAINERS = 4
+# Daily, at a quiet hour (UTC).
+PRUNE_SCHEDULE = "17 4 * * *"
 
 hf_cache = modal.Volume.from_name(NAMES.hf_cache_volume, create_if_missing=True)
 hf_secret = modal.Secret.from_name(NAMES.hf_secret, required_keys=["HF_TOKEN"])
 backend_secret = modal.Secret.from_name(NAMES.backend_secret, required_keys=["DATABASE_URL"])
+service_secret = modal.Secret.from_name(
+    NAMES.service_secret,
+    required_keys=["ENGINE_API_TOKEN", "SAE_SERVICE_API_TOKEN", "PLAYGROUND_SERVICE_TOKEN"],
+)
+proxy_auth_secret = modal.Secret.from_name(
+    NAMES.proxy_auth_secret,
+    required_keys=["PLAYGROUND_MODAL_PROXY_KEY", "PLAYGROUND_MODAL_PROXY_SECRET"],
+)
 
 engine_image = _image(project_dependencies("gpu"), ENGINE_ENV)
 sae_image = _image(project_dependencies(), SAE_ENV)
@@ -154,16 +184,19 @@ backend_app = modal.App(NAMES.backend_app)
 MODEL_SERVICE_OPTIONS = {
     "gpu": GPU,
     "volumes": {HF_CACHE_DIR: hf_cache},
-    "secrets": [hf_secret],
+    "secrets": [hf_secret, service_secret],
     "scaledown_window": 900,
+    "max_containers": MAX_GPU_CONTAINERS,
     "startup_timeout": 1200,
     "timeout": 600,
 }
 
 
+# Both GPU endpoints sit behind Modal's proxy auth (Modal-Key/Modal-Secret headers) on top of
+# their own bearer token: an unauthenticated request never reaches, or wakes, a container.
 @engine_app.function(image=engine_image, **MODEL_SERVICE_OPTIONS)
 @modal.concurrent(max_inputs=64)
-@modal.asgi_app()
+@modal.asgi_app(requires_proxy_auth=True)
 def engine_web():
     """The vLLM generation service (POST /generate, /tokenize; GET /health)."""
     from engine.generation.app import create_app
@@ -173,7 +206,7 @@ def engine_web():
 
 @sae_app.function(image=sae_image, **MODEL_SERVICE_OPTIONS)
 @modal.concurrent(max_inputs=16)
-@modal.asgi_app()
+@modal.asgi_app(requires_proxy_auth=True)
 def sae_web():
     """The SAE feature service (POST /extract_features, /analyze_features; GET /saes)."""
     from engine.sae.app import create_app
@@ -182,7 +215,11 @@ def sae_web():
 
 
 @sae_app.function(
-    image=sae_image, volumes={HF_CACHE_DIR: hf_cache}, secrets=[hf_secret], timeout=3600
+    image=sae_image,
+    volumes={HF_CACHE_DIR: hf_cache},
+    secrets=[hf_secret],
+    timeout=3600,
+    max_containers=1,
 )
 def fetch_weights() -> list[str]:
     """Download the model and the SAE into the HF cache volume (CPU only; run once per env).
@@ -197,7 +234,12 @@ def fetch_weights() -> list[str]:
     return [model, f"{sae}/{SAE_FOLDER}"]
 
 
-@backend_app.function(image=backend_image, secrets=[backend_secret], scaledown_window=300)
+@backend_app.function(
+    image=backend_image,
+    secrets=[backend_secret, service_secret, proxy_auth_secret],
+    scaledown_window=300,
+    max_containers=MAX_BACKEND_CONTAINERS,
+)
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def backend_web():
@@ -207,7 +249,36 @@ def backend_web():
     return create_app()
 
 
-@backend_app.function(image=backend_image, secrets=[backend_secret], timeout=600)
+PRUNE_TIMEOUT_S = 600
+PRUNE_MAX_SECONDS = PRUNE_TIMEOUT_S - 60  # the last batch and the goodbye fit in the rest
+
+
+@backend_app.function(
+    image=backend_image,
+    secrets=[backend_secret],
+    timeout=PRUNE_TIMEOUT_S,
+    schedule=modal.Cron(PRUNE_SCHEDULE),
+    max_containers=1,
+)
+def prune() -> str:
+    """Scheduled: delete run previews older than PLAYGROUND_PRUNE_RETENTION (index rows stay,
+    marked pruned) in short batches, as `playground prune --older-than` does; it stops well
+    inside the function's timeout and the next run resumes where it stopped."""
+    import asyncio
+
+    from backend.cli import parse_duration, prune_database
+
+    retention = parse_duration(os.environ.get("PLAYGROUND_PRUNE_RETENTION", "7d"))
+    done = asyncio.run(
+        prune_database(os.environ["DATABASE_URL"], retention, max_seconds=PRUNE_MAX_SECONDS)
+    )
+    return (
+        f"{NAMES.env}: pruned {done.pruned} previews older than {retention} "
+        f"({done.batches} batches, {done.per_s:.0f}/s)"
+    )
+
+
+@backend_app.function(image=backend_image, secrets=[backend_secret], timeout=600, max_containers=1)
 def migrate(revision: str = "head", confirm_env: str = "") -> str:
     """Alembic upgrade against this environment's DATABASE_URL.
 

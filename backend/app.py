@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,10 +15,16 @@ from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
 from backend.db.pool import create_pool
 from backend.features.api_router import router as features_router
+from backend.features.catalog import SaeCatalog
+from backend.features.explorer import FeatureExplorer
+from backend.features.fold import FoldWorker
+from backend.features.search import LabelSearch
 from backend.features.service import FeatureService
 from backend.health import HealthService
 from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
+from backend.limits.limiter import Limiter
+from backend.limits.middleware import LimitsMiddleware
 from backend.page.router import router as page_router
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
@@ -46,11 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.playground_activations_hf_url,
                 timeout=settings.playground_engine_timeout_s,
                 connect_timeout=connect,
+                headers=settings.upstream_headers(),
             )
             sae_http = new_http_client(
                 settings.playground_sae_url,
                 timeout=settings.playground_sae_timeout_s,
                 connect_timeout=connect,
+                headers=settings.upstream_headers(),
             )
             injection_http = new_http_client(
                 "", timeout=settings.playground_injection_timeout_s, connect_timeout=connect
@@ -60,20 +69,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             engine = engine_upstream.EngineClient(JsonUpstream(engine_upstream.NAME, engine_http))
             sae = sae_upstream.SaeClient(JsonUpstream(sae_upstream.NAME, sae_http))
+            folder = FoldWorker(
+                pool, batch=settings.playground_fold_batch, idle_s=settings.playground_fold_idle_s
+            )
+            if settings.playground_feature_fold:
+                folder.start()
+                stack.push_async_callback(folder.stop)
+            catalog = SaeCatalog(settings, pool, sae)
             app.state.settings = settings
             app.state.pool = pool
-            app.state.activations = ActivationService(settings, pool, engine, sae)
+            app.state.activations = ActivationService(
+                settings, pool, engine, sae, on_stored=folder.poke
+            )
             app.state.runs = RunReader(settings, pool)
             app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)
+            app.state.catalog = catalog
+            app.state.explorer = FeatureExplorer(settings, pool, catalog, sae)
+            app.state.search = LabelSearch(settings, pool)
             app.state.injection = InjectionProxy(settings, injection_http)
+            limiter = Limiter(settings, pool)
+            limiter.start()
+            stack.push_async_callback(limiter.stop)
+            app.state.limiter = limiter
+            stack.push_async_callback(_cancel, asyncio.create_task(catalog.warm()))
             yield
 
-    return create_service_app(
+    app = create_service_app(
         title="Activations playground backend",
         lifespan=lifespan,
         routers=[activations_router, features_router, injection_router, page_router, meta_router],
+        max_body_bytes=settings.playground_max_body_bytes,
     )
+    # Outermost: a client over its limits is answered before its body is read.
+    app.add_middleware(LimitsMiddleware)
+    return app
 
 
 meta_router = APIRouter(tags=["meta"])
@@ -91,3 +121,9 @@ async def _close_pool(pool) -> None:
     except TimeoutError:
         logger.warning("postgres pool did not close in 10 s; terminating it")
         pool.terminate()
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -8,6 +8,9 @@ from fastapi import Depends, Request
 
 from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
+from backend.features.catalog import SaeCatalog
+from backend.features.explorer import FeatureExplorer
+from backend.features.search import LabelSearch
 from backend.features.service import FeatureService
 from backend.health import HealthService
 from backend.injection.proxy import InjectionProxy
@@ -30,6 +33,18 @@ def get_features(request: Request) -> FeatureService:
     return request.app.state.features
 
 
+def get_catalog(request: Request) -> SaeCatalog:
+    return request.app.state.catalog
+
+
+def get_explorer(request: Request) -> FeatureExplorer:
+    return request.app.state.explorer
+
+
+def get_search(request: Request) -> LabelSearch:
+    return request.app.state.search
+
+
 def get_injection(request: Request) -> InjectionProxy:
     return request.app.state.injection
 
@@ -44,5 +59,8 @@ ActivationsDep = Annotated[ActivationService, Depends(get_activations)]
 RunsDep = Annotated[RunReader, Depends(get_runs)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
 FeaturesDep = Annotated[FeatureService, Depends(get_features)]
+CatalogDep = Annotated[SaeCatalog, Depends(get_catalog)]
+ExplorerDep = Annotated[FeatureExplorer, Depends(get_explorer)]
+SearchDep = Annotated[LabelSearch, Depends(get_search)]
 InjectionDep = Annotated[InjectionProxy, Depends(get_injection)]
 PublicBaseDep = Annotated[str, Depends(get_public_base_url)]

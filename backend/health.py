@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import asyncpg
 
@@ -23,6 +23,7 @@ class CheckView(TypedDict):
     ok: bool
     latency_ms: float | None
     error: str | None
+    age_s: NotRequired[float | None]
 
 
 class HealthErrorView(TypedDict):
@@ -53,13 +54,18 @@ class HealthService:
         self.engine = engine
         self.sae = sae
         self._timeout = settings.playground_health_timeout_s
+        self._interval = settings.playground_health_interval_s
+        # Upstream name -> (last result, monotonic time it was taken); one probe at a time each.
+        self._cache: dict[str, tuple[CheckView, float]] = {}
+        self._locks = {"engine": asyncio.Lock(), "sae": asyncio.Lock()}
 
     async def check(self) -> HealthReport:
-        """200 ``ok``/``degraded`` (an upstream down), 503 ``down`` when Postgres is."""
+        """200 ``ok``/``degraded`` (an upstream down), 503 ``down`` when Postgres is. Postgres
+        is asked every time; the GPU services at most once per interval (see settings)."""
         pg, engine, sae = await asyncio.gather(
             self._probe(self._ping()),
-            self._probe(self.engine.upstream.health()),
-            self._probe(self.sae.upstream.health()),
+            self._cached("engine", self.engine.upstream.health),
+            self._cached("sae", self.sae.upstream.health),
         )
         if not pg["ok"]:
             error: HealthErrorView = {
@@ -75,6 +81,16 @@ class HealthService:
         return HealthReport(
             200, {"status": status, "postgres": pg, "engine": engine, "sae": sae, "error": None}
         )
+
+    async def _cached(self, name: str, probe: Callable[[], Awaitable[None]]) -> CheckView:
+        async with self._locks[name]:  # concurrent callers share one probe
+            hit = self._cache.get(name)
+            now = time.monotonic()
+            if hit is None or now - hit[1] >= self._interval:
+                hit = (await self._probe(probe()), time.monotonic())
+                self._cache[name] = hit
+        view, taken = hit
+        return {**view, "age_s": round(time.monotonic() - taken, 3)}
 
     async def _ping(self) -> None:
         async with connection(self.pool, self._timeout) as conn:

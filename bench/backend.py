@@ -1,7 +1,7 @@
 """Benchmark of the backend's read and write paths against a real Postgres.
 
-    .venv/bin/python bench/backend.py            # 100,000 seeded runs, 2,048 x top-20 run
-    .venv/bin/python bench/backend.py --quick    # small smoke run (seconds)
+    .venv/bin/python -m bench.backend            # 100,000 seeded runs, 2,048 x top-20 run
+    .venv/bin/python -m bench.backend --quick    # small smoke run (seconds)
 
 Starts a throwaway embedded Postgres (or uses --database-url), migrates it, seeds N runs with
 COPY, serves `playground backend` in its own process with instant stub upstreams (served from
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -37,21 +36,22 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from backend.activations import packed, storage  # noqa: E402
-from backend.activations.record import (  # noqa: E402
+from backend.activations import packed, storage
+from backend.activations.record import (
     Extraction,
     Generation,
     RunRecord,
     RunTimings,
 )
-from backend.db import queries  # noqa: E402
-from backend.db.migrate import upgrade  # noqa: E402
-from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER  # noqa: E402
-from common.pgembed import embedded_postgres  # noqa: E402
-from common.services import Service, free_port  # noqa: E402
+from backend.db import features as feature_db
+from backend.db import queries
+from backend.db.migrate import upgrade
+from backend.features import aggregate
+from bench import features as feature_bench
+from bench import harness
+from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
+from common.pgembed import embedded_postgres
+from common.services import Service, free_port
 
 MODEL = DEFAULT_MODEL_ID
 BIG_ID = "bench-big"
@@ -114,23 +114,56 @@ def run_record(
     )
 
 
-async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
-    """N small runs (8 positions x top-3 each) spread over 30 days, plus the big run."""
+async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
+    """N runs spread over 30 days, each with the feature data of a run shaped like a real one
+    (bench/features.py); every tenth keeps that run's full preview, the others a small one
+    (8 positions x top-3). The per-feature tables are folded in bulk. Plus the big run."""
     small = run_record("x", datetime.now(UTC), make_timeline(8, 3, 4, seed=1), 4)
-    small_index, small_preview = storage.index_row(small), storage.preview_row(small)
+    small_preview = storage.preview_row(small)
+    gen = feature_bench.RunGenerator()
     now = datetime.now(UTC)
+    realistic_ids: list[str] = []
     conn = await asyncpg.connect(url)
     try:
-        batch = 10_000
+        bulk = await feature_bench.prepare_bulk(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
+        batch = 500
         for start in range(0, n_runs, batch):
-            idx, prev = [], []
-            for i in range(start, min(start + batch, n_runs)):
+            idx, prev, feats = [], [], []
+            stop = min(start + batch, n_runs)
+            for i, timeline in zip(range(start, stop), gen.timelines(stop - start), strict=True):
                 created = now - timedelta(seconds=i * 26)  # 100k runs over ~30 days
                 rid = f"seed-{i:07d}"
+                realistic = i % 10 == 0
+                record = gen.record(
+                    timeline,
+                    rid,
+                    created,
+                    MODEL,
+                    DEFAULT_SAE_ID,
+                    DEFAULT_SAE_LAYER,
+                    realistic=realistic,
+                )
+                rows = storage.rows(record)
                 stamp = {"request_id": rid, "created_at": created, "updated_at": created}
-                idx.append(dataclasses.replace(small_index, **stamp))
-                prev.append(dataclasses.replace(small_preview, **stamp))
+                idx.append(rows.index)
+                prev.append(
+                    rows.preview if realistic else dataclasses.replace(small_preview, **stamp)
+                )
+                feats.append((*dataclasses.astuple(rows.features), i + 1))
+                bulk.add(
+                    rid, i + 1, aggregate.decode(rows.features.data, rows.features.n_positions)
+                )
+                if realistic:
+                    realistic_ids.append(rid)
             await queries.copy_runs(conn, idx, prev)
+            await feature_db.copy_rows(
+                conn, "activation_run_features", [*queries.FEATURES_COLUMNS, "version"], feats
+            )
+            await feature_db.copy_members(conn, bulk.take_members())
+            print(f"  seeded {min(start + batch, n_runs):,} runs", end="\r", flush=True)
+        common, rare = bulk.most_and_least_fired()
+        await feature_bench.finish_bulk(conn, bulk, n_runs)
+        search_word = await feature_bench.seed_labels(conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER)
         half = big_positions // 2
         big = run_record(BIG_ID, now, make_timeline(big_positions, top_k, half, seed=2), half)
         await queries.copy_runs(conn, [storage.index_row(big)], [storage.preview_row(big)])
@@ -138,6 +171,12 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> None:
         await conn.execute("VACUUM (ANALYZE)")
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CHECKPOINT")
+        return {
+            "common_feature": common,
+            "rare_feature": rare,
+            "search": search_word,
+            "realistic_ids": realistic_ids,
+        }
     finally:
         await conn.close()
 
@@ -195,11 +234,21 @@ def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
     return f"http://127.0.0.1:{port}", server, thread
 
 
+# Rate limits far above what one sequential benchmark client sends: the limiter still does its
+# per-request work (window count, lease), it just never refuses.
+BENCH_LIMITS = {
+    "PLAYGROUND_RATE_READ_PER_WINDOW": "10000000",
+    "PLAYGROUND_RATE_GPU_PER_WINDOW": "1000000",
+}
+
+
 def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
     env = {
         "DATABASE_URL": db_url,
         "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
         "PLAYGROUND_SAE_URL": upstream,
+        **BENCH_LIMITS,
+        "PLAYGROUND_FEATURE_FOLD": os.environ.get("XFOLD", "true"),
     }
     backend_args = ["backend", "--log-level", "warning"]
     service = Service("backend", backend_args, free_port(), log_path, env)
@@ -210,6 +259,64 @@ def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
         service.stop()
         raise
     return service
+
+
+def feature_cases(seeded: dict) -> dict:
+    base = f"/playground/features/{DEFAULT_SAE_ID}/{DEFAULT_SAE_LAYER}"
+    by_feature = {"sae_id": DEFAULT_SAE_ID, "sae_layer": DEFAULT_SAE_LAYER, "limit": 50}
+    common, rare = seeded["common_feature"], seeded["rare_feature"]
+    return {
+        "feature_common": ("GET", f"{base}/{common}", {}),
+        "feature_rare": ("GET", f"{base}/{rare}", {}),
+        "runs_by_feature": (
+            "GET",
+            "/playground/activations/runs",
+            {"params": by_feature | {"feature_id": common}},
+        ),
+        "runs_by_feature_rare": (
+            "GET",
+            "/playground/activations/runs",
+            {"params": by_feature | {"feature_id": rare}},
+        ),
+        "label_search": (
+            "GET",
+            "/playground/features/search",
+            {"params": {"q": seeded["search"], "limit": 20}},
+        ),
+    }
+
+
+def deep_feature_page(url: str, seeded: dict, n: int) -> dict:
+    """Page 4 (runs 150-199) of the most common feature: below its 128-run leaderboard, so
+    served from the GIN-indexed member rows."""
+    params = {
+        "sae_id": DEFAULT_SAE_ID,
+        "sae_layer": DEFAULT_SAE_LAYER,
+        "feature_id": seeded["common_feature"],
+        "limit": 50,
+    }
+    with httpx.Client(base_url=url, timeout=120) as client:
+        cursor = None
+        for _ in range(3):
+            page = client.get(
+                "/playground/activations/runs",
+                params=params | ({"cursor": cursor} if cursor else {}),
+            ).json()
+            cursor = page["next_cursor"]
+        result, _ = time_http(
+            client, "GET", "/playground/activations/runs", n, 2, params=params | {"cursor": cursor}
+        )
+        return result
+
+
+def merge_rounds(parts: list[dict]) -> dict:
+    """Rounds of one case as one figure: medians of the rounds' p50/p99, summed counts."""
+    return {
+        "n": sum(p["n"] for p in parts),
+        "p50_ms": round(statistics.median(p["p50_ms"] for p in parts), 3),
+        "p99_ms": round(max(p["p99_ms"] for p in parts), 3),
+        "req_per_s": round(statistics.mean(p["req_per_s"] for p in parts), 1),
+    }
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -240,21 +347,26 @@ def time_http(client: httpx.Client, method: str, path: str, n: int, warmup: int,
     return stats(samples, time.perf_counter() - start), extra
 
 
-async def time_direct_write(url: str, positions: int, top_k: int, n: int, warmup: int) -> dict:
-    """The run's database write alone (same statement, same settings as the backend's pool)."""
+async def time_direct_write(
+    url: str, positions: int, top_k: int, n: int, warmup: int, *, with_features: bool
+) -> dict:
+    """The run's database write alone (same statement, same settings as the backend's pool).
+    ``with_features=False`` is the write as it was before the feature explorer: index and
+    preview only (the statement also probes for a stale feature row to delete)."""
     conn = await asyncpg.connect(url, server_settings={"synchronous_commit": "off"})
     try:
         now = datetime.now(UTC)
         timeline = make_timeline(positions, top_k, positions // 2, seed=3)
-        record = run_record("bench-write", now, timeline, positions // 2)
-        preview, index = storage.preview_row(record), storage.index_row(record)
+        name = "bench-write" if with_features else "bench-write-base"
+        rows = storage.rows(run_record(name, now, timeline, positions // 2))
+        features = rows.features if with_features else None
         for _ in range(warmup):
-            await queries.save_run(conn, index, preview)
+            await queries.save_run(conn, rows.index, rows.preview, features)
         samples = []
         start = time.perf_counter()
         for _ in range(n):
             t = time.perf_counter()
-            await queries.save_run(conn, index, preview)
+            await queries.save_run(conn, rows.index, rows.preview, features)
             samples.append((time.perf_counter() - t) * 1000)
         return stats(samples, time.perf_counter() - start)
     finally:
@@ -278,7 +390,7 @@ async def time_bare_select(url: str, n: int, warmup: int) -> dict:
         await conn.close()
 
 
-def benchmark(db_url: str, args, workdir: Path) -> dict:
+def benchmark(db_url: str, args, workdir: Path, seeded: dict) -> dict:
     upstream_url, upstream_server, upstream_thread = serve_in_thread(
         stub_app(args.run_positions, args.top_k)
     )
@@ -314,6 +426,7 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
                 "get_run": ("GET", base, {}),
                 "runs": ("GET", "/playground/activations/runs", {"params": {"limit": 50}}),
                 "summary": ("GET", "/playground/activations/summary", {}),
+                **feature_cases(seeded),
             }
             for name, (method, path, kw) in cases.items():
                 results[name], _ = time_http(client, method, path, n, warm, **kw)
@@ -333,9 +446,13 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
                 warm,
                 params={"limit": 50, "cursor": cursor},
             )
+            # One run, re-run by its owner each time (the write's update path).
             body = {"prompt": "bench", "request_id": "bench-run"}
+            created = client.post("/playground/activations/run", json=body)
+            created.raise_for_status()
+            owner = {"X-Run-Owner": created.json()["owner_token"]}
             results["run"], responses = time_http(
-                client, "POST", "/playground/activations/run", n, warm, json=body
+                client, "POST", "/playground/activations/run", n, warm, json=body, headers=owner
             )
             overheads, db_ms = [], []
             for response in responses:
@@ -347,9 +464,25 @@ def benchmark(db_url: str, args, workdir: Path) -> dict:
             results["run"]["overhead_p99_ms"] = round(
                 sorted(overheads)[round(0.99 * (len(overheads) - 1))], 3
             )
-        results["run_write_direct"] = asyncio.run(
-            time_direct_write(db_url, args.run_positions, args.top_k, n, warm)
-        )
+        # Interleaved rounds, so load on the machine hits both alike.
+        rounds = {"run_write_direct_before": [], "run_write_direct": []}
+        for _ in range(3):
+            for name in rounds:
+                rounds[name].append(
+                    asyncio.run(
+                        time_direct_write(
+                            db_url,
+                            args.run_positions,
+                            args.top_k,
+                            n // 3,
+                            warm,
+                            with_features=name == "run_write_direct",
+                        )
+                    )
+                )
+        for name, parts in rounds.items():
+            results[name] = merge_rounds(parts)
+        results["runs_by_feature_page4"] = deep_feature_page(url, seeded, min(n, 30))
     finally:
         backend.stop(grace_s=30)
         upstream_server.should_exit = True
@@ -374,6 +507,23 @@ def print_table(results: dict, meta: dict) -> None:
             f"{name:<22}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['req_per_s']:>9.1f}"
             f"{r['ratio_to_bare_select']:>8.2f}"
         )
+    write, before = results["run_write_direct"], results["run_write_direct_before"]
+    print(
+        f"run write with its feature row: p50 {write['p50_ms']:.3f} ms vs {before['p50_ms']:.3f} ms"
+        f" without (same session): +{write['p50_ms'] - before['p50_ms']:.3f} ms"
+    )
+    st = meta["storage"]
+    print(
+        f"storage: a realistic run's index + preview rows"
+        f" {st['run_tables_bytes_per_realistic_run']:,} B; feature tables"
+        f" {st['feature_tables_bytes_per_run']:,} B per run; with them"
+        f" {st['ratio_with_features']:.2f}x"
+    )
+    fm = meta["features"]
+    print(
+        f"features: common {fm['common_feature']} fired in {fm['common_feature_runs_fired']:,}"
+        f" runs, rare {fm['rare_feature']} in {fm['rare_feature_runs_fired']:,}"
+    )
     run = results["run"]
     print(
         f"run overhead (total - engine - sae, backend-side): p50 {run['overhead_p50_ms']:.3f} ms,"
@@ -391,7 +541,7 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--run-positions", type=int, default=64, help="positions per `run` call")
     parser.add_argument("--iterations", type=int, help="requests per endpoint (300; --quick 30)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR)
     args = parser.parse_args()
     args.runs = args.runs or (2_000 if args.quick else 100_000)
     args.positions = args.positions or (256 if args.quick else 2048)
@@ -417,21 +567,49 @@ def main() -> int:
             with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
                 results = run_all(url, args, workdir, meta)
     print_table(results, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out / f"backend-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    report = harness.report(
+        "backend",
+        config=vars(args) | {"out": str(args.out)},
+        tables={"endpoints": [{"endpoint": name, **r} for name, r in results.items()]},
+        summary=meta,
+    )
+    for path in harness.write_report(report, "quick" if args.quick else "", args.out):
+        print(f"wrote {path}")
     return 0
 
 
 def run_all(url: str, args, workdir: Path, meta: dict) -> dict:
     upgrade(url)
     t = time.perf_counter()
-    asyncio.run(seed(url, args.runs, args.positions, args.top_k))
+    seeded = asyncio.run(seed(url, args.runs, args.positions, args.top_k))
     meta["seed_s"] = round(time.perf_counter() - t, 1)
     print(f"seeded {args.runs:,} runs in {meta['seed_s']} s", flush=True)
-    return benchmark(url, args, workdir)
+    meta["features"] = {k: v for k, v in seeded.items() if k != "realistic_ids"}
+    meta["storage"] = asyncio.run(storage_report(url, seeded["realistic_ids"]))
+    meta["features"].update(asyncio.run(feature_counts(url, seeded)))
+    return benchmark(url, args, workdir, seeded)
+
+
+async def storage_report(url: str, realistic_ids: list[str]) -> dict:
+    conn = await asyncpg.connect(url)
+    try:
+        return await feature_bench.storage_figures(conn, realistic_ids)
+    finally:
+        await conn.close()
+
+
+async def feature_counts(url: str, seeded: dict) -> dict:
+    """How often the two benchmarked features fired (they are the most and least fired)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            f"{name}_runs_fired": await feature_db.runs_fired(
+                conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER, seeded[name]
+            )
+            for name in ("common_feature", "rare_feature")
+        }
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":

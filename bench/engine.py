@@ -1,38 +1,41 @@
-"""Benchmark the engine service: a fixed, seeded workload through the HTTP API at several
-concurrency levels, against two baselines measured in the same run on the same weights:
-vLLM's offline ``LLM.generate`` (the ceiling) and naive HF ``generate`` one request at a time.
+"""Benchmark the engine service: a fixed, seeded workload in three sampling modes side by side
+(greedy; the page's defaults, temperature 0.7 and top-p 0.95; top-k alone), each through the
+HTTP API and through vLLM's offline ``LLM.generate`` at several concurrency levels, with each
+row's ratio to greedy at the same level and transport, plus naive HF ``generate`` (greedy, one
+request at a time) as the floor. All in one run, on the same weights.
 
-    .venv/bin/python bench/engine.py [--quick] [--model PATH_OR_ID] [--load-format dummy]
+    .venv/bin/python -m bench.engine [--quick] [--model PATH_OR_ID] [--load-format dummy]
+                                     [--modes greedy,defaults,top-k] [--sampler-patch on|off]
 
 Default model: the tiny Llama-3.1 (built into .data/models/tiny-llama-3.1 if missing). On a GPU
 host, ``--model meta-llama/Llama-3.1-8B-Instruct --load-format dummy`` runs the real 8B
 architecture with random weights (no download of weights; the config and tokenizer still come
-from the hub or the HF cache). Prints a table and writes JSON to bench/results/.
+from the hub or the HF cache). Offline at concurrency c feeds ``LLM.generate`` c requests at a
+time. Sampled requests carry a seed each, so their answers are reproducible too. Prints a table
+and writes JSON to bench/results/ (and $OUT when set).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import harness
+from common.services import Service, free_port
+from engine.generation.protocol import GenerateRequest
+from engine.generation.sampling_patch import PLUGIN_NAME
+from engine.generation.settings import EngineSettings
 
-from common.services import Service, free_port  # noqa: E402
-from engine.generation.settings import EngineSettings  # noqa: E402
-
-TINY_DIR = ROOT / ".data" / "models" / "tiny-llama-3.1"
+TINY_DIR = harness.REPO / ".data" / "models" / "tiny-llama-3.1"
 _VOCABULARY = (
     "the of and to in is was for on that with as by at from his her an were are which this be "
     "model token layer feature sparse autoencoder residual stream attention head vector "
@@ -40,10 +43,21 @@ _VOCABULARY = (
     "machine"
 )
 WORDS = _VOCABULARY.split()
+_DEFAULTS = GenerateRequest.model_fields
+TOP_K_ALONE = 50
+# Sampling parameters of each mode (the API's own defaults for the page's mode).
+MODES = {
+    "greedy": {"temperature": 0.0},
+    "defaults": {
+        "temperature": _DEFAULTS["temperature"].default,
+        "top_p": _DEFAULTS["top_p"].default,
+    },
+    "top-k": {"temperature": _DEFAULTS["temperature"].default, "top_p": 1.0, "top_k": TOP_K_ALONE},
+}
 
 
 def workload(n: int, seed: int, quick: bool) -> list[dict]:
-    """Seeded prompts of varied length and varied output lengths (greedy: reproducible)."""
+    """Seeded prompts of varied length and varied output lengths, without sampling parameters."""
     rng = random.Random(seed)
     words_hi, out_lo, out_hi = (48, 4, 32) if quick else (400, 16, 256)
     requests = []
@@ -54,24 +68,26 @@ def workload(n: int, seed: int, quick: bool) -> list[dict]:
             {
                 "prompt": f"{i}. {prompt}",
                 "max_tokens": rng.randint(out_lo, out_hi),
-                "temperature": 0,
                 "request_id": f"bench-{i}",
             }
         )
     return requests
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
+def in_mode(requests: list[dict], mode: str, seed: int) -> list[dict]:
+    """The workload with one mode's sampling parameters; sampled requests get a seed each."""
+    params = MODES[mode]
+    sampled = params["temperature"] > 0
+    return [
+        {**r, **params, **({"seed": seed * 100_003 + i} if sampled else {})}
+        for i, r in enumerate(requests)
+    ]
 
 
 def summarize(
     name: str, wall_s: float, latencies_s: list[float], output_tokens: int, requests: int
 ) -> dict:
+    latency = harness.timing_stats(latencies_s)
     return {
         "name": name,
         "requests": requests,
@@ -79,9 +95,26 @@ def summarize(
         "requests_per_s": round(requests / wall_s, 3),
         "output_tokens": output_tokens,
         "output_tokens_per_s": round(output_tokens / wall_s, 2),
-        "latency_p50_ms": round(percentile(latencies_s, 50) * 1000, 1) if latencies_s else None,
-        "latency_p99_ms": round(percentile(latencies_s, 99) * 1000, 1) if latencies_s else None,
+        "latency_p50_ms": latency["p50_ms"],
+        "latency_p99_ms": latency["p99_ms"],
     }
+
+
+def sampler_patch_state() -> str:
+    """Whether vLLM will load this project's sort-free top-k/top-p plugin here."""
+    names = {e.name for e in entry_points(group="vllm.general_plugins")}
+    if PLUGIN_NAME not in names:
+        return "absent (entry point not installed: pip install -e . in this environment)"
+    allowed = os.environ.get("VLLM_PLUGINS")
+    if allowed is not None and PLUGIN_NAME not in allowed.split(","):
+        return "off (VLLM_PLUGINS)"
+    return "on"
+
+
+def exclude_sampler_patch() -> None:
+    """Leave the plugin out through vLLM's own allow-list, in this process and its children."""
+    names = {e.name for e in entry_points(group="vllm.general_plugins")} - {PLUGIN_NAME}
+    os.environ["VLLM_PLUGINS"] = ",".join(sorted(names))
 
 
 # -- our HTTP service -------------------------------------------------------------------------
@@ -120,7 +153,7 @@ async def run_http(url: str, requests: list[dict], concurrency: int) -> tuple[di
         await asyncio.gather(*(one(body) for body in requests))
         wall = time.perf_counter() - started
     tokens = sum(len(ids) for ids in outputs.values())
-    return summarize(f"http c={concurrency}", wall, latencies, tokens, len(requests)), outputs
+    return summarize("http", wall, latencies, tokens, len(requests)), outputs
 
 
 async def prompt_ids_from_service(url: str, requests: list[dict]) -> list[list[int]]:
@@ -131,13 +164,43 @@ async def prompt_ids_from_service(url: str, requests: list[dict]) -> list[list[i
     return [a.json()["token_ids"] for a in answers]
 
 
+def best_of_modes(run_once, modes: list[str], repeats: int) -> dict[str, tuple[dict, dict]]:
+    """Best of ``repeats`` tries per mode, the modes interleaved so that they share the load of
+    a busy machine (which only ever slows a run)."""
+    tries: dict[str, list[tuple[dict, dict]]] = {mode: [] for mode in modes}
+    for _ in range(repeats):
+        for mode in modes:
+            tries[mode].append(run_once(mode))
+    best = {}
+    for mode, results in tries.items():
+        row, outputs = min(results, key=lambda t: t[0]["wall_s"])
+        row["walls_s"] = [t[0]["wall_s"] for t in results]
+        best[mode] = (row, outputs)
+    return best
+
+
+def run_http_levels(url, requests, modes, levels, repeats, seed) -> tuple[list[dict], dict]:
+    rows, outputs = [], {}
+    for level in levels:
+        best = best_of_modes(
+            lambda mode, level=level: asyncio.run(
+                run_http(url, in_mode(requests, mode, seed), level)
+            ),
+            modes,
+            repeats,
+        )
+        for mode, (row, outs) in best.items():
+            rows.append(row | {"transport": "http", "concurrency": level, "mode": mode})
+            outputs[("http", level, mode)] = outs
+            print(f"  http c={level} {mode}: {row['output_tokens_per_s']} out tok/s", flush=True)
+    return rows, outputs
+
+
 # -- baselines --------------------------------------------------------------------------------
 
 
-def run_offline(
-    settings: EngineSettings, requests: list[dict], prompt_ids: list[list[int]], repeats: int
-):
-    """vLLM's offline batch API on the same engine arguments: the ceiling for our HTTP layer."""
+def run_offline(settings, requests, prompt_ids, modes, levels, repeats, seed):
+    """vLLM's offline batch API on the same engine arguments, c requests at a time."""
     from transformers import GenerationConfig
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -147,34 +210,54 @@ def run_offline(
     eos = GenerationConfig.from_pretrained(settings.model).eos_token_id
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     llm = LLM(**engine_kwargs(settings))
-    params = [
-        SamplingParams(max_tokens=r["max_tokens"], temperature=0, stop_token_ids=eos)
-        for r in requests
-    ]
     prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
-    llm.generate(prompts[:2], params[:2], use_tqdm=False)  # warm-up, as the service had
-    walls = []
-    for _ in range(repeats):  # best of N, like the HTTP rows
+
+    def params(mode: str) -> list:
+        return [
+            SamplingParams(
+                max_tokens=r["max_tokens"],
+                temperature=r["temperature"],
+                top_p=r.get("top_p", 1.0),
+                top_k=r.get("top_k", 0),
+                seed=r.get("seed"),
+                stop_token_ids=eos,
+            )
+            for r in in_mode(requests, mode, seed)
+        ]
+
+    by_mode = {mode: params(mode) for mode in modes}
+    for mode in modes:  # warm-up, as the service had
+        llm.generate(prompts[:2], by_mode[mode][:2], use_tqdm=False)
+
+    def once(mode: str, level: int) -> tuple[dict, dict]:
         started = time.perf_counter()
-        results = llm.generate(prompts, params, use_tqdm=False)
-        walls.append(time.perf_counter() - started)
-    wall = min(walls)
-    outputs = {
-        r["request_id"]: list(o.outputs[0].token_ids)
-        for r, o in zip(requests, results, strict=True)
-    }
-    tokens = sum(len(ids) for ids in outputs.values())
+        results = []
+        for start in range(0, len(prompts), level):
+            chunk = slice(start, start + level)
+            results += llm.generate(prompts[chunk], by_mode[mode][chunk], use_tqdm=False)
+        wall = time.perf_counter() - started
+        outputs = {
+            r["request_id"]: list(o.outputs[0].token_ids)
+            for r, o in zip(requests, results, strict=True)
+        }
+        tokens = sum(len(ids) for ids in outputs.values())
+        return summarize("offline", wall, [], tokens, len(requests)), outputs
+
+    rows, outputs = [], {}
+    for level in levels:
+        best = best_of_modes(lambda mode, level=level: once(mode, level), modes, repeats)
+        for mode, (row, outs) in best.items():
+            rows.append(row | {"transport": "offline", "concurrency": level, "mode": mode})
+            outputs[("offline", level, mode)] = outs
+            print(f"  offline c={level} {mode}: {row['output_tokens_per_s']} tok/s", flush=True)
     shutdown = getattr(llm.llm_engine, "shutdown", None)
     if shutdown is not None:
         shutdown()
-    del llm
-    row = summarize("vllm offline LLM.generate", wall, [], tokens, len(requests))
-    row["walls_s"] = [round(w, 3) for w in walls]
-    return row, outputs
+    return rows, outputs
 
 
 def run_hf(args, requests: list[dict], prompt_ids: list[list[int]]) -> dict:
-    """What users would otherwise write: HF generate, one request at a time."""
+    """What users would otherwise write: HF generate, greedy, one request at a time."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -205,26 +288,40 @@ def run_hf(args, requests: list[dict], prompt_ids: list[list[int]]) -> dict:
         tokens += out.shape[1] - len(ids)
         latencies.append(time.perf_counter() - one)
     wall = time.perf_counter() - started
-    return summarize("HF generate, one at a time", wall, latencies, tokens, len(subset))
+    row = summarize("hf generate", wall, latencies, tokens, len(subset))
+    return row | {"transport": "hf, one at a time", "concurrency": 1, "mode": "greedy"}
 
 
 # -- main -------------------------------------------------------------------------------------
 
+COLUMNS = [
+    harness.Column("transport", "run"),
+    harness.Column("concurrency", "c"),
+    harness.Column("mode", "mode"),
+    harness.Column("requests", "req"),
+    harness.Column("requests_per_s", "req/s", ".2f"),
+    harness.Column("output_tokens_per_s", "out tok/s", ".1f"),
+    harness.Column("latency_p50_ms", "p50 ms", ".1f"),
+    harness.Column("latency_p99_ms", "p99 ms", ".1f"),
+    harness.Column("vs_greedy", "vs greedy", ".2f"),
+    harness.Column("vs_offline", "vs offline", ".2f"),
+]
 
-def print_table(rows: list[dict], ceiling: dict | None) -> None:
-    header = f"{'run':<30} {'req':>5} {'req/s':>8} {'out tok/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
-    header += f" {'vs offline':>10}"
-    print(header)
-    print("-" * len(header))
+
+def add_ratios(rows: list[dict]) -> None:
+    """Each row's throughput over greedy's at the same transport and level, and each HTTP row's
+    over offline's at the same level and mode."""
+    index = {(r["transport"], r["concurrency"], r["mode"]): r for r in rows}
     for row in rows:
-        ratio = (
-            f"{row['output_tokens_per_s'] / ceiling['output_tokens_per_s']:.2f}" if ceiling else "-"
-        )
-        p50 = row["latency_p50_ms"] if row["latency_p50_ms"] is not None else "-"
-        p99 = row["latency_p99_ms"] if row["latency_p99_ms"] is not None else "-"
-        print(
-            f"{row['name']:<30} {row['requests']:>5} {row['requests_per_s']:>8.2f} "
-            f"{row['output_tokens_per_s']:>10.1f} {p50!s:>9} {p99!s:>9} {ratio:>10}"
+        key = (row["transport"], row["concurrency"])
+        greedy = index.get((*key, "greedy"))
+        offline = index.get(("offline", row["concurrency"], row["mode"]))
+        tps = row["output_tokens_per_s"]
+        row["vs_greedy"] = round(tps / greedy["output_tokens_per_s"], 3) if greedy else None
+        row["vs_offline"] = (
+            round(tps / offline["output_tokens_per_s"], 3)
+            if offline and row["transport"] == "http"
+            else None
         )
 
 
@@ -235,27 +332,42 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small workload (CPU, CI)")
     parser.add_argument("--requests", type=int, default=None, help="default 256 (quick: 32)")
     parser.add_argument("--concurrency", default=None, help="comma list (default 1,16,64,256)")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ",".join(MODES))
+    parser.add_argument(
+        "--sampler-patch",
+        choices=["on", "off"],
+        default="on",
+        help="off: leave the sort-free top-k/top-p plugin out (VLLM_PLUGINS), for a baseline",
+    )
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--hf-requests", type=int, default=None, help="HF baseline subset size")
     parser.add_argument("--repeats", type=int, default=2, help="best of N per row")
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="folder (default bench/results)")
     args = parser.parse_args()
 
     if args.model is None:
         from engine.tiny.build import build_tiny_model
 
         args.model = str(build_tiny_model(TINY_DIR))
+    modes = args.modes.split(",")
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {list(MODES)}")
+    if "greedy" not in modes:
+        modes.insert(0, "greedy")  # the ratios' baseline
+    if args.sampler_patch == "off":
+        exclude_sampler_patch()
+    patch = sampler_patch_state()
+    print(f"sort-free top-k/top-p plugin: {patch}", flush=True)
     n = args.requests or (32 if args.quick else 256)
     levels = [
         int(c) for c in (args.concurrency or ("1,8,32" if args.quick else "1,16,64,256")).split(",")
     ]
     args.hf_requests = args.hf_requests or (8 if args.quick else 32)
     requests = workload(n, args.seed, args.quick)
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = harness.stamp()
 
     log_path = Path(tempfile.gettempdir()) / f"bench-engine-{stamp}.log"
     print(f"engine log: {log_path}", flush=True)
@@ -264,57 +376,69 @@ def main() -> int:
     try:
         health = httpx.get(url + "/health").json()
         prompt_ids = asyncio.run(prompt_ids_from_service(url, requests))
-        asyncio.run(run_http(url, requests[:2], 2))  # warm-up
-        http_rows, http_outputs = [], {}
-        for level in levels:
-            # Best of N: the shared CPU of a dev box adds noise that only ever slows a run.
-            tries = [asyncio.run(run_http(url, requests, level)) for _ in range(args.repeats)]
-            row, outputs = min(tries, key=lambda t: t[0]["wall_s"])
-            row["walls_s"] = [t[0]["wall_s"] for t in tries]
-            http_rows.append(row)
-            http_outputs = outputs
-            print(f"  {row['name']}: {row['output_tokens_per_s']} out tok/s", flush=True)
+        for mode in modes:  # warm-up
+            asyncio.run(run_http(url, in_mode(requests[:2], mode, args.seed), 2))
+        rows, outputs = run_http_levels(url, requests, modes, levels, args.repeats, args.seed)
     finally:
         service.stop(grace_s=60)
+    patch_in_engine = "sort-free top-k/top-p installed" in service.log_tail(10**7)
 
     settings = EngineSettings(
         model=args.model, load_format=args.load_format, max_model_len=args.max_model_len
     )
     # HF before vLLM enters this process (vLLM retunes torch threads and CPU affinity).
     hf_rows = [] if args.skip_hf else [run_hf(args, requests, prompt_ids)]
-    offline_row, offline_outputs = run_offline(settings, requests, prompt_ids, args.repeats)
-    rows = [*http_rows, offline_row, *hf_rows]
-    same = sum(http_outputs[k] == offline_outputs[k] for k in offline_outputs)
+    if not args.skip_offline:
+        offline_rows, offline_outputs = run_offline(
+            settings, requests, prompt_ids, modes, levels, args.repeats, args.seed
+        )
+        rows += offline_rows
+        outputs |= offline_outputs
+    rows += hf_rows
+    add_ratios(rows)
 
-    best = max(http_rows, key=lambda r: r["output_tokens_per_s"])
-    report = {
-        "benchmark": "engine",
-        "created_at": stamp,
+    same_as_offline = {
+        f"{mode} c={level}": (
+            f"{sum(outs[k] == outputs[('offline', level, mode)][k] for k in outs)}/{len(outs)}"
+        )
+        for (transport, level, mode), outs in outputs.items()
+        if transport == "http" and ("offline", level, mode) in outputs
+    }
+    by_key = {(r["transport"], r["concurrency"], r["mode"]): r for r in rows}
+    summary = {
+        "defaults_vs_greedy": {
+            f"{t} c={c}": r["vs_greedy"] for (t, c, m), r in by_key.items() if m == "defaults"
+        },
+        "top_k_vs_greedy": {
+            f"{t} c={c}": r["vs_greedy"] for (t, c, m), r in by_key.items() if m == "top-k"
+        },
+        "http_outputs_equal_offline": same_as_offline,
+    }
+    config = {
         "model": args.model,
         "load_format": args.load_format,
         "device": health["device"],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "workload": {
-            "requests": n,
-            "seed": args.seed,
-            "quick": args.quick,
-            "repeats_best_of": args.repeats,
-            "prompt_tokens_total": sum(len(ids) for ids in prompt_ids),
-            "max_tokens_total": sum(r["max_tokens"] for r in requests),
-        },
-        "rows": rows,
-        "http_best_vs_offline": round(
-            best["output_tokens_per_s"] / offline_row["output_tokens_per_s"], 3
-        ),
-        "greedy_outputs_equal_offline": f"{same}/{len(offline_outputs)}",
+        "sampler_patch": patch,
+        "sampler_patch_in_engine_log": patch_in_engine,
+        "modes": {mode: MODES[mode] for mode in modes},
+        "requests": n,
+        "seed": args.seed,
+        "quick": args.quick,
+        "concurrency": levels,
+        "repeats_best_of": args.repeats,
+        "offline_chunks": "offline at concurrency c = LLM.generate on c requests at a time",
+        "prompt_tokens_total": sum(len(ids) for ids in prompt_ids),
+        "max_tokens_total": sum(r["max_tokens"] for r in requests),
     }
+    results = harness.report(
+        "engine", config=config, tables={"rows": rows}, summary=summary, created_at=stamp
+    )
     print()
-    print_table(rows, offline_row)
-    print(f"\nbest HTTP / offline ceiling: {report['http_best_vs_offline']:.2f}")
-    print(f"greedy outputs identical to offline: {report['greedy_outputs_equal_offline']}")
-    out = args.out or results_dir / f"engine-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    harness.print_table(rows, COLUMNS)
+    print(f"\nsort-free top-k/top-p plugin: {patch} (engine log says installed: {patch_in_engine})")
+    for name in ("defaults_vs_greedy", "top_k_vs_greedy", "http_outputs_equal_offline"):
+        print(f"{name}: {summary[name]}")
+    harness.write_report(results, tag="quick" if args.quick else "", out_dir=args.out)
     return 0
 
 

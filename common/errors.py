@@ -7,6 +7,7 @@ Body: ``{"error": {"code": "<snake_case>", "message": "...", "upstream": "<name>
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,6 +45,7 @@ class ApiError(Exception):
         status_code: int | None = None,
         upstream: str | None = None,
         details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -53,6 +55,7 @@ class ApiError(Exception):
             self.status_code = status_code
         self.upstream = upstream
         self.details = details
+        self.headers = headers
 
     def to_info(self) -> ErrorInfo:
         return ErrorInfo(
@@ -78,6 +81,47 @@ class Gone(ApiError):
 class Conflict(ApiError):
     status_code = 409
     code = "conflict"
+
+
+class Unauthorized(ApiError):
+    """The service token is missing or wrong."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class RunOwned(Conflict):
+    """The request_id belongs to another owner (no or a wrong ``X-Run-Owner``)."""
+
+    code = "run_owned"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class _RetryLater(ApiError):
+    """An error that tells the client when to try again (``Retry-After``, whole seconds)."""
+
+    def __init__(self, message: str, *, retry_after_s: float, **kwargs: Any) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
+        super().__init__(message, headers={"Retry-After": str(seconds)}, **kwargs)
+        self.retry_after_s = seconds
+
+
+class RateLimited(_RetryLater):
+    """This client is over its request rate or concurrency limit."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+class Overloaded(_RetryLater):
+    """The service (or the deployment's GPU ceiling) is full; nothing was started."""
+
+    status_code = 503
+    code = "overloaded"
 
 
 class NotImplementedYet(ApiError):
@@ -150,7 +194,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: ApiError):
         if exc.status_code >= 500:
             logger.warning("%s: %s (upstream=%s)", exc.code, exc.message, exc.upstream)
-        return error_response(exc.status_code, exc.to_info())
+        return error_response(exc.status_code, exc.to_info(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError):

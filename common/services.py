@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from common.deathsig import parent_death_signal
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -54,6 +56,7 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             # Own session: a terminal's Ctrl-C reaches only us, and we stop each group in order.
+            # SIGTERM when we die, however we die (SIGKILL included): no orphaned service.
             self.proc = subprocess.Popen(
                 cmd,
                 env={**os.environ, **self.env},
@@ -61,6 +64,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=parent_death_signal(signal.SIGTERM),
             )
 
     def healthy(self) -> bool:

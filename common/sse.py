@@ -46,7 +46,8 @@ class Reader:
     """Feed it the stream's lines one by one; it returns (event, data) at each frame's end."""
 
     def __init__(self) -> None:
-        self.event, self.data = "message", []
+        self.event: str = "message"
+        self.data: list[str] = []
 
     def feed(self, line: str) -> tuple[str, dict[str, Any]] | None:
         if line.startswith("event:"):

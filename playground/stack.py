@@ -1,7 +1,8 @@
 """`playground up`: the whole stack on one machine, with nothing to configure.
 
-Embedded Postgres (data kept in DATA_DIR/pg) and its migrations, the tiny Llama-3.1 and its demo
-SAE (built on first use), then `playground engine`, `playground sae` and `playground backend` as
+Embedded Postgres (data kept in DATA_DIR/pg) and its migrations, the readable demo model
+(SmolLM2-135M-Instruct) and its trained SAE, or with --tiny the tiny Llama-3.1 and a random SAE
+(built on first use), then `playground engine`, `playground sae` and `playground backend` as
 child processes, each in its own process group with its log in DATA_DIR/logs. Any part can be
 switched to the real thing: a model path or HF id, SAE folders, an external DATABASE_URL, or
 remote engine/SAE URLs (that service is then not started). Ctrl-C or SIGTERM stops every child,
@@ -11,6 +12,7 @@ then Postgres.
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import socket
 import time
@@ -23,7 +25,12 @@ from common.defaults import DEFAULT_DATA_DIR, PAGE_PATH
 from common.services import Service, ServiceExited, ServiceTimeout, free_port
 from common.services import wait_healthy as common_wait_healthy
 from playground.console import say
-from playground.local_models import ensure_demo_sae, ensure_tiny_model
+from playground.local_models import (
+    ensure_demo_sae,
+    ensure_readable_model,
+    ensure_tiny_model,
+    ensure_trained_sae,
+)
 from playground.settings import UpSettings
 
 PROGRESS_EVERY_S = 5.0
@@ -58,7 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH_OR_ID",
         default=env.playground_model,
         help="model folder or HF id for the engine and the SAE service "
-        "(env PLAYGROUND_MODEL; default: the tiny Llama-3.1, built on first use)",
+        "(env PLAYGROUND_MODEL; default: the readable demo model, built on first use)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        default=env.playground_tiny,
+        help="serve the tiny random-weight Llama-3.1 and a random SAE (fast; what the tests use) "
+        "instead of the readable demo, SmolLM2-135M-Instruct with a trained SAE "
+        "(env PLAYGROUND_TINY)",
     )
     parser.add_argument(
         "--sae-dir",
@@ -101,11 +116,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env_sae_dirs=env.playground_sae_dirs,
         sae_torch_threads=env.sae_service_torch_threads,
         backend_default_sae_id=env.playground_default_sae_id,
+        remote_service_token=env.playground_service_token,
     )
 
 
 class StartupFailed(RuntimeError):
     pass
+
+
+def service_token(args: argparse.Namespace) -> str:
+    """One bearer token for the engine, the SAE service and the backend that calls them: fresh
+    on every start, or the remote services' own (PLAYGROUND_SERVICE_TOKEN) when one is remote."""
+    remote = args.engine_url or args.sae_url
+    if remote and args.remote_service_token is not None:
+        return args.remote_service_token.get_secret_value()
+    return secrets.token_urlsafe(32)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -135,10 +160,11 @@ def wait_healthy(services: list[Service], timeout: float) -> None:
         raise StartupFailed(str(exc)) from exc
 
 
-def _default_sae(sae_url: str) -> tuple[str, int] | None:
+def _default_sae(sae_url: str, token: str) -> tuple[str, int] | None:
     """The SAE service's default SAE, so the backend's default matches what is served."""
     try:
-        body = httpx.get(sae_url.rstrip("/") + "/saes", timeout=10).json()
+        headers = {"authorization": f"Bearer {token}"}
+        body = httpx.get(sae_url.rstrip("/") + "/saes", headers=headers, timeout=10).json()
         return body["default"]["sae_id"], int(body["default"]["layer"])
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
@@ -174,14 +200,22 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
     """Engine and SAE services to start (none for a remote URL), and both base URLs."""
     logs = data_dir / "logs"
     model = args.model
-    if model is None and not (args.engine_url and args.sae_url):
-        model = str(ensure_tiny_model(data_dir))
+    local_default = model is None
+    if local_default and not (args.engine_url and args.sae_url):
+        built = ensure_tiny_model(data_dir) if args.tiny else ensure_readable_model(data_dir)
+        model = str(built)
     services: list[Service] = []
     engine_url, sae_url = args.engine_url, args.sae_url
     if engine_url:
         _report_remote("engine", engine_url)
     else:
-        engine = Service("engine", ["engine", "--model", model], free_port(), logs / "engine.log")
+        engine = Service(
+            "engine",
+            ["engine", "--model", model],
+            free_port(),
+            logs / "engine.log",
+            {"ENGINE_API_TOKEN": args.service_token},
+        )
         services.append(engine)
         engine_url = engine.url
     if sae_url:
@@ -191,11 +225,14 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> tuple[list[Serv
         if not sae_dirs:
             if not Path(model).is_dir():
                 raise StartupFailed("--model is not a local folder: pass --sae-dir or --sae-url")
-            sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
+            if local_default and not args.tiny:
+                sae_dirs = [ensure_trained_sae(Path(model), data_dir)]
+            else:  # the tiny model, or a model folder given without an SAE: a random demo SAE
+                sae_dirs = [ensure_demo_sae(Path(model), data_dir)]
         sae_args = ["sae", "--model", model]
         for folder in sae_dirs:
             sae_args += ["--sae-dir", str(folder)]
-        sae_env = {}
+        sae_env = {"SAE_SERVICE_API_TOKEN": args.service_token}
         if not args.engine_url:
             # Both on this host: keep the SAE service off the cores vLLM's CPU workers spin on.
             sae_env["SAE_SERVICE_TORCH_THREADS"] = str(args.sae_torch_threads)
@@ -221,8 +258,9 @@ def _backend_service(
         "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url,
         "PLAYGROUND_SAE_URL": sae_url,
         "PLAYGROUND_DATA_DIR": str(data_dir),
+        "PLAYGROUND_SERVICE_TOKEN": args.service_token,
     }
-    default_sae = _default_sae(sae_url)
+    default_sae = _default_sae(sae_url, args.service_token)
     if default_sae and not args.backend_default_sae_id:
         env["PLAYGROUND_DEFAULT_SAE_ID"] = default_sae[0]
         env["PLAYGROUND_DEFAULT_SAE_LAYER"] = str(default_sae[1])
@@ -234,6 +272,7 @@ def _backend_service(
 def up(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.expanduser().resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    args.service_token = service_token(args)
     children: list[Service] = []
     with ExitStack() as stack:
         try:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from common.pgembed import embedded_postgres
-from tests.support.servers import serve_subcommand
+from tests.support.servers import ENGINE_MAX_BODY_BYTES, SERVICE_TOKEN, serve_subcommand
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Skips a full run may report, by a substring of their reason. Anything else fails the session
-# (`./dev test`, so CI): a test that silently stops running is a test lost. Empty today.
+# (`./dev test`, so CI): a test that silently stops running is a test lost.
 EXPECTED_SKIPS: tuple[str, ...] = ()
 _unexpected_skips: list[str] = []
 
@@ -37,6 +37,20 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("unexpected skips (PLAYGROUND_STRICT_SKIPS=1): failing the run")
         for line in _unexpected_skips:
             terminalreporter.line(line)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The readable demo's end-to-end tests start a second vLLM engine (SmolLM2), which does not
+    fit beside the session's tiny engine on 2 cores: they run only in their own invocation,
+    ``pytest -m demo_e2e`` (`./dev test` runs it after the main suite)."""
+    if "demo_e2e" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("demo_e2e") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(
+            items=[item for item in items if item.get_closest_marker("demo_e2e") is not None]
+        )
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +82,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_model_dir() -> Path:
+    """The readable demo model (SmolLM2-135M-Instruct) built by `build-demo` from the real PyPI
+    wheel. Kept under tests/artifacts/ so that the separate demo end-to-end run (marker
+    ``demo_e2e``) reuses it; a fresh clone downloads and converts it."""
+    from engine.demo.model import ensure_demo_model
+
+    return ensure_demo_model(ARTIFACTS / "demo-data")
+
+
+@pytest.fixture(scope="session")
 def demo_sae_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """A random JumpReLU SAE at layer 16 of the tiny model, SAELens layout."""
     from engine.sae.demo import build_demo_sae
@@ -77,21 +101,26 @@ def demo_sae_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine_url(tiny_model_dir, artifacts_dir):
-    """The real vLLM engine service on the tiny model, one per session."""
+    """The real vLLM engine service on the tiny model, one per session (service token on)."""
     with serve_subcommand(
         ["engine", "--model", str(tiny_model_dir)],
         log_path=artifacts_dir / "engine.log",
+        env={
+            "ENGINE_API_TOKEN": SERVICE_TOKEN,
+            "ENGINE_MAX_BODY_BYTES": str(ENGINE_MAX_BODY_BYTES),
+        },
     ) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def sae_url(tiny_model_dir, demo_sae_dir, artifacts_dir):
-    """The real SAE service on the tiny model with the demo SAE, one per session."""
+    """The real SAE service on the tiny model with the demo SAE, one per session (service
+    token on)."""
     with serve_subcommand(
         ["sae", "--model", str(tiny_model_dir), "--sae-dir", str(demo_sae_dir)],
         log_path=artifacts_dir / "sae.log",
         # As `playground up` does: the session's vLLM CPU engine shares these cores.
-        env={"SAE_SERVICE_TORCH_THREADS": "1"},
+        env={"SAE_SERVICE_TORCH_THREADS": "1", "SAE_SERVICE_API_TOKEN": SERVICE_TOKEN},
     ) as url:
         yield url

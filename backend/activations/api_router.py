@@ -7,16 +7,18 @@ the models document the schema and the tests validate every answer against them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
     MAX_PAGE,
     MAX_POSITION,
+    MAX_SAE_LAYER,
     MAX_SAE_TOP_K,
     REQUEST_ID_PATTERN,
+    SAE_ID_PATTERN,
     ActivationRunRequest,
     ActivationRunResponse,
     HealthResponse,
@@ -25,23 +27,29 @@ from backend.activations.protocol import (
     SummaryResponse,
     TopFeaturesResponse,
 )
-from backend.deps import ActivationsDep, HealthDep, PublicBaseDep, RunsDep
+from backend.deps import ActivationsDep, ExplorerDep, HealthDep, PublicBaseDep, RunsDep
 from common import sse
-from common.errors import ERROR_RESPONSES, NotImplementedYet
+from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
 from common.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
 
 RequestId = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, max_length=128)]
+# X-Run-Owner: the owner token a run's creating answer gave.
+OwnerToken = Annotated[
+    str | None, Header(alias="X-Run-Owner", min_length=1, max_length=128, pattern=r"^[\w\-]+$")
+]
+OWNED_RESPONSES = {**ERROR_RESPONSES, 409: ERROR_RESPONSES[404]}
 SegmentQ = Annotated[Literal["all", "prompt", "output"], Query()]
 MAX_FEATURE_ID = 2**31 - 1
 
 
-STREAM_RESPONSE = {
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
-        "description": "with `Accept: text/event-stream`: events `started`, `token` ..., "
-        "`features` ..., then `done` (ActivationRunResponse) or `error` (ErrorResponse)",
+        "description": "with `Accept: text/event-stream`: events `started` (with the new run's "
+        "`owner_token`), `token` ..., `features` ..., then `done` (ActivationRunResponse) or "
+        "`error` (ErrorResponse)",
     }
 }
 
@@ -49,30 +57,50 @@ STREAM_RESPONSE = {
 @router.post(
     "/run",
     response_model=ActivationRunResponse,
-    responses={**ERROR_RESPONSES, **STREAM_RESPONSE},
+    responses={**OWNED_RESPONSES, **STREAM_RESPONSE},
 )
 async def run(
     body: ActivationRunRequest,
     service: ActivationsDep,
     base_url: PublicBaseDep,
+    owner: OwnerToken = None,
     accept: Annotated[str | None, Header()] = None,
 ):
-    """Generate with the engine, extract SAE features on the full sequence, store, answer;
-    streamed as events when the client accepts ``text/event-stream``."""
+    """Claim the id, generate with the engine, extract SAE features on the full sequence, store,
+    answer. A new run's answer carries its ``owner_token`` (once); an existing id needs it as
+    ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call). Streamed as events
+    when the client accepts ``text/event-stream`` (the token in ``started``)."""
     if sse.wants_events(accept):
-        return sse.event_stream(await service.open_stream(body, base_url))
-    return OrjsonResponse(await service.run(body, base_url))
+        return sse.event_stream(await service.open_stream(body, base_url, owner))
+    return OrjsonResponse(await service.run(body, base_url, owner))
+
+
+MAX_FEATURE_PAGE = 100
 
 
 @router.get("/runs", response_model=RunsPage, responses=ERROR_RESPONSES)
 async def runs(
     service: RunsDep,
+    explorer: ExplorerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
+    sae_id: Annotated[str | None, Query(pattern=SAE_ID_PATTERN, max_length=200)] = None,
+    sae_layer: Annotated[int | None, Query(ge=0, le=MAX_SAE_LAYER)] = None,
+    feature_id: Annotated[int | None, Query(ge=0, le=MAX_FEATURE_ID)] = None,
 ):
-    """Recent runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    return OrjsonResponse(await service.list_runs(limit=limit, cursor=cursor, status=status))
+    """Recent runs, newest first; with ``sae_id``, ``sae_layer`` and ``feature_id`` (all three,
+    ``limit`` up to 100) the runs that feature fired in, by its max activation. Pass
+    ``next_cursor`` back as ``cursor`` for the next page."""
+    if sae_id is None and sae_layer is None and feature_id is None:
+        return OrjsonResponse(await service.list_runs(limit=limit, cursor=cursor, status=status))
+    if sae_id is None or sae_layer is None or feature_id is None or status is not None:
+        raise InvalidRequest(
+            "filter by a feature with sae_id, sae_layer and feature_id (no status)"
+        )
+    if limit > MAX_FEATURE_PAGE:
+        raise InvalidRequest(f"limit: at most {MAX_FEATURE_PAGE} when filtering by a feature")
+    return OrjsonResponse(await explorer.runs(sae_id, sae_layer, feature_id, limit, cursor))
 
 
 @router.get("/summary", response_model=SummaryResponse, responses=ERROR_RESPONSES)
@@ -125,6 +153,13 @@ async def top_features(
         request_id, segment=segment, include_special=include_special, limit=limit
     )
     return OrjsonResponse(result)
+
+
+@router.delete("/{request_id}", status_code=204, responses=OWNED_RESPONSES)
+async def delete_run(request_id: RequestId, service: ActivationsDep, owner: OwnerToken = None):
+    """The owner removes their run (``X-Run-Owner``): gone from listings, reads answer 404."""
+    await service.delete(request_id, owner)
+    return Response(status_code=204)
 
 
 @router.get("/{request_id}/feature-deltas", responses=ERROR_RESPONSES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,199}$"
@@ -29,12 +29,23 @@ class ActivationRunRequest(BaseModel):
     top_k: int = Field(0, ge=0, le=1000, description="0 disables top-k sampling")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     chat: bool = Field(True, description="wrap the prompt in the model's chat template")
+    parse_special_tokens: bool = Field(
+        False,
+        description="raw mode (chat: false) only: read special-token text as special tokens; "
+        "chat text is never parsed for them",
+    )
     collect_activations: bool = True
     inline_sae: bool = True
     sae_id: str | None = Field(None, pattern=SAE_ID_PATTERN, description="None: the default SAE")
     sae_layer: int | None = Field(None, ge=0, le=MAX_SAE_LAYER)
     sae_top_k: int = Field(20, ge=1, le=MAX_SAE_TOP_K)
     request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _raw_only(self) -> ActivationRunRequest:
+        if self.chat and self.parse_special_tokens:
+            raise ValueError("parse_special_tokens needs chat: false (chat text is never parsed)")
+        return self
 
     @field_validator("request_id")
     @classmethod
@@ -127,6 +138,11 @@ class ActivationRunResponse(BaseModel):
     events: list[dict[str, Any]]
     actions: list[dict[str, Any]]
     timings_ms: Timings
+    owner_token: str | None = Field(
+        None,
+        description="only in the answer that created the run (once): send it as X-Run-Owner to "
+        "re-run or delete this request_id",
+    )
 
 
 class ActivationRow(BaseModel):
@@ -171,6 +187,9 @@ class RunSummary(BaseModel):
     has_preview: bool
     pruned: bool
     timings_ms: Timings
+    feature_max_activation: float | None = Field(
+        None, description="only when the listing is filtered by a feature: its max in this run"
+    )
 
 
 class RunsPage(BaseModel):
@@ -199,6 +218,11 @@ class Check(BaseModel):
     ok: bool
     latency_ms: float | None
     error: str | None
+    age_s: float | None = Field(
+        None,
+        description="seconds since this upstream was last asked (engine and SAE: answered from "
+        "a cache refreshed at most every PLAYGROUND_HEALTH_INTERVAL_S); null for Postgres",
+    )
 
 
 class HealthResponse(BaseModel):

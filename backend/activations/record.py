@@ -83,3 +83,4 @@ class RunRecord:
     extraction: Extraction | None
     failure: RunFailure | None
     timings: RunTimings
+    parse_special_tokens: bool = False

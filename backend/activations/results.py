@@ -4,7 +4,7 @@ in ``protocol.py`` (the tests validate every answer against those models)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -54,6 +54,7 @@ class RunView(TypedDict):
     events: list[dict[str, Any]]
     actions: list[dict[str, Any]]
     timings_ms: TimingsView
+    owner_token: NotRequired[str | None]  # the creating POST's answer only
 
 
 class RowsView(TypedDict):

@@ -7,14 +7,16 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import asyncpg
 
 from backend.activations import storage
+from backend.activations.budget import check_timeline_budget
 from backend.activations.extraction import extract
+from backend.activations.ownership import OWNER_HEADER, RunOwnership
 from backend.activations.protocol import ActivationRunRequest
 from backend.activations.record import (
     Generation,
@@ -51,18 +53,46 @@ class RunPlan:
 
 class ActivationService:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, engine: EngineClient, sae: SaeClient
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        engine: EngineClient,
+        sae: SaeClient,
+        on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.engine = engine
         self.sae = sae
+        self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
+        # Told after every write (the feature fold wakes up).
+        self.on_stored = on_stored
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
 
-    async def run(self, req: ActivationRunRequest, public_base_url: str) -> RunView:
+    async def run(
+        self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
+    ) -> RunView:
+        """Plan (caps: 422), claim the id (409 ``run_owned`` for a foreign one), generate,
+        extract, store. Nothing upstream is called before the claim holds."""
         start = time.perf_counter()
         plan = self._plan(req)
+        new_token = await self.ownership.claim(plan.request_id, owner_token)
+        try:
+            view = await self._run_claimed(req, plan, public_base_url, start)
+        except ApiError as exc:
+            if new_token is not None:  # the only chance to learn the token of this new run
+                exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
+            raise
+        view["owner_token"] = new_token
+        return view
+
+    async def delete(self, request_id: str, owner_token: str | None) -> None:
+        await self.ownership.delete(request_id, owner_token)
+
+    async def _run_claimed(
+        self, req: ActivationRunRequest, plan: RunPlan, public_base_url: str, start: float
+    ) -> RunView:
         generation, timings = None, RunTimings()
         try:
             generation, engine_ms = await self._generate(req, plan)
@@ -81,7 +111,7 @@ class ActivationService:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = replace(timings, total=elapsed_ms(start))
-                await self.store_failure(plan, req.prompt, generation, failure, timings)
+                await self.store_failure(req, plan, generation, failure, timings)
             raise
         record = RunRecord(
             request_id=plan.request_id,
@@ -93,6 +123,7 @@ class ActivationService:
             extraction=extraction,
             failure=None,
             timings=replace(timings, total=elapsed_ms(start)),
+            parse_special_tokens=req.parse_special_tokens,
         )
         db_ms = await self.store(record)
         return run_view(replace(record, timings=replace(record.timings, db=db_ms)), public_base_url)
@@ -105,6 +136,15 @@ class ActivationService:
             )
         if req.max_tokens > self.settings.playground_max_tokens:
             raise InvalidRequest(f"max_tokens: at most {self.settings.playground_max_tokens}")
+        collect = req.collect_activations and req.inline_sae
+        if collect:
+            check_timeline_budget(
+                req.prompt,
+                req.max_tokens,
+                req.sae_top_k,
+                max_features=self.settings.playground_max_timeline_features,
+                max_bytes=self.settings.playground_max_timeline_bytes,
+            )
         known = {
             self.settings.playground_default_model_id,
             *self.settings.playground_activation_models,
@@ -115,7 +155,7 @@ class ActivationService:
             model_id=req.model_id
             if req.model_id in known
             else self.settings.playground_default_model_id,
-            collect=req.collect_activations and req.inline_sae,
+            collect=collect,
             sae_id=req.sae_id or self.settings.playground_default_sae_id,
             sae_layer=(
                 req.sae_layer
@@ -135,6 +175,7 @@ class ActivationService:
             top_k=req.top_k,
             seed=req.seed,
             chat=req.chat,
+            parse_special_tokens=req.parse_special_tokens,
             request_id=plan.request_id,
         )
 
@@ -144,59 +185,61 @@ class ActivationService:
         return Generation.of(answer), elapsed_ms(start)
 
     async def open_stream(
-        self, req: ActivationRunRequest, public_base_url: str
+        self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
     ) -> AsyncIterator[bytes]:
         """A streamed run's SSE frames. What can fail before the stream starts (our caps, the
-        engine's own 422) raises here, to be answered as plain HTTP; the rest streams."""
+        claim's 409, the engine's own 422) raises here, to be answered as plain HTTP, exactly
+        as the blocking run answers it (a new run's owner token in ``X-Run-Owner``); the rest
+        streams, the new run's owner token in ``started`` and ``done``."""
         start = time.perf_counter()
         plan = self._plan(req)
+        new_token = await self.ownership.claim(plan.request_id, owner_token)
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))
         except ApiError as exc:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = RunTimings(total=elapsed_ms(start))
-                await self.store_failure(plan, req.prompt, None, failure, timings)
+                await self.store_failure(req, plan, None, failure, timings)
+            if new_token is not None:  # the only chance to learn the token of this new run
+                exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
             raise
-        run = StreamedRun(self, req, plan, stream, public_base_url, start)
+        run = StreamedRun(self, req, plan, stream, public_base_url, start, new_token)
         return run.frames()
 
     async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
         start = time.perf_counter()
         async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
-            await queries.save_run(conn, storage.index_row(record), storage.preview_row(record))
+            run_rows = storage.rows(record)
+            await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+        self.on_stored()
         return elapsed_ms(start)
 
     async def store_failure(
         self,
+        req: ActivationRunRequest,
         plan: RunPlan,
-        prompt: str,
         generation: Generation | None,
         failure: RunFailure,
         timings: RunTimings,
-        *,
-        keep_success: bool = False,
     ) -> None:
-        """Record a failed run (the caller still answers its own error). ``keep_success``: not
-        over a run with this id that succeeded (a departed client's run)."""
+        """Record a failed run (the caller still answers its own error); never over a run with
+        this id that succeeded (``queries.save_run`` guards that)."""
         record = RunRecord(
             request_id=plan.request_id,
             created_at=plan.created_at,
             model_id=generation.model_id if generation else plan.model_id,
-            prompt=prompt,
+            prompt=req.prompt,
             status="failed",
             generation=generation,
             extraction=None,
             failure=failure,
             timings=timings,
+            parse_special_tokens=req.parse_special_tokens,
         )
         try:
-            if keep_success:
-                async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
-                    await queries.save_failure_unless_ok(conn, storage.index_row(record))
-            else:
-                await self.store(record)
+            await self.store(record)
         except ApiError as db_exc:
             # The caller must still see the upstream's error, not the database's.
             logger.warning("could not record failed run %s: %s", plan.request_id, db_exc.message)

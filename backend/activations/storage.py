@@ -1,12 +1,15 @@
 """A run record as database rows: the one place that maps a :class:`RunRecord` onto
-``activation_run_index`` and ``activation_run_previews`` (the run path, failure records and the
-benchmark seeder all build rows here)."""
+``activation_run_index``, ``activation_run_previews`` and ``activation_run_features`` (the run
+path, failure records and the benchmark seeder all build rows here)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from backend.activations import packed
 from backend.activations.record import RunRecord
-from backend.db.queries import IndexRow, PreviewRow
+from backend.db.queries import FeaturesRow, IndexRow, PreviewRow
+from backend.features import aggregate
 
 PROMPT_PREVIEW_CHARS = 200
 ERROR_MESSAGE_CHARS = 2000
@@ -34,6 +37,7 @@ def index_row(record: RunRecord) -> IndexRow:
         engine_ms=record.timings.engine,
         sae_ms=record.timings.sae,
         total_ms=record.timings.total,
+        parse_special_tokens=record.parse_special_tokens,
     )
 
 
@@ -60,3 +64,30 @@ def preview_row(record: RunRecord) -> PreviewRow | None:
         timeline_packed=packed.pack(ext.timeline) if ext else None,
         timeline_tokens=ext.tokens if ext else None,
     )
+
+
+def features_row(record: RunRecord) -> FeaturesRow | None:
+    """The per-feature aggregate of a successful run with activations; None otherwise."""
+    ext = record.extraction
+    if record.status != "ok" or record.generation is None or ext is None:
+        return None
+    run = aggregate.from_timeline(ext.timeline)
+    return FeaturesRow(
+        request_id=record.request_id,
+        sae_id=ext.sae_id,
+        sae_layer=ext.sae_layer,
+        n_positions=run.n_positions,
+        data=aggregate.encode(run),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRows:
+    index: IndexRow
+    preview: PreviewRow | None
+    features: FeaturesRow | None
+
+
+def rows(record: RunRecord) -> RunRows:
+    """Every row of a run, as ``queries.save_run`` takes them."""
+    return RunRows(index_row(record), preview_row(record), features_row(record))

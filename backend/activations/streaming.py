@@ -66,6 +66,7 @@ class StreamedRun:
         stream: GenerationStream,
         public_base_url: str,
         start: float,
+        owner_token: str | None = None,
     ) -> None:
         self.service = service
         self.req = req
@@ -73,6 +74,8 @@ class StreamedRun:
         self.stream = stream
         self.public_base_url = public_base_url
         self.start = start
+        # A new run's owner token (None for the owner's re-run), as the blocking answer has it.
+        self.owner_token = owner_token
         self.frames_out: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.prompt_ids: list[int] = []
         self.output_ids: list[int] = []
@@ -112,7 +115,7 @@ class StreamedRun:
         except asyncio.CancelledError:
             await self._stop(features)
             failure = RunFailure(CLIENT_CLOSED, "the client closed the stream", None)
-            await self._record_failure(failure, keep_success=True)
+            await self._record_failure(failure)  # never over a run that succeeded
             raise
         finally:
             await self.stream.aclose()
@@ -157,6 +160,7 @@ class StreamedRun:
             "request_id": self.plan.request_id,
             "model_id": event.model_id,
             "prompt_tokens": tokens,
+            "owner_token": self.owner_token,
         }
 
     async def _features(self) -> tuple[Extraction, float]:
@@ -223,11 +227,14 @@ class StreamedRun:
             extraction=extraction,
             failure=None,
             timings=replace(self.timings, sae=sae_ms, total=elapsed_ms(self.start)),
+            parse_special_tokens=self.req.parse_special_tokens,
         )
         db_ms = await self.service.store(record)
         logger.debug("run %s: SAE work %d positions", record.request_id, self.sae_positions)
         done = replace(record, timings=replace(record.timings, db=db_ms))
-        self._put("done", run_view(done, self.public_base_url))
+        view = run_view(done, self.public_base_url)
+        view["owner_token"] = self.owner_token
+        self._put("done", view)
 
     async def _stop(self, features: asyncio.Task[Any] | None) -> None:
         """End the upstream work: the SAE call, then the engine's generation."""
@@ -238,13 +245,6 @@ class StreamedRun:
             features.exception()  # retrieved: its error is the one we report
         await self.stream.aclose()
 
-    async def _record_failure(self, failure: RunFailure, *, keep_success: bool = False) -> None:
+    async def _record_failure(self, failure: RunFailure) -> None:
         timings = replace(self.timings, total=elapsed_ms(self.start))
-        await self.service.store_failure(
-            self.plan,
-            self.req.prompt,
-            self.generation,
-            failure,
-            timings,
-            keep_success=keep_success,
-        )
+        await self.service.store_failure(self.req, self.plan, self.generation, failure, timings)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-HEAD = "0014_add_activation_run_previews"
+HEAD = "0017_maintain_run_counts"
 
 
 def _config() -> Config:
@@ -63,12 +63,28 @@ def _run(database_url: str, action: Callable[[Config], None]) -> None:
         pool.submit(lambda: asyncio.run(coro_factory())).result()
 
 
+def down_revision_of(revision: str) -> str | None:
+    """The revision ``revision`` applies on top of (what a downgrade by one step leaves)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config()).get_revision(revision)
+    down = script.down_revision if script else None
+    return down if isinstance(down, str) or down is None else down[0]
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     _run(database_url, lambda config: command.upgrade(config, revision))
 
 
-def downgrade(database_url: str, revision: str) -> None:
-    _run(database_url, lambda config: command.downgrade(config, revision))
+def downgrade(database_url: str, revision: str, *, drop_run_index: bool = False) -> None:
+    """``drop_run_index``: let 0013's downgrade drop ``activation_run_index`` (which it may have
+    adopted, not created); without it a downgrade past 0013 fails and changes nothing."""
+
+    def action(config: Config) -> None:
+        config.attributes["drop_run_index"] = drop_run_index
+        command.downgrade(config, revision)
+
+    _run(database_url, action)
 
 
 async def current_revision(database_url: str) -> str | None:

@@ -20,6 +20,9 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    # A pooled connection whose server went away mid-operation (seen under load while
+    # Postgres restarts): "cannot switch to state ...; another operation is in progress".
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 
@@ -55,4 +58,9 @@ async def connection(
     pool: asyncpg.Pool, acquire_timeout: float
 ) -> AsyncIterator[asyncpg.Connection]:
     async with postgres_errors(), pool.acquire(timeout=acquire_timeout) as conn:
-        yield conn
+        try:
+            yield conn
+        except _UNAVAILABLE:
+            # Never hand a connection that failed this way to the next request.
+            conn.terminate()
+            raise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -31,6 +31,7 @@ class IndexRow:
     engine_ms: float | None
     sae_ms: float | None
     total_ms: float | None
+    parse_special_tokens: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,21 @@ class PreviewRow:
     timeline_tokens: list[str] | None
 
 
+@dataclass(frozen=True, slots=True)
+class FeaturesRow:
+    """One row of activation_run_features: the run's per-feature aggregate
+    (``backend/features/aggregate.py``); ``version`` is assigned by the database."""
+
+    request_id: str
+    sae_id: str
+    sae_layer: int
+    n_positions: int
+    data: bytes
+
+
 INDEX_COLUMNS = [f.name for f in fields(IndexRow)]
 PREVIEW_COLUMNS = [f.name for f in fields(PreviewRow)]
+FEATURES_COLUMNS = [f.name for f in fields(FeaturesRow)]
 
 
 def _assignments(columns: list[str]) -> str:
@@ -67,53 +81,84 @@ def _placeholders(first: int, count: int) -> str:
 
 
 _N_INDEX = len(INDEX_COLUMNS)
+
+
 # One statement (one round trip, atomic): the index upsert feeds the preview write, so every
 # writer locks the index row first; concurrent runs with one id serialise on it and the last
-# to commit leaves a consistent pair. A re-run also clears an earlier prune mark.
-_UPSERT_INDEX_CTE = f"""
+# to commit leaves a consistent pair. A re-run also clears an earlier prune mark. A failure
+# never replaces a run that succeeded (its upsert skips an ``ok`` row, and so leaves its preview).
+def _upsert_index_cte(guard: str = "") -> str:
+    return f"""
 WITH idx AS (
   INSERT INTO activation_run_index ({", ".join(INDEX_COLUMNS)})
   VALUES ({_placeholders(1, _N_INDEX)})
   ON CONFLICT (request_id) DO UPDATE SET {_assignments(INDEX_COLUMNS)}, pruned_at = NULL
+  {guard}
   RETURNING request_id
 )
 """
-_SAVE_WITH_PREVIEW = (
-    _UPSERT_INDEX_CTE
+
+
+_N_PREVIEW = len(PREVIEW_COLUMNS) - 1
+_UPSERT_PREVIEW_CTE = f"""
+, prev AS (
+  INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
+  SELECT idx.request_id, {_placeholders(_N_INDEX + 1, _N_PREVIEW)} FROM idx
+  ON CONFLICT (request_id) DO UPDATE SET {_assignments(PREVIEW_COLUMNS)}
+  RETURNING request_id
+)
+"""
+# The run's feature aggregate joins the same statement; a new version every write (the
+# trigger of 0016 queues it for the fold, and queues the removal of a folded older one).
+_FIRST_FEATURES = _N_INDEX + _N_PREVIEW + 1
+_SAVE_WITH_FEATURES = (
+    _upsert_index_cte()
+    + _UPSERT_PREVIEW_CTE
     + f"""
-INSERT INTO activation_run_previews ({", ".join(PREVIEW_COLUMNS)})
-SELECT idx.request_id, {_placeholders(_N_INDEX + 1, len(PREVIEW_COLUMNS) - 1)} FROM idx
-ON CONFLICT (request_id) DO UPDATE SET {_assignments(PREVIEW_COLUMNS)}
+INSERT INTO activation_run_features ({", ".join(FEATURES_COLUMNS)})
+SELECT prev.request_id, {_placeholders(_FIRST_FEATURES, len(FEATURES_COLUMNS) - 1)} FROM prev
+ON CONFLICT (request_id) DO UPDATE SET {_assignments(FEATURES_COLUMNS)}, version = DEFAULT
 """
 )
-_SAVE_WITHOUT_PREVIEW = (
-    _UPSERT_INDEX_CTE
+_SAVE_WITHOUT_FEATURES = (
+    _upsert_index_cte()
+    + _UPSERT_PREVIEW_CTE
+    + "DELETE FROM activation_run_features f USING prev WHERE f.request_id = prev.request_id"
+)
+# A failed run keeps no preview (its features go with it: ON DELETE CASCADE), and is written
+# only over nothing or an earlier failure, never over a run that succeeded.
+_SAVE_FAILURE = (
+    _upsert_index_cte("WHERE activation_run_index.status <> 'ok'")
     + "DELETE FROM activation_run_previews p USING idx WHERE p.request_id = idx.request_id"
 )
 
 
-async def save_run(conn: asyncpg.Connection, index: IndexRow, preview: PreviewRow | None) -> None:
-    """Write a run's index row and its preview (or remove a stale one) atomically."""
-    if preview is not None:
-        if preview.request_id != index.request_id:
-            raise ValueError("a run's index and preview rows must share one request_id")
-        await conn.execute(_SAVE_WITH_PREVIEW, *astuple(index), *astuple(preview)[1:])
-    else:
-        await conn.execute(_SAVE_WITHOUT_PREVIEW, *astuple(index))
+async def save_run(
+    conn: asyncpg.Connection,
+    index: IndexRow,
+    preview: PreviewRow | None,
+    features: FeaturesRow | None = None,
+) -> None:
+    """Write a run's index row, its preview and its feature aggregate (or remove stale ones)
+    in one statement; a failure (no preview) never replaces a run that succeeded."""
+    await conn.execute(*save_statement(index, preview, features))
 
 
-async def save_failure_unless_ok(conn: asyncpg.Connection, index: IndexRow) -> bool:
-    """Record a failed run unless a run with its id already succeeded (that one is kept);
-    returns whether it wrote. The index row is locked while deciding."""
-    async with conn.transaction():
-        status = await conn.fetchval(
-            "SELECT status FROM activation_run_index WHERE request_id = $1 FOR UPDATE",
-            index.request_id,
-        )
-        if status == "ok":
-            return False
-        await save_run(conn, index, None)
-        return True
+def save_statement(
+    index: IndexRow, preview: PreviewRow | None, features: FeaturesRow | None = None
+) -> tuple[str, ...]:
+    """save_run's one statement and its arguments (also what bench.scale times under EXPLAIN)."""
+    if preview is None:
+        if features is not None:
+            raise ValueError("a run without a preview has no feature aggregate")
+        return (_SAVE_FAILURE, *astuple(index))
+    if preview.request_id != index.request_id or (
+        features is not None and features.request_id != index.request_id
+    ):
+        raise ValueError("a run's rows must share one request_id")
+    if features is None:
+        return (_SAVE_WITHOUT_FEATURES, *astuple(index), *astuple(preview)[1:])
+    return (_SAVE_WITH_FEATURES, *astuple(index), *astuple(preview)[1:], *astuple(features)[1:])
 
 
 _RUN_SELECT = """
@@ -167,6 +212,19 @@ WHERE i.request_id = $1
     )
 
 
+# The listing's four shapes, each its own statement so that every plan (generic ones too)
+# walks an index from the cursor on: (created_at DESC, request_id DESC), or with a status
+# (status, created_at DESC, request_id DESC) from 0017. One statement with
+# "$1 IS NULL OR ..." would fall back to a filtered scan from the newest row under a generic
+# plan, costing O(depth) for a deep cursor.
+_LIST_WHERE = {
+    (False, False): "",
+    (True, False): "WHERE (i.created_at, i.request_id) < ($2, $3)",
+    (False, True): "WHERE i.status = $2",
+    (True, True): "WHERE i.status = $4 AND (i.created_at, i.request_id) < ($2, $3)",
+}
+
+
 async def list_runs(
     conn: asyncpg.Connection,
     *,
@@ -175,62 +233,57 @@ async def list_runs(
     before_request_id: str | None,
     status: str | None,
 ) -> list[asyncpg.Record]:
-    """Newest first; keyset pagination on (created_at, request_id)."""
-    return await conn.fetch(
+    """Newest first; keyset pagination on (created_at, request_id); O(log n + limit)."""
+    after = before_created_at is not None
+    args: list[object] = [limit]
+    if after:
+        args += [before_created_at, before_request_id]
+    if status is not None:
+        args.append(status)
+    return await conn.fetch(list_runs_sql(after=after, status=status is not None), *args)
+
+
+def list_runs_sql(*, after: bool, status: bool) -> str:
+    """The listing statement: $1 limit, then ($2, $3) the cursor, then the status."""
+    return (
         _RUN_SELECT
-        + """
+        + f"""
 FROM activation_run_index i
-WHERE ($1::timestamptz IS NULL OR (i.created_at, i.request_id) < ($1, $2))
-  AND ($3::text IS NULL OR i.status = $3)
+{_LIST_WHERE[(after, status)]}
 ORDER BY i.created_at DESC, i.request_id DESC
-LIMIT $4
-""",
-        before_created_at,
-        before_request_id,
-        status,
-        limit,
-    )
-
-
-async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
-    return await conn.fetchrow(
-        """
-SELECT count(*) AS total_runs,
-       count(*) FILTER (WHERE status = 'ok') AS ok_runs,
-       count(*) FILTER (WHERE status = 'failed') AS failed_runs,
-       count(*) FILTER (WHERE has_preview) AS with_preview,
-       count(*) FILTER (WHERE pruned_at IS NOT NULL) AS pruned_runs,
-       count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS runs_last_24h,
-       min(created_at) AS first_run_at,
-       max(created_at) AS last_run_at
-FROM activation_run_index
+LIMIT $1
 """
     )
 
 
+# Counts from the trigger-maintained tables (0017): a few hundred rows at most, whatever the
+# number of runs. ``runs_last_24h`` is exact to the hour: runs since the start of the UTC hour
+# 24 hours ago. First/last run: one probe each at the ends of the created_at index.
+SUMMARY_SQL = """
+SELECT coalesce(sum(runs), 0)::bigint AS total_runs,
+       coalesce(sum(runs) FILTER (WHERE status = 'ok'), 0)::bigint AS ok_runs,
+       coalesce(sum(runs) FILTER (WHERE status = 'failed'), 0)::bigint AS failed_runs,
+       coalesce(sum(runs) FILTER (WHERE has_preview), 0)::bigint AS with_preview,
+       coalesce(sum(runs) FILTER (WHERE pruned), 0)::bigint AS pruned_runs,
+       (SELECT coalesce(sum(runs), 0)::bigint FROM activation_run_hours
+        WHERE hour >= date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours')
+         AS runs_last_24h,
+       (SELECT min(created_at) FROM activation_run_index) AS first_run_at,
+       (SELECT max(created_at) FROM activation_run_index) AS last_run_at
+FROM activation_run_counts
+"""
+RUNS_PER_MODEL_SQL = (
+    "SELECT model_id, sum(runs)::bigint AS runs FROM activation_run_counts "
+    "GROUP BY model_id HAVING sum(runs) > 0 ORDER BY runs DESC, model_id LIMIT $1"
+)
+
+
+async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(SUMMARY_SQL)
+
+
 async def runs_per_model(conn: asyncpg.Connection, limit: int = 20) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT model_id, count(*) AS runs FROM activation_run_index "
-        "GROUP BY model_id ORDER BY runs DESC, model_id LIMIT $1",
-        limit,
-    )
-
-
-async def prune_previews(conn: asyncpg.Connection, older_than: timedelta) -> int:
-    """Delete previews older than ``older_than``; their index rows stay, marked pruned."""
-    async with conn.transaction():
-        deleted = await conn.fetch(
-            "DELETE FROM activation_run_previews WHERE created_at < now() - $1::interval "
-            "RETURNING request_id",
-            older_than,
-        )
-        ids = [r["request_id"] for r in deleted]
-        await conn.execute(
-            "UPDATE activation_run_index SET pruned_at = now(), has_preview = false "
-            "WHERE request_id = ANY($1::text[])",
-            ids,
-        )
-    return len(ids)
+    return await conn.fetch(RUNS_PER_MODEL_SQL, limit)
 
 
 async def ping(conn: asyncpg.Connection) -> None:

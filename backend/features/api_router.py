@@ -1,16 +1,26 @@
-"""Routes of /playground/features: the SAE service, proxied with the run path's client."""
+"""Routes of /playground/features: the SAE service, proxied with the run path's client, and
+the feature explorer (a feature's page, label search, an SAE's cached labels)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 
-from backend.deps import FeaturesDep
+from backend.activations.protocol import MAX_SAE_LAYER, SAE_ID_PATTERN
+from backend.deps import CatalogDep, ExplorerDep, FeaturesDep, SearchDep
 from backend.features.protocol import (
+    MAX_FEATURE_ID,
+    MAX_LABEL_IDS,
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_RESULTS,
+    MAX_TOP_RUNS,
     AnalyzeFeaturesRequest,
     ExtractFeaturesRequest,
     ExtractFeaturesResponse,
+    FeatureResponse,
+    LabelsResponse,
+    SearchResponse,
 )
 from backend.upstreams.sae import SaeList
 from common.errors import ERROR_RESPONSES
@@ -35,3 +45,54 @@ async def analyze(body: AnalyzeFeaturesRequest, service: FeaturesDep):
 async def saes(service: FeaturesDep):
     """The SAEs the SAE service can serve, and its default."""
     return OrjsonResponse(await service.list_saes())
+
+
+SaeIdPath = Annotated[str, Path(pattern=SAE_ID_PATTERN, max_length=200)]
+LayerPath = Annotated[int, Path(ge=0, le=MAX_SAE_LAYER)]
+
+
+@router.get("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
+async def search(
+    service: SearchDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+    sae_id: Annotated[str | None, Query(pattern=SAE_ID_PATTERN, max_length=200)] = None,
+    layer: Annotated[int | None, Query(ge=0, le=MAX_SAE_LAYER)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 20,
+):
+    """Features whose cached label has every word of ``q`` as a prefix (a number also finds
+    that feature id); most-fired first."""
+    return OrjsonResponse(await service.search(q, sae_id, layer, limit))
+
+
+@router.get(
+    "/{sae_id:path}/{layer}/labels", response_model=LabelsResponse, responses=ERROR_RESPONSES
+)
+async def labels(
+    sae_id: SaeIdPath,
+    layer: LayerPath,
+    service: CatalogDep,
+    ids: Annotated[
+        str | None, Query(max_length=MAX_LABEL_IDS * 11, pattern=r"^\d{1,10}(,\d{1,10})*$")
+    ] = None,
+):
+    """The SAE's cached labels (all, or the comma-separated ``ids``); no SAE-service call once
+    cached."""
+    wanted = [int(i) for i in ids.split(",")][:MAX_LABEL_IDS] if ids else None
+    return OrjsonResponse(await service.labels_view(sae_id, layer, wanted))
+
+
+@router.get(
+    "/{sae_id:path}/{layer}/{feature_id}",
+    response_model=FeatureResponse,
+    responses=ERROR_RESPONSES,
+)
+async def feature(
+    sae_id: SaeIdPath,
+    layer: LayerPath,
+    feature_id: Annotated[int, Path(ge=0, le=MAX_FEATURE_ID)],
+    service: ExplorerDep,
+    top: Annotated[int, Query(ge=1, le=MAX_TOP_RUNS)] = 10,
+):
+    """One feature across the stored runs: label, density, histogram, top runs with a token
+    window each, the SAE's examples, links. 404 unknown SAE; 422 ``feature_id >= d_sae``."""
+    return OrjsonResponse(await service.feature(sae_id, layer, feature_id, top))

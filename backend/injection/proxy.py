@@ -14,6 +14,7 @@ import httpx
 import orjson
 from fastapi.responses import Response, StreamingResponse
 
+from backend.injection.caps import InjectionCaps
 from backend.injection.protocol import ChatCompletionRequest
 from backend.settings import Settings
 from backend.upstreams.client import raise_for_status, transport_errors
@@ -46,11 +47,39 @@ def _chat_path(base_url: str) -> str:
     return "/chat/completions" if base_url.endswith("/v1") else "/v1/chat/completions"
 
 
+def key_may_go_to(base_url: str) -> bool:
+    """The admin key travels only encrypted, or not off this machine: https, or loopback."""
+    url = httpx.URL(base_url)
+    if url.scheme == "https":
+        return True
+    host = url.host
+    return url.scheme == "http" and (
+        host in ("localhost", "::1") or host.startswith("127.") or host == "[::1]"
+    )
+
+
+# Upstream response headers relayed with a streamed body (its bytes are relayed as they are).
+_RELAYED_HEADERS = ("content-encoding",)
+
+
 class InjectionProxy:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self.targets = targets(settings)
         self.http = http
-        self.admin_key = settings.playground_admin_key
+        self.caps = InjectionCaps.from_settings(settings)
+        self._admin_key = settings.playground_admin_key
+        for target in self.targets.values():
+            if self._admin_key and target.base_url and not key_may_go_to(target.base_url):
+                logger.warning(
+                    "%s: plain-http URL that is not loopback; PLAYGROUND_ADMIN_KEY is not sent",
+                    target.key,
+                )
+
+    def _headers(self, base_url: str) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self._admin_key and key_may_go_to(base_url):
+            headers["authorization"] = f"Bearer {self._admin_key.get_secret_value()}"
+        return headers
 
     async def chat(self, req: ChatCompletionRequest) -> Response:
         target = self.targets[req.model]
@@ -58,11 +87,10 @@ class InjectionProxy:
         if not target.base_url:
             raise UpstreamUnavailable(f"{name}: its server URL is not configured", upstream=name)
         payload = {**req.model_dump(exclude_unset=True), "model": target.upstream_model}
+        payload = self.caps.apply(req, payload)
         if req.stream:
             payload["stream"] = True
-        headers = {"content-type": "application/json"}
-        if self.admin_key:
-            headers["authorization"] = f"Bearer {self.admin_key}"
+        headers = self._headers(target.base_url)
         try:
             content = orjson.dumps(payload)
         except (
@@ -88,16 +116,18 @@ class InjectionProxy:
             return Response(
                 response.content, status_code=response.status_code, media_type="application/json"
             )
+        relayed = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
         return StreamingResponse(
             _relay(name, response),
             status_code=response.status_code,
             media_type=response.headers.get("content-type", "text/event-stream"),
-            headers={"cache-control": "no-cache"},
+            headers={"cache-control": "no-cache", **relayed},
         )
 
 
 async def _relay(name: str, response: httpx.Response) -> AsyncIterator[bytes]:
-    """Pass the upstream's bytes through as they arrive (SSE chunks stay intact)."""
+    """Pass the upstream's bytes through as they arrive, still encoded (SSE chunks stay intact;
+    the Content-Encoding header goes with them)."""
     try:
         async for chunk in response.aiter_raw():
             yield chunk

@@ -29,11 +29,19 @@ T = TypeVar("T")
 _CALLER_ERRORS = {400, 404, 422}
 
 
-def new_http_client(base_url: str, *, timeout: float, connect_timeout: float) -> httpx.AsyncClient:
+def new_http_client(
+    base_url: str,
+    *,
+    timeout: float,
+    connect_timeout: float,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """``headers`` go with every request (the service token and Modal's proxy auth)."""
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers=headers,
     )
 
 
@@ -92,12 +100,16 @@ class JsonUpstream:
         path: str,
         *,
         json: Any = None,
+        missing_ok: bool = False,
     ) -> Any:
-        """Send; return the parsed JSON body (any shape)."""
+        """Send; return the parsed JSON body (any shape). ``missing_ok``: a 404 answers None
+        (an optional resource, or a route an older upstream does not have)."""
         content = orjson.dumps(json) if json is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         async with transport_errors(self.name):
             response = await self.http.request(method, path, content=content, headers=headers)
+        if missing_ok and response.status_code == 404:
+            return None
         raise_for_status(self.name, response)
         try:
             return orjson.loads(response.content)
@@ -117,8 +129,16 @@ class JsonUpstream:
     ) -> tuple[T, Any]:
         """Send; validate the body against ``adapter``; return (model, raw parsed body)."""
         raw = await self.request(method, path, json=json)
+        return self.validate(adapter, raw), raw
+
+    async def call_optional(self, method: str, path: str, adapter: TypeAdapter[T]) -> T | None:
+        """As ``call``, for a resource that may be missing: None on 404."""
+        raw = await self.request(method, path, missing_ok=True)
+        return None if raw is None else self.validate(adapter, raw)
+
+    def validate(self, adapter: TypeAdapter[T], raw: Any) -> T:
         try:
-            return adapter.validate_python(raw), raw
+            return adapter.validate_python(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

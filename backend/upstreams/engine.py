@@ -24,6 +24,7 @@ class GenerateRequest(BaseModel):
     top_k: int
     seed: int | None = None
     chat: bool = True
+    parse_special_tokens: bool = False
     request_id: str | None = None
 
 

@@ -7,6 +7,7 @@ tens of ms per run): the caller checks them while packing (backend/activations/p
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -55,6 +56,8 @@ class SaeInfo(BaseModel):
     model_id: str | None = None
     demo: bool = False
     description: str | None = None
+    has_labels: bool = False
+    has_examples: bool = False
 
 
 class SaeList(BaseModel):
@@ -64,7 +67,29 @@ class SaeList(BaseModel):
     saes: list[SaeInfo]
 
 
+class SaeLabels(BaseModel):
+    """``GET /saes/{sae_id}/{layer}/labels``: every labelled feature of one SAE."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sae_id: str
+    layer: int
+    d_sae: int | None = None
+    labels: dict[int, str]
+
+
+class FeatureInfo(BaseModel):
+    """``GET /features/{sae_id}/{layer}/{feature_id}``: the SAE folder's own view of a feature."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    label: str | None = None
+    examples: list[dict[str, Any]] = Field(default_factory=list)
+
+
 _ENVELOPE = TypeAdapter(ExtractEnvelope)
+_LABELS = TypeAdapter(SaeLabels)
+_FEATURE = TypeAdapter(FeatureInfo)
 _SAE_LIST = TypeAdapter(SaeList)
 _ANALYSIS = TypeAdapter(dict[str, Any])
 
@@ -89,3 +114,12 @@ class SaeClient:
     async def list_saes(self) -> SaeList:
         result, _ = await self.upstream.call("GET", "/saes", _SAE_LIST)
         return result
+
+    async def labels(self, sae_id: str, layer: int) -> SaeLabels | None:
+        """The SAE's labels in one request; None when the service has none (or no such route)."""
+        path = f"/saes/{quote(sae_id, safe='')}/{layer}/labels"
+        return await self.upstream.call_optional("GET", path, _LABELS)
+
+    async def feature(self, sae_id: str, layer: int, feature_id: int) -> FeatureInfo | None:
+        path = f"/features/{quote(sae_id, safe='')}/{layer}/{feature_id}"
+        return await self.upstream.call_optional("GET", path, _FEATURE)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from common import sse
+from common.disconnect import ClientDisconnected, cancel_on_disconnect
 from common.errors import ERROR_RESPONSES
-from engine.generation.disconnect import ClientDisconnected, cancel_on_disconnect
 from engine.generation.protocol import (
     BatchRequest,
     BatchResponse,
@@ -34,7 +34,7 @@ def get_service(request: Request) -> GenerationService:
 ServiceDep = Annotated[GenerationService, Depends(get_service)]
 
 
-STREAM_RESPONSE = {
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
         "description": "with `stream: true`: events `prompt` (PromptEvent), `token` "

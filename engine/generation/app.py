@@ -29,4 +29,6 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         description="Text generation with token IDs, on vLLM's async engine.",
         lifespan=lifespan,
         routers=[router],
+        max_body_bytes=settings.max_body_bytes,
+        token=settings.api_token,
     )

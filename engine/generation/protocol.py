@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Static ceilings; the tighter, deployment-specific bounds (context length, batch size, output
 # length) come from EngineSettings and are checked by the service with a structured 422.
@@ -16,7 +16,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GenerateRequest(_Request):
+class _SpecialTokens(_Request):
+    chat: bool = Field(True, description="wrap the prompt as one user turn in the chat template")
+    parse_special_tokens: bool = Field(
+        False,
+        description="raw mode only: read special-token text (<|eot_id|>) as the special token; "
+        "in chat mode user text is never parsed for special tokens",
+    )
+
+    @model_validator(mode="after")
+    def _raw_only(self):
+        if self.chat and self.parse_special_tokens:
+            raise ValueError("parse_special_tokens needs chat: false (chat text is never parsed)")
+        return self
+
+
+class GenerateRequest(_SpecialTokens):
     prompt: str = Field(..., max_length=MAX_PROMPT_CHARS)
     model_id: str | None = Field(
         None, max_length=256, description="ignored if empty or unknown: the served model answers"
@@ -26,7 +41,6 @@ class GenerateRequest(_Request):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, le=131072, description="0 = off")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="same seed, same output")
-    chat: bool = Field(True, description="wrap the prompt as one user turn in the chat template")
     request_id: str | None = Field(None, min_length=1, max_length=128)
     stream: bool = Field(
         False, description="answer Server-Sent Events: `token` per output token, then `done`"
@@ -84,9 +98,10 @@ class BatchResponse(BaseModel):
     results: list[GenerateResponse]
 
 
-class TokenizeRequest(_Request):
+class TokenizeRequest(_SpecialTokens):
+    """As in /generate (same ``chat`` and ``parse_special_tokens``): the IDs it would feed."""
+
     text: str = Field(..., max_length=MAX_PROMPT_CHARS)
-    chat: bool = Field(True, description="as in /generate: the IDs /generate would feed")
 
 
 class TokenizeResponse(BaseModel):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from common import sse
 from common.errors import ApiError, ErrorResponse, InvalidRequest, ServiceUnavailable
+from engine.generation.prompts import PromptEncoder
 from engine.generation.protocol import (
     BatchRequest,
     BatchResponse,
@@ -62,6 +63,7 @@ class GenerationService:
     def __init__(self, engine: AsyncLLM, tokenizer: Any, settings: EngineSettings) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
+        self.prompts = PromptEncoder(tokenizer)
         self.settings = settings
         self.eos_ids = _eos_ids(settings, tokenizer)
         self.device = device_name()
@@ -73,34 +75,40 @@ class GenerationService:
 
     # -- tokenization ------------------------------------------------------------------------
 
-    def encode(self, text: str, *, chat: bool) -> list[int]:
-        if chat:
-            # The template writes BOS itself and is encoded without special tokens: one BOS.
-            ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}],
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=False,
-            )
-        else:
-            ids = self.tokenizer.encode(text, add_special_tokens=True)
-        return [int(i) for i in ids]
+    def encode(self, text: str, *, chat: bool, parse_special_tokens: bool = False) -> list[int]:
+        """Chat: one user turn, its text never parsed for special tokens; raw: BOS + text."""
+        return self.prompts.encode(text, chat=chat, parse_special_tokens=parse_special_tokens)
 
     async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
-        ids = await asyncio.to_thread(self.encode, request.text, chat=request.chat)
+        ids = await asyncio.to_thread(
+            self.encode,
+            request.text,
+            chat=request.chat,
+            parse_special_tokens=request.parse_special_tokens,
+        )
         tokens = [self.tokenizer.decode([i], skip_special_tokens=False) for i in ids]
         return TokenizeResponse(token_ids=ids, tokens=tokens, count=len(ids))
 
     # -- generation --------------------------------------------------------------------------
 
-    def check_bounds(self, request: GenerateRequest, prompt_len: int, where: str = "") -> None:
-        limit = self.settings.max_model_len
+    def check_request(self, request: GenerateRequest, where: str = "") -> None:
+        """Bounds known before tokenizing (cheap): checked for every request of a batch first."""
         if request.max_tokens > self.settings.max_output_tokens:
             raise InvalidRequest(
                 f"{where}max_tokens {request.max_tokens} exceeds this engine's bound of "
                 f"{self.settings.max_output_tokens}",
                 code="max_tokens_too_large",
             )
+        # Even one token per prompt (the BOS) leaves no room for this output.
+        if 1 + request.max_tokens > self.settings.max_model_len:
+            raise InvalidRequest(
+                f"{where}max_tokens {request.max_tokens} leaves no room for a prompt in the "
+                f"model's context of {self.settings.max_model_len} tokens",
+                code="context_length_exceeded",
+            )
+
+    def check_bounds(self, request: GenerateRequest, prompt_len: int, where: str = "") -> None:
+        limit = self.settings.max_model_len
         if prompt_len + request.max_tokens > limit:
             raise InvalidRequest(
                 f"{where}prompt of {prompt_len} tokens plus max_tokens {request.max_tokens} "
@@ -123,7 +131,13 @@ class GenerationService:
         )
 
     async def _prepare(self, request: GenerateRequest, where: str = "") -> list[int]:
-        prompt_ids = await asyncio.to_thread(self.encode, request.prompt, chat=request.chat)
+        self.check_request(request, where)
+        prompt_ids = await asyncio.to_thread(
+            self.encode,
+            request.prompt,
+            chat=request.chat,
+            parse_special_tokens=request.parse_special_tokens,
+        )
         self.check_bounds(request, len(prompt_ids), where)
         return prompt_ids
 
@@ -166,7 +180,7 @@ class GenerationService:
             output_text=text,
             output_token_ids=output_ids,
             prompt_token_ids=prompt_ids,
-            finish_reason=finish_reason or "abort",  # type: ignore[arg-type]
+            finish_reason=finish_reason or "abort",
             usage=Usage(prompt_tokens=len(prompt_ids), output_tokens=len(output_ids)),
             timings_ms=Timings(
                 queue=round((first_token_at - received) * 1000, 3),
@@ -270,7 +284,10 @@ class GenerationService:
             )
         if any(r.stream for r in batch.requests):
             raise InvalidRequest("a batch does not stream", code="stream_not_supported")
-        # Validate every request before any reaches the engine.
+        # Cheap bounds of every request before any tokenization, then every prompt's length
+        # before any request reaches the engine.
+        for i, r in enumerate(batch.requests):
+            self.check_request(r, where=f"requests[{i}]: ")
         prompts = [
             await self._prepare(r, where=f"requests[{i}]: ") for i, r in enumerate(batch.requests)
         ]

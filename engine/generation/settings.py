@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.defaults import DEFAULT_MODEL_ID
@@ -38,6 +38,12 @@ class EngineSettings(BaseSettings):
     seed: int = Field(0, description="engine seed (requests without a seed)")
     max_batch_requests: int = Field(64, ge=1, le=1024, description="bound on /generate/batch")
     max_output_tokens: int = Field(4096, ge=1, description="bound on max_tokens")
+    api_token: SecretStr | None = Field(
+        None, description="bearer token every route but /health requires (unset: no auth)"
+    )
+    max_body_bytes: int = Field(
+        8 << 20, ge=1024, le=1 << 30, description="request bodies over this answer 413"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EngineSettings:

@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 
 class TokenTexts:
     def __init__(self, tokenizer: Any, prompt_ids: list[int]) -> None:
-        self._stream = None
-        self._tokenizer = getattr(tokenizer, "_tokenizer", None)
+        self._stream: Any = None
+        self._tokenizer: Any = getattr(tokenizer, "_tokenizer", None)
         try:
             from tokenizers import Tokenizer
             from tokenizers.decoders import DecodeStream

@@ -37,6 +37,7 @@ def build_service(settings: Settings):
         device=device,
         dtype=dtype,
         labels_filename=settings.labels_filename,
+        examples_filename=settings.examples_filename,
     )
     deepest = max(layer for _, layer in registry.entries)
     keep = deepest + 1 if settings.drop_unused_layers else None
@@ -57,6 +58,7 @@ def build_service(settings: Settings):
         wait_ms=settings.batch_wait_ms,
         chunk_tokens=settings.encode_chunk_tokens,
         max_padding=settings.max_padding_ratio,
+        max_queued=settings.max_queued_jobs,
     )
     logger.info("SAE service ready: %s on %s/%s", settings.served_model_id, device, dtype)
     return SaeService(settings, model, TokenTable(tokenizer), registry, batcher)
@@ -75,4 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.batcher.stop()
 
-    return create_service_app(title="SAE service", lifespan=lifespan, routers=[router])
+    return create_service_app(
+        title="SAE service",
+        lifespan=lifespan,
+        routers=[router],
+        max_body_bytes=settings.max_body_bytes,
+        token=settings.api_token,
+    )

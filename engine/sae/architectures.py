@@ -59,6 +59,8 @@ def _jumprelu(pre: torch.Tensor, threshold: torch.Tensor | None, _k) -> torch.Te
 
 def _topk(pre: torch.Tensor, _threshold, k: int | None) -> torch.Tensor:
     # SAELens TopK: keep the k largest pre-activations, then ReLU them.
+    if k is None:
+        raise ValueError("a TopK SAE needs k")
     top = torch.topk(pre, k=int(k), dim=-1)
     return torch.zeros_like(pre).scatter_(-1, top.indices, torch.relu(top.values))
 

@@ -30,13 +30,18 @@ MAX_PADDING_RATIO = 1.25  # padded / real tokens allowed in one forward
 ENCODE_CHUNK_TOKENS = 2048  # tokens per encode matmul: bounds the [tokens, d_sae] buffer
 
 
+class QueueFull(RuntimeError):
+    """The batcher's queue is at its bound (the service answers 503 ``overloaded``)."""
+
+
 @dataclass
 class EncodeJob:
     token_ids: list[int]
     meta: SaeMeta
     top_k: int | None = None  # extract: the k largest activations per position
     feature_ids: list[int] | None = None  # analyze: these features at every position
-    future: asyncio.Future | None = field(default=None, repr=False)
+    # Set by Batcher.submit before the job is queued: every queued job has one.
+    future: asyncio.Future = field(default=None, repr=False)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -125,10 +130,10 @@ def compute_batch(
             rows = slice(offset, offset + lengths[i])
             offset += lengths[i]
             job = jobs[i]
-            if job.top_k:
+            if job.top_k and all_v is not None and all_i is not None:
                 results[i].top_values = all_v[rows, : job.top_k].tolist()
                 results[i].top_indices = all_i[rows, : job.top_k].tolist()
-            if job.feature_ids:
+            if job.feature_ids and all_picked is not None:
                 cols = [column[f] for f in job.feature_ids]
                 acts = all_picked[rows][:, cols].T  # [F, T]
                 best = acts.max(dim=1)
@@ -154,8 +159,10 @@ class Batcher:
         wait_ms: float,
         chunk_tokens: int,
         max_padding: float = MAX_PADDING_RATIO,
+        max_queued: int = 256,
     ) -> None:
         self.model, self.registry = model, registry
+        self.max_queued = max_queued
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.wait_s = wait_ms / 1000
         self.chunk_tokens = chunk_tokens
@@ -164,6 +171,7 @@ class Batcher:
         self._carry: collections.deque[EncodeJob] = collections.deque()
         self._task: asyncio.Task | None = None
         self.batches_run = 0
+        self.jobs_dropped = 0  # cancelled by their caller before their batch computed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sae-batcher")
@@ -174,9 +182,18 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def queued(self) -> int:
+        """Jobs waiting for a batch (cancelled ones included until the worker drops them)."""
+        return self._queue.qsize() + len(self._carry)
+
     async def submit(self, job: EncodeJob) -> EncodeResult:
+        """Queue a job and wait for it. A full queue refuses at once (503 ``overloaded``); a
+        caller that goes away cancels its future, and the worker skips the job unless its
+        batch is already computing."""
+        if self.queued() >= self.max_queued:
+            raise QueueFull(f"SAE queue full ({self.max_queued} jobs waiting); try again shortly")
         job.future = asyncio.get_running_loop().create_future()
-        await self._queue.put(job)
+        self._queue.put_nowait(job)
         return await job.future
 
     def _next_job_nowait(self) -> EncodeJob | None:
@@ -208,6 +225,7 @@ class Batcher:
         while True:
             batch = await self._gather()
             live = [job for job in batch if not job.future.done()]  # skip cancelled callers
+            self.jobs_dropped += len(batch) - len(live)
             if not live:
                 continue
             try:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_TOKENS_ON_WIRE = 131072
 MAX_TOP_K_ON_WIRE = 4096
 MAX_FEATURE_IDS_ON_WIRE = 4096
+MAX_FEATURE_ID_ON_WIRE = 1 << 24  # d_sae of any released SAE is far below
 
 Segment = Literal["prompt", "output"]
 
@@ -93,6 +94,36 @@ class SaeInfo(BaseModel):
     model_id: str | None
     demo: bool
     description: str | None
+    has_labels: bool  # a labels.json beside (one of) its layers
+    has_examples: bool  # an examples file beside (one of) its layers
+
+
+class FeatureExample(BaseModel):
+    """One max-activating context: tokens around the max, this feature's activation at each."""
+
+    tokens: list[str]
+    token_ids: list[int]
+    activations: list[float | None] = Field(
+        description="this feature's activation at each token; null: not encoded (a sink)"
+    )
+    max_index: int = Field(description="index of the max within tokens")
+    max_activation: float
+
+
+class FeatureResponse(BaseModel):
+    sae_id: str
+    layer: int
+    feature_id: int
+    d_sae: int
+    label: str | None = Field(description="from the SAE folder's labels.json; null if none")
+    examples: list[FeatureExample] = Field(description="strongest first; [] if none")
+
+
+class LabelsResponse(BaseModel):
+    sae_id: str
+    layer: int
+    d_sae: int
+    labels: dict[int, str] = Field(description="feature id -> label, labelled features only")
 
 
 class SaesResponse(BaseModel):
@@ -107,3 +138,5 @@ class HealthResponse(BaseModel):
     dtype: str
     loaded_saes: list[SaeRef]
     torch_threads: int  # CPU threads torch computes with (SAE_SERVICE_TORCH_THREADS)
+    queued_jobs: int = 0  # waiting for the batcher (bounded by SAE_SERVICE_MAX_QUEUED_JOBS)
+    jobs_dropped: int = 0  # cancelled by a departed caller before computing

@@ -10,7 +10,6 @@ exceptions below, which the service (``serving.py``) maps to the wire's errors.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from engine.sae.encoder import SaeEncoder, SaeMeta
 from engine.sae.layouts import detect_layout, load_weights, read_meta
+from engine.sae.sidecars import Sidecars
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,14 @@ def discover(folder: Path) -> list[SaeMeta]:
 
 class SaeRegistry:
     def __init__(
-        self, folders: list[Path], *, max_loaded: int, device, dtype, labels_filename: str
+        self,
+        folders: list[Path],
+        *,
+        max_loaded: int,
+        device,
+        dtype,
+        labels_filename: str,
+        examples_filename: str,
     ):
         self.entries: dict[SaeKey, SaeMeta] = {}
         for folder in folders:
@@ -62,9 +69,10 @@ class SaeRegistry:
         self.default: SaeKey = next(iter(self.entries))
         self.max_loaded = max_loaded
         self.device, self.dtype = device, dtype
-        self.labels_filename = labels_filename
+        self.sidecars = Sidecars(
+            labels_filename=labels_filename, examples_filename=examples_filename
+        )
         self._loaded: OrderedDict[SaeKey, SaeEncoder] = OrderedDict()
-        self._labels: dict[SaeKey, dict[int, str]] = {}
         self._lock = threading.Lock()
 
     def resolve(self, sae_id: str | None, layer: int | None) -> SaeMeta:
@@ -108,19 +116,5 @@ class SaeRegistry:
             return list(self._loaded)
 
     def labels(self, meta: SaeMeta) -> dict[int, str]:
-        """Explanations from ``labels.json`` beside the SAE: ``{"123": "text"}`` or a
-        Neuronpedia-style list ``[{"index": 123, "description": "text"}]``."""
-        key = (meta.sae_id, meta.layer)
-        if key not in self._labels:
-            path = meta.folder / self.labels_filename
-            labels: dict[int, str] = {}
-            if path.is_file():
-                raw = json.loads(path.read_text())
-                items = (
-                    raw.items()
-                    if isinstance(raw, dict)
-                    else ((r.get("index", r.get("feature_id")), r.get("description")) for r in raw)
-                )
-                labels = {int(k): str(v) for k, v in items if k is not None and v}
-            self._labels[key] = labels
-        return self._labels[key]
+        """Labels from ``labels.json`` beside the SAE (engine/sae/sidecars.py)."""
+        return self.sidecars.labels(meta)

@@ -4,12 +4,14 @@ become the wire's errors."""
 
 from __future__ import annotations
 
-from common.errors import InvalidRequest, NotFound, ServiceUnavailable
-from engine.sae.batching import Batcher, EncodeJob, EncodeResult
+from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
+from engine.sae.batching import Batcher, EncodeJob, EncodeResult, QueueFull
 from engine.sae.encoder import SaeMeta
 from engine.sae.protocol import (
     AnalyzeRequest,
     ExtractRequest,
+    FeatureResponse,
+    LabelsResponse,
     SaeInfo,
     SaeRef,
     SaesResponse,
@@ -34,9 +36,9 @@ class SaeService:
         self.model_id = settings.served_model_id
         self.max_len = min(settings.max_sequence_tokens, model.max_positions)
 
-    def _resolve(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
+    def _resolve(self, sae_id: str | None, layer: int | None) -> SaeMeta:
         try:
-            return self.registry.resolve(req.sae_id, req.layer)
+            return self.registry.resolve(sae_id, layer)
         except UnknownSae as exc:
             raise NotFound(str(exc), code="sae_not_found") from exc
         except UnknownSaeLayer as exc:
@@ -47,9 +49,11 @@ class SaeService:
             return await self.batcher.submit(job)
         except SaeLoadFailed as exc:
             raise ServiceUnavailable(str(exc), code="sae_load_failed") from exc
+        except QueueFull as exc:
+            raise Overloaded(str(exc), retry_after_s=1) from exc
 
     def _check_sequence(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
-        meta = self._resolve(req)
+        meta = self._resolve(req.sae_id, req.layer)
         ids = req.token_ids
         if len(ids) > self.max_len:
             raise InvalidRequest(
@@ -78,8 +82,9 @@ class SaeService:
             )
         result = await self._submit(EncodeJob(req.token_ids, meta, top_k=req.top_k))
         timeline = self.tokens.describe(req.token_ids, req.output_start)
+        # A job with top_k always gets both lists (a missing one fails the strict zip).
         for entry, values, indices in zip(
-            timeline, result.top_values, result.top_indices, strict=True
+            timeline, result.top_values or [], result.top_indices or [], strict=True
         ):
             # topk is already descending; zero activations are left out.
             entry["features"] = [
@@ -102,20 +107,17 @@ class SaeService:
                 f"at most {self.settings.max_feature_ids} feature_ids per request",
                 code="too_many_feature_ids",
             )
-        bad = next((f for f in req.feature_ids if not 0 <= f < meta.d_sae), None)
-        if bad is not None:
-            raise InvalidRequest(
-                f"feature_id {bad} is outside [0, {meta.d_sae})", code="feature_id_out_of_range"
-            )
+        for feature_id in req.feature_ids:
+            self._check_feature_id(meta, feature_id)
         job = EncodeJob(req.token_ids, meta, feature_ids=list(req.feature_ids))
         result = await self._submit(job)
         labels = self.registry.labels(meta)
         features = []
         for fid, acts, top, argmax in zip(
             req.feature_ids,
-            result.feature_acts,
-            result.feature_max,
-            result.feature_argmax,
+            result.feature_acts or [],
+            result.feature_max or [],
+            result.feature_argmax or [],
             strict=True,
         ):
             features.append(
@@ -132,6 +134,35 @@ class SaeService:
             "tokens": self.tokens.describe(req.token_ids, req.output_start),
             "features": features,
         }
+
+    def feature(self, sae_id: str, layer: int, feature_id: int) -> FeatureResponse:
+        meta = self._resolve(sae_id, layer)
+        self._check_feature_id(meta, feature_id)
+        return FeatureResponse(
+            sae_id=meta.sae_id,
+            layer=meta.layer,
+            feature_id=feature_id,
+            d_sae=meta.d_sae,
+            label=self.registry.labels(meta).get(feature_id),
+            examples=self.registry.sidecars.examples(meta, feature_id),
+        )
+
+    def labels(self, sae_id: str, layer: int) -> LabelsResponse:
+        meta = self._resolve(sae_id, layer)
+        return LabelsResponse(
+            sae_id=meta.sae_id,
+            layer=meta.layer,
+            d_sae=meta.d_sae,
+            labels=self.registry.labels(meta),
+        )
+
+    @staticmethod
+    def _check_feature_id(meta: SaeMeta, feature_id: int) -> None:
+        if not 0 <= feature_id < meta.d_sae:
+            raise InvalidRequest(
+                f"feature_id {feature_id} is outside [0, {meta.d_sae})",
+                code="feature_id_out_of_range",
+            )
 
     def _header(self, meta: SaeMeta) -> dict:
         return {
@@ -158,6 +189,8 @@ class SaeService:
                     model_id=first.model_id,
                     demo=any(m.demo for m in metas),
                     description=first.description,
+                    has_labels=any(self.registry.sidecars.has_labels(m) for m in metas),
+                    has_examples=any(self.registry.sidecars.has_examples(m) for m in metas),
                 )
             )
         sae_id, layer = self.registry.default

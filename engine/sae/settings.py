@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.sae import batching
+from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 
 class Settings(BaseSettings):
@@ -39,11 +40,18 @@ class Settings(BaseSettings):
     # A batch is split into forwards whose padded size stays within this x their real tokens.
     max_padding_ratio: float = Field(default=batching.MAX_PADDING_RATIO, ge=1.0)
     encode_chunk_tokens: int = Field(default=batching.ENCODE_CHUNK_TOKENS, ge=1)
-    labels_filename: str = "labels.json"
+    labels_filename: str = LABELS_FILENAME
+    examples_filename: str = EXAMPLES_FILENAME  # max-activating contexts (docs/sae.md)
     # CPU threads for torch (None: torch's default, every core). A vLLM CPU engine on the same
     # host keeps its cores busy for about a second after each request; sharing them makes our
     # OpenMP barriers wait on starved threads (10 ms becomes 500+ ms), so `up` sets 1 there.
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
+    # Bearer token every route but /health requires (None: no auth).
+    api_token: SecretStr | None = None
+    # Request bodies over this many bytes answer 413 before parsing.
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    # Jobs waiting for the batcher beyond this answer 503 overloaded (with Retry-After).
+    max_queued_jobs: int = Field(default=256, ge=1, le=100_000)
 
     @field_validator("sae_dirs", mode="before")
     @classmethod

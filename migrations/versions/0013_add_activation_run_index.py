@@ -7,7 +7,7 @@ Revision ID: 0013_add_activation_run_index
 Revises:
 """
 
-from alembic import op
+from alembic import context, op
 
 revision = "0013_add_activation_run_index"
 down_revision = None
@@ -60,5 +60,24 @@ def upgrade() -> None:
     )
 
 
+# Dropping the index is allowed only when asked for by name: `playground migrate --downgrade base
+# --confirm-downgrade --drop-run-index`, or alembic's `-x drop_run_index=yes`.
+DROP_FLAG = "drop_run_index"
+
+
+def _drop_allowed() -> bool:
+    if context.config.attributes.get(DROP_FLAG):
+        return True
+    return context.get_x_argument(as_dictionary=True).get(DROP_FLAG) == "yes"
+
+
 def downgrade() -> None:
+    # This revision may have adopted a table it did not create (staging's, with its history):
+    # it never drops it unasked.
+    if not _drop_allowed():
+        raise RuntimeError(
+            "0013 downgrade refused: activation_run_index may be an adopted table with data "
+            "this revision did not create; pass --drop-run-index (alembic: -x drop_run_index=yes) "
+            "to drop it"
+        )
     op.execute("DROP TABLE IF EXISTS activation_run_index")

@@ -37,6 +37,7 @@ def reset_stubs(stub_states):
     for state in stub_states.values():
         state.mode = "ok"
         state.calls.clear()
+        state.lookups.clear()
     yield
     for state in stub_states.values():
         state.mode = "ok"
@@ -62,6 +63,13 @@ def backend_settings(db: str, urls: dict[str, str], **overrides) -> Settings:
         "playground_injection_timeout_s": 1.0,
         "playground_health_timeout_s": 1.0,
         "playground_db_timeout_s": 5.0,
+        "playground_health_interval_s": 0,  # health tests flip upstreams between calls
+        # The suites here run many requests from one client; tests of the limits tighten them.
+        "playground_rate_gpu_per_window": 100_000,
+        "playground_rate_read_per_window": 1_000_000,
+        "playground_gpu_in_flight_per_client": 1000,
+        "playground_gpu_in_flight_global": 1000,
+        "playground_read_in_flight_per_client": 1000,
         **overrides,
     }
     return Settings(**values)

@@ -2,14 +2,16 @@
 
 Each is a real FastAPI app served over HTTP (``serve_app``) implementing contracts.md, with a
 ``mode`` switch for the fault cases: ``ok``, ``error500``, ``garbage`` (not JSON), ``wrong_shape``
-(JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``slow`` (sleeps past
-the backend's timeout), ``huge_ids`` (a token id past 64 bits), ``nul_text`` (a NUL character in
-the output text and a token).
+(JSON of another shape), ``bad_timeline`` (SAE only: a malformed entry), ``gzip`` (OpenAI
+only: a gzip-encoded stream), ``slow`` (sleeps past the backend's timeout), ``huge_ids`` (a
+token id past 64 bits), ``nul_text`` (a NUL character in the output text and a token),
+``no_labels`` (SAE only: no labels or examples, their routes 404).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import random
 import zlib
 from dataclasses import dataclass, field
@@ -31,7 +33,11 @@ N_FEATURES = 40  # small, so features repeat across positions and aggregation is
 class StubState:
     mode: str = "ok"
     slow_s: float = 3.0
+    health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
+    # backend also makes them on its own, at start-up.
+    lookups: list[str] = field(default_factory=list)
 
 
 def prompt_token_ids(prompt: str, chat: bool) -> list[int]:
@@ -53,6 +59,13 @@ def features_at(token_id: int, position: int, top_k: int) -> list[dict[str, Any]
     if token_id >= SPECIAL_MIN:
         acts = [a * 100 for a in acts]  # special tokens fire hugely, as in Llama Scope
     return [{"feature_id": f, "activation": a} for f, a in zip(ids, acts, strict=True)]
+
+
+def stub_label(feature_id: int) -> str:
+    """The stub SAE's label of a feature: a shared word and one of five others."""
+    return (
+        f"stub feature {feature_id} {['wake', 'login', 'names', 'actually', 'sky'][feature_id % 5]}"
+    )
 
 
 def timeline(token_ids: list[int], top_k: int, output_start: int | None) -> list[dict[str, Any]]:
@@ -87,6 +100,7 @@ def engine_app(state: StubState) -> FastAPI:
 
     @app.get("/health")
     async def health():
+        state.health_calls += 1
         if state.mode in ("error500", "down"):
             return JSONResponse({"status": "down"}, 500)
         return {"status": "ok", "model_id": DEFAULT_MODEL, "backend": "stub", "device": "cpu"}
@@ -123,6 +137,7 @@ def sae_app(state: StubState) -> FastAPI:
 
     @app.get("/saes")
     async def saes():
+        state.lookups.append("/saes")
         if (fault := await _fault(state)) is not None:
             return fault
         return {
@@ -137,6 +152,36 @@ def sae_app(state: StubState) -> FastAPI:
                     "model_id": DEFAULT_MODEL,
                     "demo": False,
                     "description": "stub",
+                    "has_labels": state.mode != "no_labels",
+                    "has_examples": state.mode != "no_labels",
+                }
+            ],
+        }
+
+    @app.get("/saes/{sae_id}/{layer}/labels")
+    async def labels(sae_id: str, layer: int):
+        state.lookups.append(f"/saes/{sae_id}/{layer}/labels")
+        if state.mode == "no_labels" or (sae_id, layer) != ("llama_scope_lxr_8x", 16):
+            return JSONResponse({"error": {"code": "not_found", "message": "no labels"}}, 404)
+        return {
+            "sae_id": sae_id,
+            "layer": layer,
+            "d_sae": 32768,
+            "labels": {str(i): stub_label(i) for i in range(N_FEATURES)},
+        }
+
+    @app.get("/features/{sae_id}/{layer}/{feature_id}")
+    async def feature(sae_id: str, layer: int, feature_id: int):
+        state.lookups.append(f"/features/{sae_id}/{layer}/{feature_id}")
+        if state.mode == "no_labels" or feature_id >= N_FEATURES:
+            return JSONResponse({"error": {"code": "not_found", "message": "no feature"}}, 404)
+        return {
+            "label": stub_label(feature_id),
+            "examples": [
+                {
+                    "tokens": ["the", " stub", " word"],
+                    "activations": [0.0, float(feature_id % 7) + 1.0, 0.5],
+                    "max_activation": float(feature_id % 7) + 1.0,
                 }
             ],
         }
@@ -209,6 +254,19 @@ def openai_app(state: StubState, name: str) -> FastAPI:
                     await asyncio.sleep(0.01)
                 yield b"data: [DONE]\n\n"
 
+            if state.mode == "gzip":  # the whole stream gzip-encoded, sent in pieces
+
+                async def gzipped():
+                    raw = b"".join([chunk async for chunk in events()])
+                    packed = gzip.compress(raw)
+                    for start in range(0, len(packed), 16):
+                        yield packed[start : start + 16]
+
+                return StreamingResponse(
+                    gzipped(),
+                    media_type="text/event-stream",
+                    headers={"content-encoding": "gzip"},
+                )
             return StreamingResponse(events(), media_type="text/event-stream")
         return {
             "id": "c1",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
+import httpx
 import pytest
 
 from backend.activations.protocol import (
@@ -14,13 +16,19 @@ from backend.activations.protocol import (
     SummaryResponse,
     TopFeaturesResponse,
 )
+from backend.app import create_app
 from tests.backend import stubs
+from tests.backend.conftest import backend_settings
+from tests.support.servers import serve_app
 
 PROMPT = "Why is the sky blue?"
 
 
-async def run(client, **body):
-    response = await client.post("/playground/activations/run", json={"prompt": PROMPT, **body})
+async def run(client, owner: str | None = None, **body):
+    headers = {"X-Run-Owner": owner} if owner else {}
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": PROMPT, **body}, headers=headers
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -224,10 +232,15 @@ async def test_no_activations_skips_sae(client, stub_states, flag):
 
 
 async def test_rerun_same_id_replaces_both(client, db):
-    await run(client, request_id="rerun-1", prompt="first prompt")
+    first = await run(client, request_id="rerun-1", prompt="first prompt")
     second = await run(
-        client, request_id="rerun-1", prompt="second prompt", collect_activations=False
+        client,
+        owner=first["owner_token"],
+        request_id="rerun-1",
+        prompt="second prompt",
+        collect_activations=False,
     )
+    assert second["owner_token"] is None  # given once, by the answer that created the run
     assert (
         await db.fetchval("SELECT count(*) FROM activation_run_index WHERE request_id='rerun-1'")
         == 1
@@ -502,3 +515,46 @@ async def test_query_bounds(client, long_run, path, params):
     response = await client.get(path, params=params)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "validation_error"
+
+
+async def test_health_never_asks_an_upstream_more_than_once_per_interval(
+    db_uri, stub_urls, stub_states
+):
+    """A page polling health keeps no GPU container awake: within the interval the engine's
+    /health is asked once, however many times the backend's health is read."""
+    settings = backend_settings(db_uri, stub_urls, playground_health_interval_s=3600)
+    with serve_app(create_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            before = stub_states["engine"].health_calls
+            bodies = await asyncio.gather(
+                *(http.get("/playground/activations/health") for _ in range(5))
+            )
+            bodies += [await http.get("/playground/activations/health") for _ in range(5)]
+            assert all(b.status_code == 200 for b in bodies)
+            assert stub_states["engine"].health_calls - before == 1
+            stub_states["engine"].mode = "down"  # not noticed until the interval passes
+            last = (await http.get("/playground/activations/health")).json()
+            assert last["engine"]["ok"] is True and last["engine"]["age_s"] >= 0
+            assert last["postgres"]["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'["0001-01-01T00:00:00+14:00", "x"]',
+        b'["9999-12-31T23:59:59-14:00", "x"]',
+        b'["2024-01-01T00:00:00+00:00", "x\\u0000y"]',
+        b'["2024-01-01T00:00:00+00:00", 7]',
+        b'["2024-01-01T00:00:00", "x"]',
+        b'{"a": 1}',
+        b"[1, 2, 3]",
+        b"\xff\xfe",
+    ],
+)
+async def test_malformed_or_out_of_range_cursors_are_422(client, raw):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    response = await client.get("/playground/activations/runs", params={"cursor": cursor})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_cursor"

@@ -78,22 +78,52 @@ async def test_sae_bad_timeline_and_rejection(client, db, stub_states):
     assert await db.fetchval(status) == "failed"
 
 
-async def test_failure_replaces_previous_preview(client, db, stub_states):
+async def test_failure_never_replaces_a_success(client, db, stub_states):
+    """The owner's failed re-run is answered as a failure, but the run that succeeded stays."""
     ok = await client.post(
         "/playground/activations/run", json={"prompt": "x", "request_id": "then-fails"}
     )
     assert ok.status_code == 200
+    before = (await client.get("/playground/activations/then-fails")).json()
     stub_states["sae"].mode = "error500"
     failed = await client.post(
-        "/playground/activations/run", json={"prompt": "x", "request_id": "then-fails"}
+        "/playground/activations/run",
+        json={"prompt": "y", "request_id": "then-fails"},
+        headers={"X-Run-Owner": ok.json()["owner_token"]},
     )
     assert failed.status_code == 502
     previews = "SELECT count(*) FROM activation_run_previews WHERE request_id = 'then-fails'"
-    assert await db.fetchval(previews) == 0
+    assert await db.fetchval(previews) == 1
     index = await db.fetchrow(
         "SELECT status, has_preview FROM activation_run_index WHERE request_id = 'then-fails'"
     )
-    assert (index["status"], index["has_preview"]) == ("failed", False)
+    assert (index["status"], index["has_preview"]) == ("ok", True)
+    stub_states["sae"].mode = "ok"
+    after = (await client.get("/playground/activations/then-fails")).json()
+    assert after["prompt"] == before["prompt"] == "x" and after["preview"] == before["preview"]
+
+
+async def test_failed_run_can_be_retried_by_its_owner(client, db, stub_states):
+    """A new run that fails still hands its owner the token (header), so they can retry it."""
+    stub_states["engine"].mode = "error500"
+    failed = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "fails-first"}
+    )
+    assert failed.status_code == 502
+    token = failed.headers["x-run-owner"]
+    stub_states["engine"].mode = "ok"
+    foreign = await client.post(
+        "/playground/activations/run", json={"prompt": "x", "request_id": "fails-first"}
+    )
+    assert foreign.status_code == 409
+    retried = await client.post(
+        "/playground/activations/run",
+        json={"prompt": "x", "request_id": "fails-first"},
+        headers={"X-Run-Owner": token},
+    )
+    assert retried.status_code == 200, retried.text
+    status = "SELECT status FROM activation_run_index WHERE request_id = 'fails-first'"
+    assert await db.fetchval(status) == "ok"
 
 
 @pytest.mark.parametrize("down", ["engine", "sae"])
@@ -121,17 +151,22 @@ async def test_upstream_down(db_uri, db, stub_urls, dead_url, down):
 
 
 async def test_fifty_concurrent_runs_same_id(client, db):
-    """Fifty runs racing on one request_id leave exactly one consistent index+preview pair."""
+    """Fifty runs racing to create one request_id: one takes it, 49 get 409. Then fifty re-runs
+    by its owner racing leave exactly one consistent index+preview pair."""
     prompts = [f"concurrent prompt number {i}" for i in range(50)]
 
-    async def one(prompt: str, collect: bool) -> int:
-        response = await client.post(
+    async def one(prompt: str, collect: bool, owner: str | None = None) -> httpx.Response:
+        return await client.post(
             "/playground/activations/run",
             json={"prompt": prompt, "request_id": "race", "collect_activations": collect},
+            headers={"X-Run-Owner": owner} if owner else {},
         )
-        return response.status_code
 
-    statuses = await asyncio.gather(*(one(p, i % 3 != 0) for i, p in enumerate(prompts)))
+    first = await asyncio.gather(*(one(p, True) for p in prompts))
+    assert sorted(r.status_code for r in first) == [200] + [409] * 49
+    owner = next(r for r in first if r.status_code == 200).json()["owner_token"]
+    again = await asyncio.gather(*(one(p, i % 3 != 0, owner) for i, p in enumerate(prompts)))
+    statuses = [r.status_code for r in again]
     assert statuses == [200] * 50
     index = await db.fetch("SELECT * FROM activation_run_index WHERE request_id = 'race'")
     previews = await db.fetch("SELECT * FROM activation_run_previews WHERE request_id = 'race'")

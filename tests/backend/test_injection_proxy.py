@@ -4,11 +4,15 @@ qwen-14b -> PLAYGROUND_QWEN_14B_URL. Stub OpenAI servers record what they receiv
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 import orjson
 import pytest
 
 from backend.app import create_app
+from backend.injection.proxy import InjectionProxy
+from backend.settings import Settings
 from tests.backend.conftest import backend_settings
 from tests.support.servers import serve_app
 
@@ -108,3 +112,84 @@ async def test_unconfigured_or_down_server(db_uri, stub_urls, dead_url):
                 )
                 assert response.status_code == 503
                 assert response.json()["error"]["upstream"] == model
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"max_tokens": 2049}, "max_tokens"),
+        ({"max_completion_tokens": 4096}, "max_completion_tokens"),
+        ({"n": 2}, "n"),
+        ({"best_of": 3}, "best_of"),
+        ({"ignore_eos": True}, "ignore_eos"),
+        ({"max_tokens": 10, "min_tokens": 11}, "min_tokens"),
+        ({"min_tokens": 513}, "min_tokens"),  # past the default max_tokens it would get
+        ({"messages": [{"role": "user", "content": "x"}] * 65}, "messages"),
+        ({"messages": [{"role": "user", "content": "x" * 32_001}]}, "messages"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 32_000}]}]},
+            "messages",
+        ),
+    ],
+)
+async def test_cost_fields_over_their_caps_are_refused(client, stub_states, extra, field):
+    body = {"model": "llama-3.1-8b", "messages": MESSAGES, **extra}
+    response = await client.post("/playground/chat/completions", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "over_cap" and error["message"].startswith(field)
+    assert stub_states["llama"].calls == []
+
+
+async def test_within_caps_forwarded_with_default_max_tokens(client, stub_states):
+    body = {
+        "model": "qwen-14b",
+        "messages": MESSAGES,
+        "n": 1,
+        "min_tokens": 4,
+        "ignore_eos": False,
+        "injection": {"position": 3, "tokens": [1, 2]},  # the playground's own extension
+    }
+    response = await client.post("/playground/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    (call,) = stub_states["qwen"].calls
+    assert call["body"] == {**body, "model": "qwen-14b", "max_tokens": 512}
+    # max_completion_tokens alone: no default added.
+    body = {"model": "qwen-14b", "messages": MESSAGES, "max_completion_tokens": 9}
+    await client.post("/playground/chat/completions", json=body)
+    assert stub_states["qwen"].calls[1]["body"] == body
+
+
+async def test_gzip_stream_relayed_byte_exact(client, stub_states):
+    stub_states["llama"].mode = "gzip"
+    async with client.stream(
+        "POST",
+        "/playground/chat/completions",
+        json={"model": "llama-3.1-8b", "messages": MESSAGES, "stream": True},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-encoding"] == "gzip"
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    text = gzip.decompress(raw).decode()
+    events = [line[6:] for line in text.split("\n\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert "".join(orjson.loads(e)["delta"] for e in events[:-1]) == "Hello!"
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("https://max.example.com", True),
+        ("http://127.0.0.1:8000", True),
+        ("http://localhost:8000/v1", True),
+        ("http://[::1]:8000", True),
+        ("http://max.example.com", False),
+        ("http://10.0.0.5:8000", False),
+    ],
+)
+def test_admin_key_only_over_https_or_loopback(url, sent):
+    settings = Settings(playground_admin_key="k-123", playground_llama_8b_url=url)
+    proxy = InjectionProxy(settings, httpx.AsyncClient())
+    headers = proxy._headers(url)
+    assert ("authorization" in headers) is sent
+    assert "k-123" not in repr(settings) and "k-123" not in str(settings.model_dump())

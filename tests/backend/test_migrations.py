@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+
 import asyncpg
+import pytest
 
 from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
 from tests.support.databases import create_database
@@ -23,13 +28,21 @@ async def test_upgrade_downgrade_roundtrip(pg_uri):
     assert await current_revision(uri) == HEAD
     assert {"activation_run_index", "activation_run_previews"} <= await _tables(uri)
 
+    downgrade(uri, "0014_add_activation_run_previews")
+    tables = await _tables(uri)
+    assert not {"activation_run_owners", "rate_limit_windows", "work_leases"} & tables
     downgrade(uri, "0013_add_activation_run_index")
     assert await current_revision(uri) == "0013_add_activation_run_index"
     tables = await _tables(uri)
     assert "activation_run_previews" not in tables
     assert "activation_run_index" in tables
 
-    downgrade(uri, "base")
+    # 0013 may have adopted staging's table: it is dropped only when asked for by name.
+    with pytest.raises(RuntimeError, match="0013 downgrade refused"):
+        downgrade(uri, "base")
+    assert await current_revision(uri) == "0013_add_activation_run_index"
+    assert "activation_run_index" in await _tables(uri)
+    downgrade(uri, "base", drop_run_index=True)
     assert not {"activation_run_index", "activation_run_previews"} & await _tables(uri)
 
     upgrade(uri)  # and back up again
@@ -118,5 +131,102 @@ async def test_0013_adopts_existing_table(pg_uri):
             pass
         else:
             raise AssertionError("status check constraint missing")
+    finally:
+        await conn.close()
+
+
+async def test_0015_on_a_database_that_ran_0014(pg_uri):
+    """A database already at 0014 (with runs in it) gets 0015's schema by a plain upgrade; its
+    runs stay, with no owner (read-only) and parse_special_tokens false."""
+    uri = create_database(pg_uri)
+    upgrade(uri, "0014_add_activation_run_previews")
+    conn = await asyncpg.connect(uri)
+    try:
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id) VALUES ('old-run', 'm')"
+        )
+    finally:
+        await conn.close()
+    upgrade(uri)
+    assert await current_revision(uri) == HEAD
+    assert {"activation_run_owners", "rate_limit_windows", "work_leases"} <= await _tables(uri)
+    conn = await asyncpg.connect(uri)
+    try:
+        row = await conn.fetchrow(
+            "SELECT i.parse_special_tokens, o.request_id IS NOT NULL AS owned "
+            "FROM activation_run_index i LEFT JOIN activation_run_owners o USING (request_id) "
+            "WHERE i.request_id = 'old-run'"
+        )
+        assert dict(row) == {"parse_special_tokens": False, "owned": False}
+    finally:
+        await conn.close()
+
+
+def test_cli_downgrade_needs_confirmation(pg_uri):
+    uri = create_database(pg_uri, migrate=True)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "playground.cli", "migrate", "--database-url", uri, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = cli("--downgrade", "0014_add_activation_run_previews")
+    assert refused.returncode == 2 and "--confirm-downgrade" in refused.stderr
+    assert asyncio.run(current_revision(uri)) == HEAD
+    done = cli("--downgrade", "0014_add_activation_run_previews", "--confirm-downgrade")
+    assert done.returncode == 0, done.stderr
+    assert asyncio.run(current_revision(uri)) == "0014_add_activation_run_previews"
+
+
+async def test_0017_backfills_counts_and_downgrades(pg_uri):
+    """Counts start exact on a database that already has runs; downgrade leaves the schema
+    before 0017 and writes keep working; upgrading again counts the runs written meanwhile."""
+    from backend.db.migrate import down_revision_of
+    from tests.backend.test_counters import assert_exact
+
+    before = down_revision_of("0017_maintain_run_counts")
+    uri = create_database(pg_uri)
+    upgrade(uri, "0014_add_activation_run_previews")
+    conn = await asyncpg.connect(uri)
+    try:
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id, status, has_preview,"
+            " pruned_at, created_at) SELECT 'r' || g, 'm' || g % 3,"
+            " CASE WHEN g % 4 = 0 THEN 'failed' ELSE 'ok' END, g % 4 = 1,"
+            " CASE WHEN g % 4 = 2 THEN now() END, now() - g * interval '20 minutes'"
+            " FROM generate_series(1, 500) g"
+        )
+        upgrade(uri)
+        assert await current_revision(uri) == HEAD
+        counts = await assert_exact(conn)
+        assert (counts["total_runs"], counts["failed_runs"], counts["pruned_runs"]) == (
+            500,
+            125,
+            125,
+        )
+        assert 72 <= counts["runs_last_24h"] <= 74  # 20-minute spacing, exact to the hour
+
+        downgrade(uri, before)
+        assert await current_revision(uri) == before
+        assert not {"activation_run_counts", "activation_run_hours"} & await _tables(uri)
+        leftovers = await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'activation_run_index'::regclass"
+            " AND NOT tgisinternal"
+        )
+        assert leftovers == 0
+        assert await conn.fetchval(
+            "SELECT to_regclass('activation_run_index_status_created_at_idx') IS NULL"
+        )
+        await conn.execute("DELETE FROM activation_run_index WHERE request_id = 'r1'")
+        await conn.execute(
+            "INSERT INTO activation_run_index (request_id, model_id) VALUES ('late', 'm9')"
+        )
+
+        upgrade(uri)
+        counts = await assert_exact(conn)
+        assert counts["total_runs"] == 500
     finally:
         await conn.close()

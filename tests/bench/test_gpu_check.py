@@ -148,7 +148,12 @@ def small_setup():
     with tempfile.TemporaryDirectory() as tmp:
         sae = write_random_sae(Path(tmp) / SAE_ID, resid, SMALL.d_sae, 2, cpu)
         registry = SaeRegistry(
-            [sae.folder], max_loaded=1, device=cpu, dtype=torch.bfloat16, labels_filename="x"
+            [sae.folder],
+            max_loaded=1,
+            device=cpu,
+            dtype=torch.bfloat16,
+            labels_filename="x",
+            examples_filename="y",
         )
         meta = registry.resolve(None, None)
         registry.encoder(meta)

@@ -91,11 +91,18 @@ def test_three_apps_namespaced_by_environment(monkeypatch, env):
     assert deploy.backend_app.name == f"activations-backend-{env}"
     assert set(app_functions(deploy.engine_app)) == {"engine_web"}
     assert set(app_functions(deploy.sae_app)) == {"sae_web", "fetch_weights"}
-    assert set(app_functions(deploy.backend_app)) == {"backend_web", "migrate"}
+    assert set(app_functions(deploy.backend_app)) == {"backend_web", "migrate", "prune"}
     for fn in (deploy.engine_web, deploy.sae_web, deploy.fetch_weights):
         assert names_of(fn._spec_.volumes.values()) == [f"hf-cache-{env}"]
-        assert names_of(fn._spec_.secrets) == [f"playground-hf-{env}"]
-    for fn in (deploy.backend_web, deploy.migrate):
+    for fn in (deploy.engine_web, deploy.sae_web):
+        assert names_of(fn._spec_.secrets) == [f"playground-hf-{env}", f"playground-service-{env}"]
+    assert names_of(deploy.fetch_weights._spec_.secrets) == [f"playground-hf-{env}"]
+    assert names_of(deploy.backend_web._spec_.secrets) == [
+        f"playground-backend-{env}",
+        f"playground-proxy-auth-{env}",
+        f"playground-service-{env}",
+    ]
+    for fn in (deploy.migrate, deploy.prune):
         assert names_of(fn._spec_.secrets) == [f"playground-backend-{env}"]
     for image in (deploy.engine_image, deploy.sae_image, deploy.backend_image):
         assert image_env(image)["PLAYGROUND_ENV"] == env
@@ -154,8 +161,10 @@ def test_images_ship_our_sources_with_the_page_and_migrations(monkeypatch):
     remote = {str(path) for _, path in files}
     assert "/root/backend/page/router.py" in remote
     static = REPO_ROOT / "backend" / "page" / "static"
-    for page_file in static.iterdir():
-        assert f"/root/backend/page/static/{page_file.name}" in remote
+    for page_file in static.rglob("*"):  # the page's ES modules live in static/js/
+        if page_file.is_file():
+            relative = page_file.relative_to(static).as_posix()
+            assert f"/root/backend/page/static/{relative}" in remote
     # backend.db.migrate resolves alembic's folder as /migrations inside the container.
     assert "/migrations/env.py" in remote
     versions = REPO_ROOT / "migrations" / "versions"
@@ -190,3 +199,65 @@ def test_backend_imports_without_the_model_libraries(monkeypatch):
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def load_settings(fn) -> dict:
+    """What a function would deploy with that its spec does not show (modal 1.6's loader)."""
+    return inspect.getclosurevars(synchronizer._translate_in(fn)._load).nonlocals
+
+
+def test_gpu_endpoints_need_proxy_auth_and_a_token(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    for fn in (deploy.engine_web, deploy.sae_web):
+        assert synchronizer._translate_in(fn)._webhook_config.requires_proxy_auth is True
+    # The backend is the public face: no proxy auth, and it carries the proxy-auth token and
+    # the service token that the GPU endpoints require.
+    assert (
+        synchronizer._translate_in(deploy.backend_web)._webhook_config.requires_proxy_auth is False
+    )
+    secrets = {synchronizer._translate_in(s)._name: s for s in deploy.backend_web._spec_.secrets}
+    assert set(secrets) >= {"playground-service-staging", "playground-proxy-auth-staging"}
+    env = image_env(deploy.backend_image)
+    assert env["PLAYGROUND_CLIENT_IP_HEADER"] == "x-forwarded-for"
+
+
+def test_every_function_has_a_container_ceiling(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    functions = {
+        **app_functions(deploy.engine_app),
+        **app_functions(deploy.sae_app),
+        **app_functions(deploy.backend_app),
+    }
+    ceilings = {}
+    for name in functions:
+        settings = load_settings(getattr(deploy, name))["autoscaler_settings"]
+        ceilings[name] = settings.max_containers
+    assert all(ceilings.values()), ceilings
+    assert ceilings["engine_web"] == ceilings["sae_web"] == deploy.MAX_GPU_CONTAINERS <= 2
+
+
+def test_scheduled_prune_with_a_retention(monkeypatch):
+    deploy = load(monkeypatch, "staging")
+    schedule = load_settings(deploy.prune)["schedule"]
+    assert isinstance(schedule, modal.Cron)
+    assert schedule.proto_message.cron.cron_string == deploy.PRUNE_SCHEDULE
+    assert image_env(deploy.backend_image)["PLAYGROUND_PRUNE_RETENTION"] == "7d"
+    assert deploy.prune._spec_.gpus is None
+
+
+def test_backend_sends_the_proxy_auth_and_service_token():
+    """The headers the backend's upstream clients send, from the secrets' variables."""
+    from backend.settings import Settings
+
+    settings = Settings(
+        playground_service_token="svc-tok",
+        playground_modal_proxy_key="wk-1",
+        playground_modal_proxy_secret="ws-2",
+    )
+    assert settings.upstream_headers() == {
+        "authorization": "Bearer svc-tok",
+        "modal-key": "wk-1",
+        "modal-secret": "ws-2",
+    }
+    for secret in ("svc-tok", "ws-2"):
+        assert secret not in repr(settings)

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from backend.app import create_app
 from backend.settings import Settings
 from tests.support.databases import create_database
-from tests.support.servers import serve_app
+from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
 
 pytestmark = pytest.mark.vllm
 
@@ -26,6 +26,7 @@ async def backend_url(pg_uri, engine_url, tiny_model_dir):
         # No SAE call is expected: an unreachable address makes any such call fail loudly.
         playground_sae_url="http://127.0.0.1:9",
         playground_default_model_id=str(tiny_model_dir),
+        playground_service_token=SERVICE_TOKEN,
     )
     with serve_app(create_app(settings)) as url:
         yield url
@@ -40,6 +41,7 @@ def test_run_without_activations_stores_engine_tokens(backend_url, engine_url, t
     direct = httpx.post(
         engine_url + "/generate",
         json={"prompt": PROMPT, "max_tokens": 10, "temperature": 0.0},
+        headers=SERVICE_AUTH,
         timeout=120,
     ).json()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

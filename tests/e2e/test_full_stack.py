@@ -12,7 +12,7 @@ import pytest
 from backend.app import create_app
 from backend.settings import Settings
 from tests.support.databases import create_database
-from tests.support.servers import serve_app
+from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
 
 pytestmark = pytest.mark.vllm
 
@@ -29,6 +29,7 @@ async def backend_url(pg_uri, engine_url, sae_url, tiny_model_dir):
         playground_default_model_id=str(tiny_model_dir),
         playground_default_sae_id="demo_random",
         playground_default_sae_layer=16,
+        playground_service_token=SERVICE_TOKEN,
     )
     with serve_app(create_app(settings)) as url:
         yield url
@@ -65,6 +66,7 @@ def test_run_timeline_equals_direct_sae_call(run, sae_url):
             "top_k": SAE_TOP_K,
             "output_start": len(prompt_ids),
         },
+        headers=SERVICE_AUTH,
         timeout=120,
     ).json()
     stored = preview["feature_timeline"]

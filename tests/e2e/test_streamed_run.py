@@ -16,7 +16,7 @@ from backend.app import create_app
 from backend.settings import Settings
 from common import sse
 from tests.support.databases import create_database
-from tests.support.servers import serve_app
+from tests.support.servers import SERVICE_TOKEN, serve_app
 
 pytestmark = pytest.mark.vllm
 
@@ -41,13 +41,15 @@ def backend_url(database_url, engine_url, sae_url, tiny_model_dir):
         playground_default_model_id=str(tiny_model_dir),
         playground_default_sae_id="demo_random",
         playground_default_sae_layer=16,
+        playground_service_token=SERVICE_TOKEN,
     )
     with serve_app(create_app(settings)) as url:
         yield url
 
 
-def streamed(backend_url: str, body: dict) -> list[tuple[str, dict]]:
-    with httpx.stream("POST", backend_url + RUN, json=body, headers=EVENTS, timeout=300) as r:
+def streamed(backend_url: str, body: dict, owner: str | None = None) -> list[tuple[str, dict]]:
+    headers = {**EVENTS, **({"x-run-owner": owner} if owner else {})}
+    with httpx.stream("POST", backend_url + RUN, json=body, headers=headers, timeout=300) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
         return list(sse.parse(r.iter_lines()))
@@ -88,6 +90,9 @@ def test_event_order_and_shapes(pair):
     started = events[0][1]
     prompt_ids = blocking["output"]["prompt_token_ids"]
     assert started["request_id"] == "streamed-1"
+    # A new run: its owner token, once, as the blocking answer gives it (in `done` too).
+    assert isinstance(started["owner_token"], str) and started["owner_token"]
+    assert events[-1][1]["owner_token"] == started["owner_token"]
     assert [t["token_id"] for t in started["prompt_tokens"]] == prompt_ids
     assert [t["position"] for t in started["prompt_tokens"]] == list(range(len(prompt_ids)))
     tokens = [data for name, data in events if name == "token"]
@@ -152,16 +157,38 @@ def test_errors_known_up_front_are_plain_http(backend_url):
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["error"]["upstream"] == "engine", response.text
+    # The run was claimed before the engine refused: the token comes back as the blocking
+    # path gives it with an upstream error.
+    assert response.headers.get("x-run-owner")
+
+
+def test_rerun_needs_the_owner_token(pair, backend_url, database_url):
+    events, _ = pair
+    token = events[0][1]["owner_token"]
+    body = {**BODY, "request_id": "streamed-1"}
+    for owner in (None, "not-the-token"):
+        headers = {**EVENTS, **({"x-run-owner": owner} if owner else {})}
+        response = httpx.post(backend_url + RUN, json=body, headers=headers, timeout=30)
+        assert response.status_code == 409, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"]["code"] == "run_owned"
+    again = streamed(backend_url, body, owner=token)
+    assert [name for name, _ in again][-1] == "done"
+    # The owner's re-run gets no new token, as the blocking re-run.
+    assert again[0][1]["owner_token"] is None and again[-1][1]["owner_token"] is None
 
 
 def in_flight(engine_url: str) -> int:
     return httpx.get(engine_url + "/health").json()["in_flight"]
 
 
-async def leave_after_tokens(backend_url: str, body: dict, tokens: int) -> None:
+async def leave_after_tokens(
+    backend_url: str, body: dict, tokens: int, owner: str | None = None
+) -> None:
+    headers = {**EVENTS, **({"x-run-owner": owner} if owner else {})}
     async with (
         httpx.AsyncClient(base_url=backend_url, timeout=120) as client,
-        client.stream("POST", RUN, json=body, headers=EVENTS) as response,
+        client.stream("POST", RUN, json=body, headers=headers) as response,
     ):
         assert response.status_code == 200
         seen = 0
@@ -206,7 +233,9 @@ async def test_client_gone_does_not_overwrite_a_success(backend_url, engine_url,
         ok = await client.post(RUN, json={**BODY, "request_id": "kept"})
     assert ok.status_code == 200
     before = await stored_rows(database_url, "kept")
-    await leave_after_tokens(backend_url, {**BODY, "max_tokens": 2000, "request_id": "kept"}, 3)
+    owner = ok.json()["owner_token"]
+    body = {**BODY, "max_tokens": 2000, "request_id": "kept"}
+    await leave_after_tokens(backend_url, body, 3, owner=owner)
 
     async def engine_idle() -> bool:
         return in_flight(engine_url) == 0

@@ -58,10 +58,20 @@ CONTRACT_PATHS = {
         "/playground/features/extract",
         "/playground/features/analyze",
         "/playground/features/saes",
+        "/playground/features/search",
+        "/playground/features/{sae_id}/{layer}/labels",
+        "/playground/features/{sae_id}/{layer}/{feature_id}",
         "/playground/chat/completions",
     },
     "engine": {"/generate", "/generate/batch", "/tokenize", "/health"},
-    "sae": {"/extract_features", "/analyze_features", "/saes", "/health"},
+    "sae": {
+        "/extract_features",
+        "/analyze_features",
+        "/saes",
+        "/health",
+        "/features/{sae_id}/{layer}/{feature_id}",
+        "/saes/{sae_id}/{layer}/labels",
+    },
 }
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from common.pgembed import embedded_postgres
 from tests.support.databases import create_database
-from tests.support.servers import REPO_ROOT, free_port
+from tests.support.servers import REPO_ROOT, SERVICE_TOKEN, free_port
 
 pytestmark = pytest.mark.vllm
 
@@ -108,6 +108,12 @@ def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir
         assert "building the tiny Llama-3.1" in output
         assert "building the demo SAE" in output
         assert "engine: healthy" in output and "sae: healthy" in output
+        # The model services answer only the backend: up gave the three one fresh token.
+        for name, path in (("engine", "/generate"), ("sae", "/extract_features")):
+            url = re.search(rf"{name}: healthy at (http://\S+)", output).group(1)
+            refused = httpx.post(url + path, json={}, timeout=10)
+            assert refused.status_code == 401, (name, refused.text)
+            assert refused.json()["error"]["code"] == "unauthorized"
 
         page = httpx.get(base + "/", follow_redirects=True, timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -167,7 +173,8 @@ def start_up(args: list[str], log_path: Path, env_extra: dict[str, str] | None =
     env.update({"PYTHONUNBUFFERED": "1", **(env_extra or {})})
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "playground.cli", "up", *args],
+            # --tiny: the readable demo's own end-to-end run is tests/e2e/test_demo_readable.py.
+            [sys.executable, "-m", "playground.cli", "up", "--tiny", *args],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -186,7 +193,12 @@ def test_up_switches_to_external_database_and_remote_services(
     proc = start_up(
         ["--data-dir", str(tmp_path / "data"), "--port", str(port), "--sae-url", sae_url],
         log_path,
-        {"DATABASE_URL": database_url, "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url},
+        {
+            "DATABASE_URL": database_url,
+            "PLAYGROUND_ACTIVATIONS_HF_URL": engine_url,
+            # The remote services' token: the backend that `up` starts sends it.
+            "PLAYGROUND_SERVICE_TOKEN": SERVICE_TOKEN,
+        },
     )
     try:
         wait_ready(proc, log_path)

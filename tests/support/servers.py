@@ -15,6 +15,11 @@ from common.services import Service, free_port, running
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# The session's engine and SAE service require this bearer token, as `playground up` makes them.
+SERVICE_TOKEN = "test-service-token"
+SERVICE_AUTH = {"authorization": f"Bearer {SERVICE_TOKEN}"}
+ENGINE_MAX_BODY_BYTES = 1 << 20
+
 
 @contextmanager
 def serve_app(app, *, port: int | None = None) -> Iterator[str]:

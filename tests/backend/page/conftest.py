@@ -10,7 +10,7 @@ import pytest
 from backend.app import create_app
 from backend.settings import Settings
 from tests.support.databases import create_database
-from tests.support.servers import free_port, serve_app
+from tests.support.servers import SERVICE_TOKEN, free_port, serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The network is closed here: without the background-networking flags Chromium floods it.
@@ -41,6 +41,10 @@ def settings_for(db: str, engine_url: str, sae_url: str) -> Settings:
         playground_sae_url=sae_url,
         playground_default_sae_id="demo_random",
         playground_default_sae_layer=16,
+        playground_service_token=SERVICE_TOKEN,
+        # One browser runs every test: the per-client GPU limits are for strangers.
+        playground_rate_gpu_per_window=10_000,
+        playground_gpu_in_flight_per_client=100,
     )
 
 

@@ -281,3 +281,30 @@ def test_engine_down_is_reported_plainly(page, engineless_backend_url, artifacts
     assert "failed" in page.locator("#recent-runs .run-flags").first.inner_text()
     page.screenshot(path=str(artifacts_dir / "page-engine-down.png"), full_page=True)
     assert page.problems == []
+
+
+def test_delete_offered_on_runs_made_here_and_a_foreign_write_explained(page, backend_url):
+    """The page keeps the owner tokens of its own runs (localStorage): their Recent Runs items
+    offer Delete, which removes the run for everyone. A run made elsewhere offers none."""
+    foreign = httpx.post(
+        backend_url + "/playground/activations/run",
+        json={"prompt": "made elsewhere", "max_tokens": 4},
+        timeout=300,
+    ).json()["request_id"]
+    open_page(page, backend_url)
+    request_id = run_in_page(page, "Delete me later", max_tokens=4)
+    tokens = page.evaluate("JSON.parse(localStorage.getItem('playground.runOwners'))")
+    assert set(tokens) == {request_id} and len(tokens[request_id]) >= 40
+    page.click("#runs-refresh")
+    mine = f"#recent-runs .run-delete[data-request-id='{request_id}']"
+    page.wait_for_selector(mine)
+    assert page.locator(f"#recent-runs .run-delete[data-request-id='{foreign}']").count() == 0
+    page.click(mine)
+    page.wait_for_function(
+        "id => !document.querySelector(`#recent-runs .run-item[data-request-id='${id}']`)",
+        arg=request_id,
+    )
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    gone = httpx.get(backend_url + f"/playground/activations/{request_id}", timeout=30)
+    assert gone.status_code == 404
+    assert page.evaluate("JSON.parse(localStorage.getItem('playground.runOwners'))") == {}

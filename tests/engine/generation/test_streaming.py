@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 
 from common import sse
 from engine.generation.token_text import TokenTexts
+from tests.support.servers import SERVICE_AUTH
 
 pytestmark = pytest.mark.vllm
 
@@ -27,7 +28,11 @@ def tokenizer(tiny_model_dir):
 
 def stream(engine_url: str, body: dict) -> list[tuple[str, dict]]:
     with httpx.stream(
-        "POST", engine_url + "/generate", json={**body, "stream": True}, timeout=120
+        "POST",
+        engine_url + "/generate",
+        json={**body, "stream": True},
+        headers=SERVICE_AUTH,
+        timeout=120,
     ) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -35,7 +40,7 @@ def stream(engine_url: str, body: dict) -> list[tuple[str, dict]]:
 
 
 def blocking(engine_url: str, body: dict) -> dict:
-    response = httpx.post(engine_url + "/generate", json=body, timeout=120)
+    response = httpx.post(engine_url + "/generate", json=body, headers=SERVICE_AUTH, timeout=120)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -116,7 +121,9 @@ def test_token_texts_hold_back_partial_characters(tokenizer):
     ],
 )
 def test_errors_known_up_front_are_plain_http(engine_url, body, code):
-    response = httpx.post(engine_url + "/generate", json={**body, "stream": True}, timeout=60)
+    response = httpx.post(
+        engine_url + "/generate", json={**body, "stream": True}, headers=SERVICE_AUTH, timeout=60
+    )
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["error"]["code"] == code
@@ -124,7 +131,9 @@ def test_errors_known_up_front_are_plain_http(engine_url, body, code):
 
 def test_batch_does_not_stream(engine_url):
     body = {"requests": [{"prompt": "hi", "max_tokens": 1, "stream": True}]}
-    response = httpx.post(engine_url + "/generate/batch", json=body, timeout=60)
+    response = httpx.post(
+        engine_url + "/generate/batch", json=body, headers=SERVICE_AUTH, timeout=60
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "stream_not_supported"
 
@@ -138,7 +147,7 @@ async def test_client_disconnect_aborts_stream(engine_url):
     request long before its 3000 tokens could have been generated."""
     body = {"prompt": "Hello there", "max_tokens": 3000, "temperature": 0, "stream": True}
     async with (
-        httpx.AsyncClient(base_url=engine_url, timeout=120) as client,
+        httpx.AsyncClient(base_url=engine_url, headers=SERVICE_AUTH, timeout=120) as client,
         client.stream("POST", "/generate", json=body) as response,
     ):
         seen = 0

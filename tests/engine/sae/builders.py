@@ -174,3 +174,18 @@ def llama_scope_view(sae: RefSae, *, jump_relu_threshold: float, average_norm: f
         normalize="expected_average_only_in",
         norm_scaling_factor=factor,
     )
+
+
+# The examples file beside test_jumprelu (format: docs/sae.md).
+EXAMPLE_3 = {
+    "tokens": ["The", " quick", " fox"],
+    "token_ids": [791, 4062, 39935],
+    "activations": [0.0, 2.5, 0.75],
+    "max_index": 1,
+    "max_activation": 2.5,
+}
+EXAMPLES_JSONL = [
+    {"format": "playground.feature_examples/1", "context_before": 12, "context_after": 4},
+    {"feature_id": 3, "examples": [EXAMPLE_3]},
+    {"feature_id": 200, "examples": [{**EXAMPLE_3, "max_activation": 1.0}]},
+]

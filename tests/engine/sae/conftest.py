@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.engine.sae.builders import (
+    EXAMPLES_JSONL,
     RefSae,
     llama_scope_view,
     random_sae,
@@ -111,6 +112,9 @@ def sae_suite(tmp_path_factory, full_model, sequences) -> dict[str, SuiteSae]:
         write_saelens(root / "jump16", jump, layer=16, sae_id="test_jumprelu"),
     )
     (root / "jump16" / "labels.json").write_text(json.dumps({"3": "feature three", "7": "seven"}))
+    (root / "jump16" / "feature_examples.jsonl").write_text(
+        "\n".join(json.dumps(line) for line in EXAMPLES_JSONL) + "\n"
+    )
     relu = random_sae("relu", sample(0), seed=2)
     add(
         "relu",

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.engine.sae.builders import reference_acts
+from tests.engine.sae.builders import EXAMPLE_3, reference_acts
 from tests.engine.sae.compare import assert_timeline_matches, gate_margin
 
 
@@ -255,3 +255,64 @@ async def test_sae_that_cannot_load_fails_alone(sae_service_url, sequences):
         {"token_ids": [1, 2], "sae_id": "test_broken", "feature_ids": [0]},
     )
     assert again.status_code == 503
+
+
+def test_saes_say_which_have_labels_and_examples(sae_service_url):
+    by_id = {s["sae_id"]: s for s in httpx.get(sae_service_url + "/saes").json()["saes"]}
+    assert by_id["test_jumprelu"]["has_labels"] is True
+    assert by_id["test_jumprelu"]["has_examples"] is True
+    others = [s for sae_id, s in by_id.items() if sae_id != "test_jumprelu"]
+    assert not any(s["has_labels"] or s["has_examples"] for s in others)
+
+
+def test_feature_label_and_examples_from_the_sae_folder(sae_service_url):
+    data = httpx.get(sae_service_url + "/features/test_jumprelu/16/3").json()
+    assert data == {
+        "sae_id": "test_jumprelu",
+        "layer": 16,
+        "feature_id": 3,
+        "d_sae": 256,
+        "label": "feature three",
+        "examples": [EXAMPLE_3],
+    }
+    assert httpx.get(sae_service_url + "/features/test_jumprelu/16/200").json()["examples"][0][
+        "max_activation"
+    ] == pytest.approx(1.0)
+    # A label without examples, neither, and an SAE without either file.
+    seven = httpx.get(sae_service_url + "/features/test_jumprelu/16/7").json()
+    assert (seven["label"], seven["examples"]) == ("seven", [])
+    five = httpx.get(sae_service_url + "/features/test_jumprelu/16/5").json()
+    assert (five["label"], five["examples"]) == (None, [])
+    relu = httpx.get(sae_service_url + "/features/test_relu/0/255").json()
+    assert (relu["label"], relu["examples"], relu["d_sae"]) == (None, [], 256)
+
+
+def test_all_labels_of_an_sae_in_one_answer(sae_service_url):
+    data = httpx.get(sae_service_url + "/saes/test_jumprelu/16/labels").json()
+    assert data == {
+        "sae_id": "test_jumprelu",
+        "layer": 16,
+        "d_sae": 256,
+        "labels": {"3": "feature three", "7": "seven"},
+    }
+    empty = httpx.get(sae_service_url + "/saes/llama_scope_lxr_8x/3/labels").json()
+    assert empty["labels"] == {} and empty["d_sae"] == 256
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/features/nope/16/3", 404, "sae_not_found"),
+        ("/features/test_jumprelu/5/3", 404, "sae_layer_not_found"),
+        ("/features/test_jumprelu/16/256", 422, "feature_id_out_of_range"),
+        ("/features/test_jumprelu/16/-1", 422, "validation_error"),
+        ("/features/test_jumprelu/16/x", 422, "validation_error"),
+        ("/saes/nope/16/labels", 404, "sae_not_found"),
+        ("/saes/test_jumprelu/17/labels", 404, "sae_layer_not_found"),
+        ("/saes/test_jumprelu/-2/labels", 422, "validation_error"),
+    ],
+)
+def test_feature_routes_errors(sae_service_url, path, status, code):
+    response = httpx.get(sae_service_url + path)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code

@@ -11,6 +11,7 @@ import torch
 from engine.sae.encoder import SaeEncoder
 from engine.sae.layouts import load_weights, read_meta
 from engine.sae.registry import SaeRegistry, UnknownSae, UnknownSaeLayer
+from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 from tests.engine.sae.builders import reference_acts
 from tests.engine.sae.compare import gate_margin
 
@@ -88,7 +89,12 @@ def test_both_layouts_same_result(sae_suite, full_model, sequences):
 
 def test_registry_resolves_and_evicts(sae_suite, suite_dirs):
     reg = SaeRegistry(
-        suite_dirs, max_loaded=2, device=CPU, dtype=torch.float32, labels_filename="labels.json"
+        suite_dirs,
+        max_loaded=2,
+        device=CPU,
+        dtype=torch.float32,
+        labels_filename=LABELS_FILENAME,
+        examples_filename=EXAMPLES_FILENAME,
     )
     assert reg.default == ("test_jumprelu", 16)
     assert reg.resolve(None, None).sae_id == "test_jumprelu"

@@ -56,7 +56,8 @@ def hf_tokenizer(tiny_model_dir):
 
 @pytest.mark.parametrize("text", TEXTS)
 def test_plain_text_ids_match_meta_tokenizer(hf_tokenizer, meta_tokenizer, text):
-    # HF tokenizers (the real checkpoint's too) read special-token text as the special token;
+    # HF tokenizers (the real checkpoint's too) read special-token text as the special token
+    # (the engine never lets them: tests/engine/generation/test_prompts.py);
     # tiktoken does so only when asked.
     expected = meta_tokenizer.encode(text, bos=False, eos=False, allowed_special="all")
     assert hf_tokenizer.encode(text, add_special_tokens=False) == expected

@@ -5,8 +5,13 @@ export const API = "/playground/activations";
 export const SAES_URL = "/playground/features/saes";
 
 export class ApiError extends Error {
-  constructor({ code, message, upstream, details }, status, body = null) {
+  constructor({ code, message, upstream, details }, status, body = null, headers = null) {
     super(message || "request failed");
+    // Seconds to wait before trying again (429 rate_limited, 503 overloaded), when told.
+    const retry = headers ? Number(headers.get("Retry-After")) : NaN;
+    this.retryAfter = Number.isFinite(retry) && retry > 0 ? retry : null;
+    // A new run that failed still names its owner token (so its maker can retry or delete it).
+    this.ownerToken = headers ? headers.get("X-Run-Owner") : null;
     this.body = body; // the parsed body, for answers that carry data with an error status
     this.code = code || "error";
     this.upstream = upstream || null;
@@ -41,7 +46,7 @@ export async function api(path, options = {}) {
       code: `http_${response.status}`,
       message: (text || response.statusText || "request failed").slice(0, 300),
     };
-    throw new ApiError(error, response.status, body);
+    throw new ApiError(error, response.status, body, response.headers);
   }
   return body;
 }

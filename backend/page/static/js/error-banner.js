@@ -1,9 +1,25 @@
 // The error banner: an ApiError's message, upstream, HTTP status and code, as text.
 import { $ } from "./dom.js";
 
+// Plain words for the answers a stranger is most likely to meet.
+function plainMessage(err) {
+  if (err.status === 429) {
+    const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : " Try again shortly.";
+    return `Too many requests from this browser.${wait}`;
+  }
+  if (err.status === 503 && err.code === "overloaded") {
+    const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : " Try again shortly.";
+    return `The playground is busy right now.${wait}`;
+  }
+  if (err.status === 409 && err.code === "run_owned") {
+    return "That run id belongs to someone else: only whoever made a run can re-run or delete it. Leave the id empty for a new run.";
+  }
+  return err.message || String(err);
+}
+
 export function showError(title, err) {
   $("error-title").textContent = title;
-  $("error-message").textContent = err.message || String(err);
+  $("error-message").textContent = plainMessage(err);
   const meta = [];
   if (err.upstream) meta.push(`upstream: ${err.upstream}`);
   if (err.status) meta.push(`HTTP ${err.status}`);

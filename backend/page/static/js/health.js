@@ -29,7 +29,14 @@ async function refreshHealth() {
   }
 }
 
+// Polls only while the tab is visible: a hidden tab asks nothing (and the backend answers the
+// GPU services' state from its cache, so even a visible one keeps no GPU awake).
 export function startHealth() {
   refreshHealth();
-  setInterval(refreshHealth, HEALTH_EVERY_MS);
+  setInterval(() => {
+    if (document.visibilityState === "visible") refreshHealth();
+  }, HEALTH_EVERY_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") refreshHealth();
+  });
 }

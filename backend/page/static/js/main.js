@@ -2,6 +2,7 @@
 // runs and keeps the panels in step; each panel is its own module.
 import { API, api } from "./api.js";
 import { clearError, showError, wireErrorBanner } from "./error-banner.js";
+import { featureFromLocation, markCurrentRun, openFeature, openFeatureOfRun, wireFeatureView } from "./feature-view.js";
 import { startHealth } from "./health.js";
 import { renderFeatureFocus, renderSummary, renderTokenDetail, renderTokens, wireOutput } from "./output.js";
 import { runIdFromLocation, showRunInLocation } from "./permalink.js";
@@ -33,6 +34,7 @@ async function openRun(runOrId) {
   renderTokenDetail(null);
   renderFeatureFocus();
   markActiveRun();
+  markCurrentRun();
   if (run.status === "failed" || !run.preview) {
     const message = run.status === "failed" ? "This run failed: nothing to show." : "This run has no SAE preview.";
     clearTopFeatures(message);
@@ -50,11 +52,14 @@ function showFeature(featureId) {
   highlightTopRow();
 }
 
-// A feature clicked anywhere: shown everywhere, the rows filtered to it.
+// A feature clicked anywhere: shown everywhere, the rows filtered to it, its view opened.
 function selectFeature(featureId) {
   showFeature(featureId);
   renderTokenDetail(state.pinnedPosition);
-  if (featureId !== null) filterRowsToFeature(featureId);
+  if (featureId !== null) {
+    filterRowsToFeature(featureId);
+    openFeatureOfRun(featureId);
+  }
 }
 
 function wire() {
@@ -76,6 +81,7 @@ function wire() {
   wireTopFeatures({ onSelectFeature: selectFeature });
   wireRows({ onSelectFeature: selectFeature, onFilterFeature: showFeature });
   wireRecentRuns({ onOpen: openRun });
+  wireFeatureView({ onOpen: openRun });
 }
 
 async function start() {
@@ -84,6 +90,8 @@ async function start() {
   await Promise.all([loadSaes(), loadRuns(true)]);
   const requestId = runIdFromLocation();
   if (requestId) await openRun(requestId);
+  const feature = featureFromLocation();
+  if (feature) await openFeature(feature.saeId, feature.layer, feature.featureId);
   document.body.dataset.ready = "true";
 }
 

@@ -4,6 +4,7 @@ import { API, api, query } from "./api.js";
 import { $, el } from "./dom.js";
 import { showError } from "./error-banner.js";
 import { formatTime } from "./format.js";
+import { forgetOwner, ownerToken } from "./owners.js";
 import { state } from "./state.js";
 
 const RUNS_PAGE = 10;
@@ -31,9 +32,14 @@ export async function loadRuns(reset) {
 function runItem(run) {
   const prompt = run.prompt_preview.trim();
   const flags = [run.status === "failed" ? "failed" : null, run.pruned ? "pruned" : null].filter(Boolean);
+  // Runs made in this browser can be deleted from it (their owner token is kept here).
+  const deletable = ownerToken(run.request_id)
+    ? el("button", { type: "button", class: "link-button run-delete", dataset: { requestId: run.request_id }, title: "Delete this run (made in this browser)" }, "Delete")
+    : null;
   return el(
     "li",
     {},
+    deletable,
     el(
       "button",
       { type: "button", class: `run-item${flags.length ? " run-flagged" : ""}`, dataset: { requestId: run.request_id }, title: prompt },
@@ -51,9 +57,28 @@ export function markActiveRun() {
   }
 }
 
+async function deleteRun(requestId) {
+  try {
+    await api(`${API}/${encodeURIComponent(requestId)}`, {
+      method: "DELETE",
+      headers: { "X-Run-Owner": ownerToken(requestId) },
+    });
+    forgetOwner(requestId);
+  } catch (err) {
+    if (err.status === 404) forgetOwner(requestId);
+    else showError("Could not delete the run", err);
+  }
+  await loadRuns(true);
+}
+
 // onOpen(requestId) when a listed run is clicked.
 export function wireRecentRuns({ onOpen }) {
   $("recent-runs").addEventListener("click", (event) => {
+    const remove = event.target.closest(".run-delete");
+    if (remove) {
+      deleteRun(remove.dataset.requestId);
+      return;
+    }
     const button = event.target.closest(".run-item");
     if (button) onOpen(button.dataset.requestId);
   });

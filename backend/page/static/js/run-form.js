@@ -2,6 +2,7 @@
 import { API, SAES_URL, api } from "./api.js";
 import { $, el } from "./dom.js";
 import { clearError, showError } from "./error-banner.js";
+import { ownerToken, rememberOwner } from "./owners.js";
 import { state } from "./state.js";
 
 export async function loadSaes() {
@@ -83,11 +84,12 @@ async function submitRun(event, { onDone, onFailed }) {
   }, 500);
   status.textContent = "Running…";
   try {
-    const run = await api(`${API}/run`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(runRequest()),
-    });
+    const body = runRequest();
+    const headers = { "Content-Type": "application/json" };
+    const owner = body.request_id ? ownerToken(body.request_id) : null;
+    if (owner) headers["X-Run-Owner"] = owner;
+    const run = await api(`${API}/run`, { method: "POST", headers, body: JSON.stringify(body) });
+    rememberOwner(run.request_id, run.owner_token);
     clearInterval(tick);
     status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s`;
     await onDone(run);

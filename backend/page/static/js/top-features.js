@@ -46,7 +46,7 @@ function renderTopFeatures() {
   const rows = sortedFeatures().map((f) =>
     el(
       "tr",
-      { dataset: { feature: String(f.feature_id) }, class: state.selectedFeature === f.feature_id ? "selected" : null, title: "Show this feature across the run" },
+      { dataset: { feature: String(f.feature_id) }, class: state.selectedFeature === f.feature_id ? "selected" : null, title: "Show this feature across the run and the stored runs", tabindex: "0" },
       el("td", {}, el("span", { class: "fid" }, `#${f.feature_id}`)),
       el("td", { class: "num" }, fmt(f.max_activation)),
       el("td", { class: "num" }, fmt(f.mean_activation)),
@@ -74,9 +74,14 @@ export function highlightTopRow() {
 
 // onSelectFeature(id) when a row is clicked.
 export function wireTopFeatures({ onSelectFeature }) {
-  $("top-features").querySelector("tbody").addEventListener("click", (event) => {
+  const tbody = $("top-features").querySelector("tbody");
+  tbody.addEventListener("click", (event) => {
     const row = event.target.closest("tr[data-feature]");
     if (row) onSelectFeature(Number(row.dataset.feature));
+  });
+  tbody.addEventListener("keydown", (event) => {
+    const row = event.target.closest("tr[data-feature]");
+    if (row && event.key === "Enter") onSelectFeature(Number(row.dataset.feature));
   });
   for (const th of $("top-features").querySelectorAll("th[data-key]")) {
     th.tabIndex = 0;

@@ -1,0 +1,104 @@
+"""Rate-limit windows and work leases in SQL, shared by every backend process on one Postgres.
+
+Rate: a counter per (client, route class, fixed window). Concurrency: a lease per piece of work
+in flight; a lease counts only until ``expires_at``, which its process keeps pushing forward
+while the work runs, so the slots of a process that died free themselves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import asyncpg
+
+
+async def hit_window(
+    conn: asyncpg.Connection, client_key: str, route_class: str, window: timedelta
+) -> tuple[int, float]:
+    """Count one request in the current window; returns (hits so far, seconds until the
+    window ends)."""
+    row = await conn.fetchrow(
+        """
+WITH w AS (
+  SELECT to_timestamp(floor(extract(epoch FROM now()) / $3) * $3) AS start
+)
+INSERT INTO rate_limit_windows (client_key, route_class, window_start, hits)
+SELECT $1, $2, w.start, 1 FROM w
+ON CONFLICT (client_key, route_class, window_start)
+DO UPDATE SET hits = rate_limit_windows.hits + 1
+RETURNING hits, extract(epoch FROM window_start + make_interval(secs => $3) - now())::float8
+  AS remaining_s
+""",
+        client_key,
+        route_class,
+        window.total_seconds(),
+    )
+    return row["hits"], row["remaining_s"]
+
+
+async def prune_windows(conn: asyncpg.Connection, older_than: timedelta) -> None:
+    await conn.execute(
+        "DELETE FROM rate_limit_windows WHERE window_start < now() - $1::interval", older_than
+    )
+
+
+async def acquire_lease(
+    conn: asyncpg.Connection,
+    *,
+    client_key: str,
+    route_class: str,
+    client_limit: int,
+    global_limit: int | None,
+    ttl: timedelta,
+) -> tuple[uuid.UUID | None, str | None]:
+    """Take a slot if the client is under ``client_limit`` live leases of this class and the
+    deployment under ``global_limit`` (None: no ceiling). Returns (lease id, None) or
+    (None, "client" | "global"). Serialised per class by a transaction-scoped advisory lock, so
+    two processes cannot both take the last slot."""
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('work_leases:' || $1))", route_class
+        )
+        await conn.execute("DELETE FROM work_leases WHERE expires_at < now()")
+        counts = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE client_key = $1) AS mine, count(*) AS everyone "
+            "FROM work_leases WHERE route_class = $2",
+            client_key,
+            route_class,
+        )
+        if counts["mine"] >= client_limit:
+            return None, "client"
+        if global_limit is not None and counts["everyone"] >= global_limit:
+            return None, "global"
+        lease_id = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO work_leases (lease_id, client_key, route_class, expires_at) "
+            "VALUES ($1, $2, $3, now() + $4::interval)",
+            lease_id,
+            client_key,
+            route_class,
+            ttl,
+        )
+        return lease_id, None
+
+
+async def renew_leases(
+    conn: asyncpg.Connection, lease_ids: list[uuid.UUID], ttl: timedelta
+) -> None:
+    await conn.execute(
+        "UPDATE work_leases SET expires_at = now() + $2::interval WHERE lease_id = ANY($1::uuid[])",
+        lease_ids,
+        ttl,
+    )
+
+
+async def release_lease(conn: asyncpg.Connection, lease_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM work_leases WHERE lease_id = $1", lease_id)
+
+
+async def live_leases(conn: asyncpg.Connection, route_class: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM work_leases WHERE route_class = $1 AND expires_at >= now()",
+        route_class,
+    )

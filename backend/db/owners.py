@@ -1,0 +1,66 @@
+"""Run ownership in SQL: the claim a run takes on its request_id, and the owner's delete.
+
+Lock order, shared by every writer: ``activation_run_owners``, then ``activation_run_index``,
+then ``activation_run_previews`` (prune takes the index rows first too; see queries.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """``created``: this call took the id. Otherwise ``owner_hash`` is the existing owner's
+    (None: a row without an owner, i.e. an adopted legacy run, which nobody may write)."""
+
+    created: bool
+    owner_hash: bytes | None
+
+
+# The id is taken only when no run (legacy rows included) has it yet.
+_CLAIM = """
+WITH ins AS (
+  INSERT INTO activation_run_owners (request_id, owner_hash)
+  SELECT $1, $2
+  WHERE NOT EXISTS (SELECT 1 FROM activation_run_index WHERE request_id = $1)
+  ON CONFLICT (request_id) DO NOTHING
+  RETURNING true AS created
+)
+SELECT coalesce((SELECT created FROM ins), false) AS created,
+       (SELECT owner_hash FROM activation_run_owners WHERE request_id = $1) AS owner_hash
+"""
+
+
+async def claim_run(conn: asyncpg.Connection, request_id: str, owner_hash: bytes) -> Claim:
+    row = await conn.fetchrow(_CLAIM, request_id, owner_hash)
+    return Claim(created=row["created"], owner_hash=None if row["created"] else row["owner_hash"])
+
+
+async def run_owner(conn: asyncpg.Connection, request_id: str) -> tuple[bool, bytes | None]:
+    """(exists, owner_hash) of a run: exists if it has an owner row or an index row."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT owner_hash FROM activation_run_owners WHERE request_id = $1) AS owner,"
+        " EXISTS (SELECT 1 FROM activation_run_owners WHERE request_id = $1)"
+        " OR EXISTS (SELECT 1 FROM activation_run_index WHERE request_id = $1) AS present",
+        request_id,
+    )
+    return row["present"], row["owner"]
+
+
+async def delete_run(conn: asyncpg.Connection, request_id: str, owner_hash: bytes) -> bool:
+    """Remove the run (owner row, index row, its preview by cascade) if ``owner_hash`` owns it;
+    returns whether it did. One transaction, owners row locked first."""
+    async with conn.transaction():
+        owned = await conn.fetchval(
+            "DELETE FROM activation_run_owners WHERE request_id = $1 AND owner_hash = $2 "
+            "RETURNING true",
+            request_id,
+            owner_hash,
+        )
+        if not owned:
+            return False
+        await conn.execute("DELETE FROM activation_run_index WHERE request_id = $1", request_id)
+    return True

@@ -1,0 +1,263 @@
+"""Load test of the real tiny stack, loopback only, bounded in time and count.
+
+Starts embedded Postgres, the vLLM engine (tiny Llama-3.1), the SAE service (demo SAE) and the
+backend, all on 127.0.0.1, with the staging limits on (each simulated client has its own
+address through a trusted-proxy header). N clients loop for T seconds over run, rows,
+top-features and features/extract; Postgres is stopped once in the middle and started again.
+Prints requests, 2xx, 4xx by code, 503 by code, any other 5xx (must be 0), p50/p99 per route;
+then re-reads every run that answered 200: each must be stored and equal (none lost).
+
+    .venv/bin/python -m bench.load [--clients 6] [--seconds 60] [--pg-down-s 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import harness
+from common.pgembed import _pg_ctl, embedded_postgres
+from common.services import Service, free_port
+
+MAX_REQUESTS = 20_000  # a hard bound whatever the duration
+PROMPTS = ["Name three colours.", "What is 2+2?", "Tell me about the sea.", "Hello there!"]
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.by_route: dict[str, list[float]] = collections.defaultdict(list)
+        self.statuses: collections.Counter[tuple[int, str]] = collections.Counter()
+        self.ok_runs: dict[str, dict] = {}
+        self.count = 0
+
+    def record(self, route: str, response: httpx.Response | None, seconds: float) -> None:
+        self.count += 1
+        self.by_route[route].append(seconds * 1000)
+        if response is None:
+            self.statuses[(0, "transport_error")] += 1
+            return
+        code = ""
+        if response.status_code >= 400:
+            try:
+                code = response.json()["error"]["code"]
+            except (ValueError, KeyError, TypeError):
+                code = "not_error_shape"
+        self.statuses[(response.status_code, code)] += 1
+
+
+async def call(tally: Tally, http: httpx.AsyncClient, route: str, method: str, path: str, **kw):
+    started = time.perf_counter()
+    try:
+        response = await http.request(method, path, **kw)
+    except httpx.HTTPError:
+        response = None
+    tally.record(route, response, time.perf_counter() - started)
+    return response
+
+
+async def client_loop(index: int, base: str, deadline: float, tally: Tally) -> None:
+    headers = {"x-client": f"10.9.0.{index}"}  # the simulated client's own address
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
+        n = 0
+        while time.monotonic() < deadline and tally.count < MAX_REQUESTS:
+            n += 1
+            body = {"prompt": PROMPTS[n % len(PROMPTS)], "max_tokens": 8, "temperature": 0.0}
+            run = await call(tally, http, "run", "POST", "/playground/activations/run", json=body)
+            rid = None
+            if run is not None and run.status_code in (429, 503):
+                # A polite client: waits as told (at most 1 s here, to keep the load on).
+                retry = float(run.headers.get("retry-after", "0.2") or 0.2)
+                await asyncio.sleep(min(retry, 1.0))
+            if run is not None and run.status_code == 200:
+                answer = run.json()
+                rid = answer["request_id"]
+                tally.ok_runs[rid] = answer
+            elif tally.ok_runs:
+                rid = next(reversed(tally.ok_runs))
+            if rid is None:
+                await asyncio.sleep(0.2)
+                continue
+            await call(tally, http, "rows", "GET", f"/playground/activations/{rid}/rows")
+            await call(
+                tally, http, "top-features", "GET", f"/playground/activations/{rid}/top-features"
+            )
+            ids = tally.ok_runs[rid]["output"]["prompt_token_ids"][:32]
+            await call(
+                tally,
+                http,
+                "features/extract",
+                "POST",
+                "/playground/features/extract",
+                json={"token_ids": ids, "top_k": 5},
+            )
+
+
+def restart_postgres(pgdata: Path, socket_dir: Path, system_user: str | None, down_s: float):
+    _pg_ctl(pgdata, system_user, ["-w", "-m", "fast", "stop"])
+    time.sleep(down_s)
+    _pg_ctl(
+        pgdata,
+        system_user,
+        ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"],
+    )
+
+
+async def verify(base: str, ok_runs: dict[str, dict]) -> tuple[int, list[str]]:
+    bad = []
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, headers={"x-client": "verifier"}
+    ) as http:
+        for rid, posted in ok_runs.items():
+            got = await http.get(f"/playground/activations/{rid}")
+            if got.status_code != 200:
+                bad.append(f"{rid}: {got.status_code}")
+                continue
+            stored = got.json()
+            same = (
+                stored["output"] == posted["output"]
+                and stored["prompt"] == posted["prompt"]
+                and (stored["preview"] or {}).get("feature_timeline")
+                == (posted["preview"] or {}).get("feature_timeline")
+            )
+            if not same:
+                bad.append(f"{rid}: differs")
+    return len(ok_runs), bad
+
+
+def report(tally: Tally, seconds: float, checked: int, bad: list[str]) -> dict:
+    codes = {f"{s} {c}".strip(): n for (s, c), n in sorted(tally.statuses.items())}
+    ok = sum(n for (s, _), n in tally.statuses.items() if 200 <= s < 300)
+    # 503 overloaded (limits) and 503 service_unavailable (Postgres down) are expected answers.
+    expected_503 = {"overloaded", "service_unavailable"}
+    other_5xx = sum(
+        n
+        for (s, c), n in tally.statuses.items()
+        if (s >= 500 and not (s == 503 and c in expected_503)) or s == 0
+    )
+    print(f"\n{tally.count} requests in {seconds:.0f} s; 2xx {ok}; other 5xx {other_5xx}")
+    print(f"{'status code':<40} {'count':>7}")
+    for label, n in codes.items():
+        print(f"{label:<40} {n:>7}")
+    print(f"\n{'route':<18} {'n':>6} {'p50 ms':>9} {'p99 ms':>9}")
+    for route, times in sorted(tally.by_route.items()):
+        times = sorted(times)
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        print(f"{route:<18} {len(times):>6} {statistics.median(times):>9.1f} {p99:>9.1f}")
+    print(f"\nre-read {checked} runs that answered 200: {checked - len(bad)} stored and equal")
+    for line in bad[:20]:
+        print("  LOST/DIFFERENT:", line)
+    return {
+        "requests": tally.count,
+        "ok": ok,
+        "statuses": codes,
+        "other_5xx": other_5xx,
+        "runs_checked": checked,
+        "runs_bad": bad,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=6, choices=range(1, 65), metavar="N")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--pg-down-s", type=float, default=5.0)
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp folder")
+    args = parser.parse_args()
+    seconds = min(max(args.seconds, 10.0), 600.0)
+    root = args.data_dir or Path(tempfile.mkdtemp(prefix="playground-load-"))
+    root.chmod(0o755)
+    logs = root / "logs"
+    from engine.sae.demo import build_demo_sae
+    from engine.tiny.build import build_tiny_model
+
+    model = build_tiny_model(root / "tiny")
+    sae_dir = build_demo_sae(model, root / "sae")
+    from backend.db.migrate import upgrade
+
+    with embedded_postgres(root / "pg", delete_on_exit=True) as db_url:
+        upgrade(db_url)
+        token = "load-test-token"
+        engine = Service(
+            "engine",
+            ["engine", "--model", str(model)],
+            free_port(),
+            logs / "engine.log",
+            {"ENGINE_API_TOKEN": token},
+        )
+        sae = Service(
+            "sae",
+            ["sae", "--model", str(model), "--sae-dir", str(sae_dir)],
+            free_port(),
+            logs / "sae.log",
+            {"SAE_SERVICE_API_TOKEN": token, "SAE_SERVICE_TORCH_THREADS": "1"},
+        )
+        services = [engine, sae]
+        try:
+            for svc in services:
+                svc.start()
+            for svc in services:
+                svc.wait_healthy(600)
+            backend = Service(
+                "backend",
+                ["backend", "--no-migrate"],
+                free_port(),
+                logs / "backend.log",
+                {
+                    "DATABASE_URL": db_url,
+                    "PLAYGROUND_ACTIVATIONS_HF_URL": engine.url,
+                    "PLAYGROUND_SAE_URL": sae.url,
+                    "PLAYGROUND_SERVICE_TOKEN": token,
+                    "PLAYGROUND_DEFAULT_MODEL_ID": str(model),
+                    "PLAYGROUND_DEFAULT_SAE_ID": "demo_random",
+                    "PLAYGROUND_CLIENT_IP_HEADER": "x-client",
+                },
+            )
+            services.append(backend)
+            backend.start()
+            backend.wait_healthy(120)
+            socket_dir = Path(db_url.split("host=")[1].split("&")[0])
+            system_user = "embedded_postgres" if _is_root() else None
+            tally = Tally()
+
+            async def drive() -> None:
+                deadline = time.monotonic() + seconds
+                loops = [client_loop(i, backend.url, deadline, tally) for i in range(args.clients)]
+                tasks = [asyncio.ensure_future(loop) for loop in loops]
+                await asyncio.sleep(seconds / 3)
+                print(f"stopping postgres for {args.pg_down_s:.0f} s", flush=True)
+                await asyncio.to_thread(
+                    restart_postgres, root / "pg", socket_dir, system_user, args.pg_down_s
+                )
+                print("postgres started again", flush=True)
+                await asyncio.gather(*tasks)
+
+            started = time.monotonic()
+            asyncio.run(drive())
+            elapsed = time.monotonic() - started
+            checked, bad = asyncio.run(verify(backend.url, tally.ok_runs))
+            result = report(tally, elapsed, checked, bad)
+            harness.write_report(
+                harness.report("load", config=vars(args), tables={}, summary=result)
+            )
+            return 0 if result["other_5xx"] == 0 and not bad else 1
+        finally:
+            for svc in reversed(services):
+                svc.stop(20)
+
+
+def _is_root() -> bool:
+    import os
+
+    return os.geteuid() == 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

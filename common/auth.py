@@ -1,0 +1,50 @@
+"""Service auth: a bearer token shared by the backend and the model services.
+
+When a token is configured, every route but ``/health`` needs ``Authorization: Bearer <token>``;
+anything else answers 401 ``unauthorized`` before the app sees the request. Pure ASGI (no
+response buffering), compared with ``secrets.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from common.errors import ErrorInfo, error_response
+
+EXEMPT_PATHS = frozenset({"/health"})
+
+
+def bearer_header(token: SecretStr | None) -> dict[str, str]:
+    """The header a client sends (empty when no token is configured)."""
+    if token is None or not token.get_secret_value():
+        return {}
+    return {"authorization": f"Bearer {token.get_secret_value()}"}
+
+
+class BearerTokenMiddleware:
+    def __init__(self, app: ASGIApp, *, token: SecretStr) -> None:
+        self.app = app
+        self._expected = f"Bearer {token.get_secret_value()}".encode()
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                return secrets.compare_digest(value, self._expected)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        info = ErrorInfo(code="unauthorized", message="missing or wrong service token")
+        response = error_response(401, info, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def require_token(app, token: SecretStr | None) -> None:
+    """Install the middleware on a FastAPI app when a non-empty token is configured."""
+    if token is not None and token.get_secret_value():
+        app.add_middleware(BearerTokenMiddleware, token=token)

@@ -1,0 +1,89 @@
+"""Files beside an SAE's weights that explain its features: ``labels.json`` (a short label per
+feature) and the examples file (``feature_examples.jsonl``: max-activating contexts per
+feature; format in docs/sae.md). Read on first use and cached; the examples file is indexed
+by byte offset, so one feature's examples cost one line's read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.sae.encoder import SaeMeta
+
+logger = logging.getLogger(__name__)
+
+SaeKey = tuple[str, int]
+LABELS_FILENAME = "labels.json"
+EXAMPLES_FILENAME = "feature_examples.jsonl"
+EXAMPLES_FORMAT = "playground.feature_examples/1"
+
+
+def read_labels(path: Path) -> dict[int, str]:
+    """``{"123": "text"}`` or a Neuronpedia-style list ``[{"index": 123, "description": ...}]``."""
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    items = (
+        raw.items()
+        if isinstance(raw, dict)
+        else ((r.get("index", r.get("feature_id")), r.get("description")) for r in raw)
+    )
+    return {int(k): str(v) for k, v in items if k is not None and v}
+
+
+def index_examples(path: Path) -> dict[int, tuple[int, int]]:
+    """feature id -> (byte offset, length) of its line; the first line is the header."""
+    index: dict[int, tuple[int, int]] = {}
+    with path.open("rb") as handle:
+        header = json.loads(handle.readline() or b"{}")
+        if header.get("format") != EXAMPLES_FORMAT:
+            raise ValueError(f"{path}: format {header.get('format')!r}, want {EXAMPLES_FORMAT}")
+        offset = handle.tell()
+        for line in handle:
+            if line.strip():
+                index[int(json.loads(line)["feature_id"])] = (offset, len(line))
+            offset += len(line)
+    return index
+
+
+class Sidecars:
+    def __init__(self, *, labels_filename: str, examples_filename: str) -> None:
+        self.labels_filename = labels_filename
+        self.examples_filename = examples_filename
+        self._labels: dict[SaeKey, dict[int, str]] = {}
+        self._examples: dict[SaeKey, dict[int, tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+
+    def has_labels(self, meta: SaeMeta) -> bool:
+        return (meta.folder / self.labels_filename).is_file()
+
+    def has_examples(self, meta: SaeMeta) -> bool:
+        return (meta.folder / self.examples_filename).is_file()
+
+    def labels(self, meta: SaeMeta) -> dict[int, str]:
+        key = (meta.sae_id, meta.layer)
+        with self._lock:
+            if key not in self._labels:
+                self._labels[key] = read_labels(meta.folder / self.labels_filename)
+            return self._labels[key]
+
+    def examples(self, meta: SaeMeta, feature_id: int) -> list[dict]:
+        """The feature's examples (``[]`` when it has none or the SAE has no examples file)."""
+        path = meta.folder / self.examples_filename
+        if not path.is_file():
+            return []
+        key = (meta.sae_id, meta.layer)
+        with self._lock:
+            if key not in self._examples:
+                self._examples[key] = index_examples(path)
+            where = self._examples[key].get(feature_id)
+        if where is None:
+            return []
+        offset, length = where
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return json.loads(handle.read(length))["examples"]
