@@ -73,7 +73,10 @@ def _content_chars(content: Any) -> int:
         return 0
     if isinstance(content, str):
         return len(content)
-    return len(orjson.dumps(content))
+    try:
+        return len(orjson.dumps(content))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer past 64 bits, as the proxy's own
+        raise InvalidRequest(f"body cannot be forwarded as JSON: {exc}") from exc
 
 
 def _over(field: str, bound: str) -> None:
