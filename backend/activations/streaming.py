@@ -7,11 +7,13 @@ Events (contracts.md, "Streaming (SSE)"): ``started``, ``token`` per output toke
 answer) or ``error`` (the error body).
 
 Features: the prompt's as soon as the engine has tokenized it (while the answer is generated),
-then the output's as it grows: each extraction runs the sequence so far through the existing
-``/extract_features`` and keeps the positions not yet sent (features at position p depend only
-on tokens <= p). Chunks grow by themselves when the SAE is slower than generation. The last
-extraction, once the answer is complete, is exactly the blocking run's (``extraction.extract``
-on the full sequence): what is stored is what the blocking path stores.
+then the output's as it grows, each chunk only the positions not yet sent, through the SAE
+service's incremental extraction (``/extract_features`` with this run's ``stream_id``: its KV
+cache there runs only the new positions; where the cache is gone it recomputes the prefix).
+Features at position p depend only on tokens <= p, so the chunks joined equal one extraction
+of the whole sequence (within float tolerance; tested); they are what is stored, in the same
+record and write as the blocking run. Chunks grow by themselves when the SAE is slower than
+generation; the last one, once the answer is complete, ends the SAE service's stream.
 
 A client that leaves cancels the run: the engine stream is closed (vLLM aborts), the SAE call
 is cancelled, and a failed run with code ``client_closed`` is recorded unless a run with this
@@ -23,12 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from backend.activations.extraction import extract, storable_entries
+from backend.activations.extraction import checked_extraction, storable_entries
 from backend.activations.record import (
     Extraction,
     Generation,
@@ -84,6 +85,10 @@ class StreamedRun:
         self.timings = RunTimings()
         self.sae_ms = 0.0
         self.sae_positions = 0  # "SAE work": positions run through the truncated forward
+        # This run's stream at the SAE service (its KV cache there); unique per attempt.
+        self.stream_id = f"{plan.request_id[:64]}.{uuid.uuid4().hex[:16]}"
+        self.sae_id: str | None = None  # as the SAE service names what it used
+        self.sae_layer: int | None = None
 
     async def frames(self) -> AsyncIterator[bytes]:
         """The frames as the run produces them. The run is its own task (a database write
@@ -164,34 +169,37 @@ class StreamedRun:
         }
 
     async def _features(self) -> tuple[Extraction, float]:
-        """Features of the sequence so far, in chunks; the last one is the blocking run's
-        extraction of the whole sequence, and the one stored."""
+        """Features of the sequence so far, in chunks, each only the positions not yet sent;
+        the chunks joined are the run's extraction (the one stored)."""
         sent = 0
-        sae = self.service.sae
+        entries: list[Any] = []
         while True:
-            if self.generation is not None:
-                extraction, sae_ms = await extract(
-                    sae,
-                    self.generation,
-                    sae_id=self.plan.sae_id,
-                    layer=self.plan.sae_layer,
+            done = self.generation is not None
+            full = self.prompt_ids + self.output_ids
+            if len(full) > sent and (done or sent == 0 or len(full) - sent >= FEATURE_CHUNK):
+                entries += await self._extract_chunk(full, sent, end=done)
+                sent = len(full)
+            elif done and sent:  # the last chunk had every position: only end the stream
+                await self._extract_chunk(full, sent, end=True)
+            if done:
+                extraction = checked_extraction(
+                    self.service.sae.name,
+                    entries,
+                    len(full),
+                    sae_id=self.sae_id or self.plan.sae_id,
+                    layer=self.sae_layer if self.sae_layer is not None else self.plan.sae_layer,
                     top_k=self.req.sae_top_k,
                 )
-                self.sae_ms += sae_ms
-                self.sae_positions += extraction.timeline.n_positions
-                entries = orjson.loads(extraction.timeline_json)[sent:]
-                if entries:
-                    self._put("features", {"entries": entries})
                 return extraction, self.sae_ms
-            full = self.prompt_ids + self.output_ids
-            if sent == 0 or len(full) - sent >= FEATURE_CHUNK:
-                sent = await self._extract_prefix(full, sent)
-                continue
+            if len(full) - sent >= FEATURE_CHUNK:
+                continue  # grew while the last chunk computed
             self.grown.clear()
             await self.grown.wait()
 
-    async def _extract_prefix(self, full: list[int], sent: int) -> int:
-        """Extract ``full`` (a prefix of the run's sequence); send its positions from ``sent``."""
+    async def _extract_chunk(self, full: list[int], sent: int, *, end: bool) -> list[Any]:
+        """The positions of ``full`` (a prefix of the run's sequence) from ``sent`` on, through
+        the SAE service's incremental extraction (this run's KV cache there, or the whole
+        prefix again where the cache is gone); sent as a ``features`` event."""
         start = time.perf_counter()
         envelope, _ = await self.service.sae.extract(
             ExtractRequest(
@@ -200,18 +208,25 @@ class StreamedRun:
                 layer=self.plan.sae_layer,
                 top_k=self.req.sae_top_k,
                 output_start=len(self.prompt_ids),
+                stream_id=self.stream_id,
+                from_position=sent,
+                stream_end=end,
             )
         )
         self.sae_ms += elapsed_ms(start)
-        self.sae_positions += len(full)
+        self.sae_positions += envelope.work.positions if envelope.work else len(full)
+        self.sae_id, self.sae_layer = envelope.sae_id, envelope.layer
         entries = envelope.feature_timeline
-        if len(entries) != len(full):
+        if envelope.from_position != sent or len(entries) != len(full) - sent:
             raise UpstreamError(
-                f"{self.service.sae.name} answered {len(entries)} positions for {len(full)} tokens",
+                f"{self.service.sae.name} answered {len(entries)} positions from "
+                f"{envelope.from_position} for positions {sent}..{len(full) - 1}",
                 upstream=self.service.sae.name,
             )
-        self._put("features", {"entries": storable_entries(entries[sent:])})
-        return len(full)
+        entries = storable_entries(entries)
+        if entries:
+            self._put("features", {"entries": entries})
+        return entries
 
     async def _finish(self, features: asyncio.Task[tuple[Extraction, float]] | None) -> None:
         extraction, sae_ms = await features if features is not None else (None, None)

@@ -1,7 +1,9 @@
 """A streamed run (`Accept: text/event-stream`) through the whole stack, real parts only:
 backend -> vLLM engine stream (tiny model) -> SAE service (demo SAE) -> Postgres. What is
-stored equals what the blocking run of the same seed stores; the features streamed in chunks
-equal the one extraction of the whole sequence; a departed client cancels and is recorded."""
+stored equals what the blocking run of the same seed stores (the timeline within the exactness
+tolerance: the streamed one is the SAE service's incremental chunks joined); the chunks equal
+the one extraction of the whole sequence and cost the SAE no more work than it; a departed
+client cancels and is recorded."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from backend.app import create_app
@@ -25,6 +28,37 @@ EVENTS = {"accept": "text/event-stream"}
 BODY = {"prompt": "Name three colours.", "max_tokens": 40, "temperature": 0.9, "seed": 11}
 # Columns that differ between two runs of the same request by nature.
 PER_RUN = {"request_id", "created_at", "updated_at", "engine_ms", "sae_ms", "total_ms"}
+# The timeline's activations: equal within the exactness tolerance, not to the last bit (the
+# streamed run's forward ran in chunks over a KV cache).
+TIMELINE = {"feature_timeline", "timeline_packed"}
+
+
+def assert_close(got, want, where: str = "") -> None:
+    """Equal, floats within the exactness tolerance (derived figures such as top features'
+    means inherit the activations' last-bit differences)."""
+    if isinstance(want, float) and isinstance(got, float):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6), where
+    elif isinstance(want, dict) and isinstance(got, dict):
+        assert got.keys() == want.keys(), where
+        for key in want:
+            assert_close(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list) and isinstance(got, list):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_close(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, where
+
+
+def assert_same_timeline(got: list[dict], want: list[dict]) -> None:
+    assert [e["position"] for e in got] == list(range(len(want)))
+    for g, w in zip(got, want, strict=True):
+        for key in ("position", "token_id", "token", "segment", "special"):
+            assert g[key] == w[key], (key, g, w)
+        assert [f["feature_id"] for f in g["features"]] == [f["feature_id"] for f in w["features"]]
+        assert [f["activation"] for f in g["features"]] == pytest.approx(
+            [f["activation"] for f in w["features"]], rel=1e-5, abs=1e-6
+        )
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +144,11 @@ def test_event_order_and_shapes(pair):
 def test_done_is_the_blocking_answer_and_the_stored_run(pair, backend_url):
     events, blocking = pair
     done = events[-1][1]
-    for key in ("model_id", "prompt", "output", "preview", "events", "actions", "status"):
+    for key in ("model_id", "prompt", "output", "events", "actions", "status"):
         assert done.get(key) == blocking.get(key), key
+    preview, blocking_preview = done["preview"], blocking["preview"]
+    assert_same_timeline(preview["feature_timeline"], blocking_preview["feature_timeline"])
+    assert_close(preview, blocking_preview, "preview")
     stored = httpx.get(f"{backend_url}/playground/activations/streamed-1").json()
     for key in ("model_id", "prompt", "output", "preview", "status"):
         assert stored.get(key) == done.get(key), key
@@ -123,25 +160,45 @@ async def test_stored_rows_equal_the_blocking_runs(pair, database_url):
     assert streamed_index["status"] == "ok"
     assert without(streamed_index, PER_RUN) == without(blocking_index, PER_RUN)
     assert streamed_preview is not None and blocking_preview is not None
-    assert without(streamed_preview, PER_RUN) == without(blocking_preview, PER_RUN)
+    assert_close(
+        without(streamed_preview, PER_RUN | TIMELINE), without(blocking_preview, PER_RUN | TIMELINE)
+    )
+    assert_same_timeline(
+        orjson.loads(streamed_preview["feature_timeline"]),
+        orjson.loads(blocking_preview["feature_timeline"]),
+    )
 
 
 def test_streamed_features_equal_one_extraction(pair):
-    """Chunks (prefix extractions) against the stored timeline (one extraction of the whole
-    sequence): features at position p depend only on tokens <= p."""
-    events, _ = pair
+    """The chunks (each only its new positions, over the SAE service's KV cache) against the
+    blocking run's one extraction of the whole sequence: features at position p depend only on
+    tokens <= p. The chunks joined are what the streamed run stored."""
+    events, blocking = pair
     chunks = [e for name, data in events if name == "features" for e in data["entries"]]
-    stored = events[-1][1]["preview"]["feature_timeline"]
-    assert [e["position"] for e in chunks] == list(range(len(stored)))
-    for got, want in zip(chunks, stored, strict=True):
-        for key in ("position", "token_id", "token", "segment", "special"):
-            assert got[key] == want[key], (key, got, want)
-        assert [f["feature_id"] for f in got["features"]] == [
-            f["feature_id"] for f in want["features"]
-        ]
-        assert [f["activation"] for f in got["features"]] == pytest.approx(
-            [f["activation"] for f in want["features"]], rel=1e-5, abs=1e-6
-        )
+    assert_same_timeline(chunks, blocking["preview"]["feature_timeline"])
+    assert chunks == events[-1][1]["preview"]["feature_timeline"]
+
+
+def sae_health(sae_url: str) -> dict:
+    return httpx.get(sae_url + "/health", timeout=30).json()
+
+
+def test_sae_work_of_a_streamed_run_is_one_extraction(backend_url, sae_url):
+    """SAE work (positions through the truncated forward, counted by the SAE service): the
+    streamed run's chunks reuse its KV cache, so they cost what one extraction of the whole
+    sequence costs, not a prefix per chunk."""
+    before = sae_health(sae_url)
+    events = streamed(backend_url, {**BODY, "max_tokens": 60, "request_id": "work-1"})
+    after = sae_health(sae_url)
+    done = events[-1][1]
+    positions = len(done["output"]["prompt_token_ids"]) + len(done["output"]["token_ids"])
+    chunks = sum(name == "features" for name, _ in events)
+    assert chunks >= 3  # the prompt, then the output in more than one chunk
+    assert after["work_positions"] - before["work_positions"] == positions
+    caches_before, caches_after = before["stream_caches"], after["stream_caches"]
+    assert caches_after["misses"] - caches_before["misses"] == 1  # the prompt's chunk
+    assert caches_after["hits"] - caches_before["hits"] == chunks - 1
+    assert caches_after["streams"] == caches_before["streams"]  # the last chunk ended it
 
 
 def test_errors_known_up_front_are_plain_http(backend_url):
