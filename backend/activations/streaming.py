@@ -179,6 +179,8 @@ class StreamedRun:
             if len(full) > sent and (done or sent == 0 or len(full) - sent >= FEATURE_CHUNK):
                 entries += await self._extract_chunk(full, sent, end=done)
                 sent = len(full)
+                if not done:  # look again: tokens (or the end) may have come meanwhile
+                    continue
             elif done and sent:  # the last chunk had every position: only end the stream
                 await self._extract_chunk(full, sent, end=True)
             if done:
@@ -191,8 +193,8 @@ class StreamedRun:
                     top_k=self.req.sae_top_k,
                 )
                 return extraction, self.sae_ms
-            if len(full) - sent >= FEATURE_CHUNK:
-                continue  # grew while the last chunk computed
+            # Nothing to do until the sequence grows; no await since `done` and `full` were
+            # read, so no wake-up is lost.
             self.grown.clear()
             await self.grown.wait()
 
