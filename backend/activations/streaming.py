@@ -85,6 +85,10 @@ class StreamedRun:
         self.timings = RunTimings()
         self.sae_ms = 0.0
         self.sae_positions = 0  # "SAE work": positions run through the truncated forward
+        # The feature worker; on self so that a failure or a departed client stops it too.
+        self.features: asyncio.Task[tuple[Extraction, float]] | None = None
+        self.sae_sent = 0  # positions the SAE service answered for this run's stream
+        self.sae_ended = False
         # This run's stream at the SAE service (its KV cache there); unique per attempt.
         self.stream_id = f"{plan.request_id[:64]}.{uuid.uuid4().hex[:16]}"
         self.sae_id: str | None = None  # as the SAE service names what it used
@@ -107,18 +111,17 @@ class StreamedRun:
         self.frames_out.put_nowait(sse.frame(event, data))
 
     async def _produce(self) -> None:
-        features: asyncio.Task[tuple[Extraction, float]] | None = None
         try:
-            features = await self._relay_tokens()
-            await self._finish(features)
+            await self._relay_tokens()
+            await self._finish(self.features)
         except ApiError as exc:
-            await self._stop(features)
+            await self._stop(self.features)
             if exc.upstream is not None:  # as the blocking path: upstream failures are runs
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 await self._record_failure(failure)
             self._put("error", ErrorResponse(error=exc.to_info()))
         except asyncio.CancelledError:
-            await self._stop(features)
+            await self._stop(self.features)
             failure = RunFailure(CLIENT_CLOSED, "the client closed the stream", None)
             await self._record_failure(failure)  # never over a run that succeeded
             raise
@@ -126,21 +129,25 @@ class StreamedRun:
             await self.stream.aclose()
             self.frames_out.put_nowait(None)
 
-    async def _relay_tokens(self) -> asyncio.Task[tuple[Extraction, float]] | None:
-        """Relay the engine's events; start the feature worker once the prompt is known."""
-        features = None
+    def _start_features(self) -> None:
+        if self.plan.collect and self.features is None:
+            self.features = asyncio.create_task(self._features())
+
+    async def _relay_tokens(self) -> None:
+        """Relay the engine's events; start the feature worker with the first token (the
+        prompt's chunk then runs beside the rest of the answer, not beside the first token's
+        step: where engine and SAE share processors that would delay the first token)."""
         answer: GenerateResponse | None = None
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
                 self.prompt_ids = event.prompt_token_ids
                 self._put("started", self._started(event))
-                if self.plan.collect:
-                    features = asyncio.create_task(self._features())
             elif isinstance(event, TokenEvent):
                 position = len(self.prompt_ids) + len(self.output_ids)
                 self.output_ids.append(event.token_id)
                 self._put("token", {**event.model_dump(), "position": position})
                 self.grown.set()
+                self._start_features()
             else:
                 answer = event
         assert answer is not None  # GenerationStream ends with the answer or raises
@@ -152,7 +159,7 @@ class StreamedRun:
         self.generation = Generation.of(answer)
         self.timings = replace(self.timings, engine=elapsed_ms(self.start))
         self.grown.set()
-        return features
+        self._start_features()  # an answer without tokens
 
     def _started(self, event: PromptEvent) -> dict[str, Any]:
         tokens = [
@@ -175,14 +182,17 @@ class StreamedRun:
         entries: list[Any] = []
         while True:
             done = self.generation is not None
-            full = self.prompt_ids + self.output_ids
+            # The first chunk is the prompt's alone (its features while the answer comes).
+            full = self.prompt_ids if sent == 0 and not done else self.prompt_ids + self.output_ids
             if len(full) > sent and (done or sent == 0 or len(full) - sent >= FEATURE_CHUNK):
                 entries += await self._extract_chunk(full, sent, end=done)
-                sent = len(full)
+                sent = self.sae_sent = len(full)
+                self.sae_ended = done
                 if not done:  # look again: tokens (or the end) may have come meanwhile
                     continue
             elif done and sent:  # the last chunk had every position: only end the stream
                 await self._extract_chunk(full, sent, end=True)
+                self.sae_ended = True
             if done:
                 extraction = checked_extraction(
                     self.service.sae.name,
@@ -261,6 +271,32 @@ class StreamedRun:
         elif features is not None and features.done() and not features.cancelled():
             features.exception()  # retrieved: its error is the one we report
         await self.stream.aclose()
+        await self._release_sae_stream()
+
+    async def _release_sae_stream(self) -> None:
+        """A run that stops early ends its stream at the SAE service, whose KV cache would
+        otherwise wait for its idle eviction. Best effort: a failure here changes nothing."""
+        if not self.sae_sent or self.sae_ended:
+            return
+        full = (self.prompt_ids + self.output_ids)[: self.sae_sent]
+        try:
+            await asyncio.wait_for(
+                self.service.sae.extract(
+                    ExtractRequest(
+                        token_ids=full,
+                        sae_id=self.plan.sae_id,
+                        layer=self.plan.sae_layer,
+                        top_k=self.req.sae_top_k,
+                        stream_id=self.stream_id,
+                        from_position=len(full),
+                        stream_end=True,
+                    )
+                ),
+                timeout=2.0,
+            )
+        except (ApiError, TimeoutError):
+            logger.debug("run %s: SAE stream not released", self.plan.request_id)
+        self.sae_ended = True
 
     async def _record_failure(self, failure: RunFailure) -> None:
         timings = replace(self.timings, total=elapsed_ms(self.start))

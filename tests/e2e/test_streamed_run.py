@@ -240,18 +240,21 @@ def in_flight(engine_url: str) -> int:
 
 
 async def leave_after_tokens(
-    backend_url: str, body: dict, tokens: int, owner: str | None = None
+    backend_url: str, body: dict, tokens: int, owner: str | None = None, features: int = 0
 ) -> None:
+    """Read the stream until ``tokens`` token events and ``features`` features events came,
+    then close the connection."""
     headers = {**EVENTS, **({"x-run-owner": owner} if owner else {})}
     async with (
         httpx.AsyncClient(base_url=backend_url, timeout=120) as client,
         client.stream("POST", RUN, json=body, headers=headers) as response,
     ):
         assert response.status_code == 200
-        seen = 0
+        seen, seen_features = 0, 0
         async for name, _ in sse.aparse(response.aiter_lines()):
             seen += name == "token"
-            if seen == tokens:
+            seen_features += name == "features"
+            if seen >= tokens and seen_features >= features:
                 return
 
 
@@ -300,3 +303,17 @@ async def test_client_gone_does_not_overwrite_a_success(backend_url, engine_url,
     await wait_for(engine_idle, "the engine kept generating for a departed client")
     await asyncio.sleep(0.5)  # the cancelled run's clean-up has had its turn
     assert await stored_rows(database_url, "kept") == before
+
+
+async def test_client_gone_releases_the_sae_stream(backend_url, engine_url, sae_url):
+    """A departed client's run ends its stream at the SAE service (its KV cache is dropped
+    now, not at the idle eviction)."""
+    streams_before = sae_health(sae_url)["stream_caches"]["streams"]
+    body = {**BODY, "max_tokens": 2000, "request_id": "left-after-features"}
+    await leave_after_tokens(backend_url, body, 1, features=1)  # the prompt's chunk is done
+
+    async def released() -> bool:
+        idle = in_flight(engine_url) == 0
+        return idle and sae_health(sae_url)["stream_caches"]["streams"] == streams_before
+
+    await wait_for(released, "the SAE stream of a departed client was kept")
