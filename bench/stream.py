@@ -106,6 +106,9 @@ async def stream_request(
     return out
 
 
+FEATURES = True  # --no-features: runs without SAE features (to tell SAE costs from the rest)
+
+
 def body(i: int, max_tokens: int, request_id: str | None = None) -> dict[str, Any]:
     return {
         "prompt": PROMPTS[i % len(PROMPTS)],
@@ -113,6 +116,7 @@ def body(i: int, max_tokens: int, request_id: str | None = None) -> dict[str, An
         "temperature": 0.8,
         "seed": i,
         **({"request_id": request_id} if request_id else {}),
+        **({} if FEATURES else {"collect_activations": False}),
     }
 
 
@@ -128,6 +132,7 @@ async def measure_ttft(engine_url: str, backend_url: str, pairs: int, max_tokens
         for i in range(pairs + 1):  # the first pair warms both paths up
             req = body(i, max_tokens)
             engine_body = {**req, "stream": True}
+            engine_body.pop("collect_activations", None)
 
             async def engine(req: dict = engine_body) -> Streamed:
                 return await stream_request(
@@ -211,7 +216,15 @@ def prefix_work(streams: list[Streamed]) -> tuple[int, int]:
 async def drive(args: argparse.Namespace, engine: Service, sae: Service, backend: Service):
     print(f"TTFT: {args.pairs} pairs", flush=True)
     ttft = await measure_ttft(engine.url, backend.url, args.pairs, args.max_tokens)
-    blocks = []
+    blocks: list[dict[str, Any]] = []
+    if args.ttft_only:
+        summary = {
+            "ttft_engine_p50_ms": ttft["engine"]["p50_ms"],
+            "ttft_backend_p50_ms": ttft["backend"]["p50_ms"],
+            "ttft_overhead_p50_ms": ttft["overhead"]["p50_ms"],
+            "ttft_overhead_p99_ms": ttft["overhead"]["p99_ms"],
+        }
+        return ttft, blocks, summary
     streamed_work = 0
     streams: list[Streamed] = []
     for n, streamed in enumerate([True, False, True, False]):
@@ -265,7 +278,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=MAX_CONCURRENCY)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument("--ttft-only", action="store_true", help="skip the throughput blocks")
+    parser.add_argument(
+        "--no-features", action="store_true", help="runs without SAE features (diagnosis)"
+    )
     args = parser.parse_args()
+    global FEATURES
+    FEATURES = not args.no_features
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         parser.error(f"--concurrency: 1..{MAX_CONCURRENCY}")
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="playground-stream-"))
