@@ -7,7 +7,7 @@ the models document the schema and the tests validate every answer against them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
@@ -28,6 +28,7 @@ from backend.activations.protocol import (
     TopFeaturesResponse,
 )
 from backend.deps import ActivationsDep, ExplorerDep, HealthDep, PublicBaseDep, RunsDep
+from common import sse
 from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
 from common.responses import OrjsonResponse
 
@@ -43,16 +44,34 @@ SegmentQ = Annotated[Literal["all", "prompt", "output"], Query()]
 MAX_FEATURE_ID = 2**31 - 1
 
 
-@router.post("/run", response_model=ActivationRunResponse, responses=OWNED_RESPONSES)
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "description": "with `Accept: text/event-stream`: events `started` (with the new run's "
+        "`owner_token`), `token` ..., `features` ..., then `done` (ActivationRunResponse) or "
+        "`error` (ErrorResponse)",
+    }
+}
+
+
+@router.post(
+    "/run",
+    response_model=ActivationRunResponse,
+    responses={**OWNED_RESPONSES, **STREAM_RESPONSE},
+)
 async def run(
     body: ActivationRunRequest,
     service: ActivationsDep,
     base_url: PublicBaseDep,
     owner: OwnerToken = None,
+    accept: Annotated[str | None, Header()] = None,
 ):
     """Claim the id, generate with the engine, extract SAE features on the full sequence, store,
     answer. A new run's answer carries its ``owner_token`` (once); an existing id needs it as
-    ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call)."""
+    ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call). Streamed as events
+    when the client accepts ``text/event-stream`` (the token in ``started``)."""
+    if sse.wants_events(accept):
+        return sse.event_stream(await service.open_stream(body, base_url, owner))
     return OrjsonResponse(await service.run(body, base_url, owner))
 
 

@@ -52,18 +52,33 @@ async def extract(
         )
     )
     sae_ms = elapsed_ms(start)
-    timeline, tokens = checked_timeline(sae.name, envelope.feature_timeline)
-    if timeline.n_positions != len(full):
-        raise UpstreamError(
-            f"{sae.name} answered {timeline.n_positions} positions for {len(full)} tokens",
-            upstream=sae.name,
-        )
-    extraction = Extraction(
+    extraction = checked_extraction(
+        sae.name,
+        envelope.feature_timeline,
+        len(full),
         sae_id=envelope.sae_id,
-        sae_layer=envelope.layer,
+        layer=envelope.layer,
+        top_k=top_k,
+    )
+    return extraction, sae_ms
+
+
+def checked_extraction(
+    sae_name: str, entries: list[Any], n_tokens: int, *, sae_id: str, layer: int, top_k: int
+) -> Extraction:
+    """The whole sequence's timeline entries (one answer, or a stream's chunks joined) checked
+    and packed."""
+    timeline, tokens = checked_timeline(sae_name, entries)
+    if timeline.n_positions != n_tokens:
+        raise UpstreamError(
+            f"{sae_name} answered {timeline.n_positions} positions for {n_tokens} tokens",
+            upstream=sae_name,
+        )
+    return Extraction(
+        sae_id=sae_id,
+        sae_layer=layer,
         sae_top_k=top_k,
         timeline=timeline,
         tokens=tokens,
-        timeline_json=orjson.dumps(storable_entries(envelope.feature_timeline)),
+        timeline_json=orjson.dumps(storable_entries(entries)),
     )
-    return extraction, sae_ms

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from backend.activations.packed import Timeline
+
+if TYPE_CHECKING:
+    from backend.upstreams.engine import GenerateResponse
 
 RunStatus = Literal["ok", "failed"]
 
@@ -27,6 +30,16 @@ class Generation:
     output_token_ids: list[int]
     prompt_token_ids: list[int]
     finish_reason: str | None
+
+    @classmethod
+    def of(cls, answer: GenerateResponse) -> Generation:
+        return cls(
+            model_id=pg_text(answer.model_id),
+            output_text=pg_text(answer.output_text),
+            output_token_ids=answer.output_token_ids,
+            prompt_token_ids=answer.prompt_token_ids,
+            finish_reason=answer.finish_reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,13 @@
-"""Run orchestration: engine, then SAE on the full sequence, then one atomic write."""
+"""Run orchestration: engine, then SAE on the full sequence, then one atomic write (streamed
+runs: ``streaming.py``, same record and write)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -24,6 +26,7 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.results import RunView
+from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.db import queries
 from backend.db.pool import connection
@@ -64,6 +67,8 @@ class ActivationService:
         self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
         # Told after every write (the feature fold wakes up).
         self.on_stored = on_stored
+        # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
+        self.background: set[asyncio.Task[None]] = set()
 
     async def run(
         self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
@@ -106,7 +111,7 @@ class ActivationService:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = replace(timings, total=elapsed_ms(start))
-                await self._store_failure(req, plan, generation, failure, timings)
+                await self.store_failure(req, plan, generation, failure, timings)
             raise
         record = RunRecord(
             request_id=plan.request_id,
@@ -120,7 +125,7 @@ class ActivationService:
             timings=replace(timings, total=elapsed_ms(start)),
             parse_special_tokens=req.parse_special_tokens,
         )
-        db_ms = await self._store(record)
+        db_ms = await self.store(record)
         return run_view(replace(record, timings=replace(record.timings, db=db_ms)), public_base_url)
 
     def _plan(self, req: ActivationRunRequest) -> RunPlan:
@@ -159,32 +164,50 @@ class ActivationService:
             ),
         )
 
+    @staticmethod
+    def engine_request(req: ActivationRunRequest, plan: RunPlan) -> GenerateRequest:
+        return GenerateRequest(
+            prompt=req.prompt,
+            model_id=plan.model_id,
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            top_k=req.top_k,
+            seed=req.seed,
+            chat=req.chat,
+            parse_special_tokens=req.parse_special_tokens,
+            request_id=plan.request_id,
+        )
+
     async def _generate(self, req: ActivationRunRequest, plan: RunPlan) -> tuple[Generation, float]:
         start = time.perf_counter()
-        answer = await self.engine.generate(
-            GenerateRequest(
-                prompt=req.prompt,
-                model_id=plan.model_id,
-                max_tokens=req.max_tokens,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                top_k=req.top_k,
-                seed=req.seed,
-                chat=req.chat,
-                parse_special_tokens=req.parse_special_tokens,
-                request_id=plan.request_id,
-            )
-        )
-        generation = Generation(
-            model_id=pg_text(answer.model_id),
-            output_text=pg_text(answer.output_text),
-            output_token_ids=answer.output_token_ids,
-            prompt_token_ids=answer.prompt_token_ids,
-            finish_reason=answer.finish_reason,
-        )
-        return generation, elapsed_ms(start)
+        answer = await self.engine.generate(self.engine_request(req, plan))
+        return Generation.of(answer), elapsed_ms(start)
 
-    async def _store(self, record: RunRecord) -> float:
+    async def open_stream(
+        self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """A streamed run's SSE frames. What can fail before the stream starts (our caps, the
+        claim's 409, the engine's own 422) raises here, to be answered as plain HTTP, exactly
+        as the blocking run answers it (a new run's owner token in ``X-Run-Owner``); the rest
+        streams, the new run's owner token in ``started`` and ``done``."""
+        start = time.perf_counter()
+        plan = self._plan(req)
+        new_token = await self.ownership.claim(plan.request_id, owner_token)
+        try:
+            stream = await self.engine.open_stream(self.engine_request(req, plan))
+        except ApiError as exc:
+            if exc.upstream is not None:
+                failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
+                timings = RunTimings(total=elapsed_ms(start))
+                await self.store_failure(req, plan, None, failure, timings)
+            if new_token is not None:  # the only chance to learn the token of this new run
+                exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
+            raise
+        run = StreamedRun(self, req, plan, stream, public_base_url, start, new_token)
+        return run.frames()
+
+    async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
         start = time.perf_counter()
         async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
@@ -193,7 +216,7 @@ class ActivationService:
         self.on_stored()
         return elapsed_ms(start)
 
-    async def _store_failure(
+    async def store_failure(
         self,
         req: ActivationRunRequest,
         plan: RunPlan,
@@ -201,6 +224,8 @@ class ActivationService:
         failure: RunFailure,
         timings: RunTimings,
     ) -> None:
+        """Record a failed run (the caller still answers its own error); never over a run with
+        this id that succeeded (``queries.save_run`` guards that)."""
         record = RunRecord(
             request_id=plan.request_id,
             created_at=plan.created_at,
@@ -214,7 +239,7 @@ class ActivationService:
             parse_special_tokens=req.parse_special_tokens,
         )
         try:
-            await self._store(record)
+            await self.store(record)
         except ApiError as db_exc:
             # The caller must still see the upstream's error, not the database's.
             logger.warning("could not record failed run %s: %s", plan.request_id, db_exc.message)

@@ -15,6 +15,7 @@ import httpx
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from common import sse
 from common.errors import (
     InvalidRequest,
     UpstreamError,
@@ -151,3 +152,44 @@ class JsonUpstream:
         async with transport_errors(self.name):
             response = await self.http.get("/health")
         raise_for_status(self.name, response)
+
+
+class EventStream:
+    """An upstream's open Server-Sent Events answer (status already checked). Close it to end
+    the upstream's work: the connection goes, and the upstream sees its client leave."""
+
+    def __init__(self, name: str, response: httpx.Response) -> None:
+        self.name = name
+        self.response = response
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+        async with transport_errors(self.name):
+            try:
+                async for event in sse.aparse(self.response.aiter_lines()):
+                    yield event
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamError(
+                    f"{self.name} sent an event that is not JSON", upstream=self.name
+                ) from exc
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+async def open_event_stream(upstream: JsonUpstream, path: str, *, json: Any) -> EventStream:
+    """POST ``json`` and return the open event stream; the upstream's plain HTTP errors (known
+    before it streams) raise here, mapped as for any JSON call."""
+    request = upstream.http.build_request(
+        "POST",
+        path,
+        content=orjson.dumps(json),
+        headers={"content-type": "application/json", "accept": sse.MEDIA_TYPE},
+    )
+    async with transport_errors(upstream.name):
+        response = await upstream.http.send(request, stream=True)
+    if response.status_code >= 400:
+        async with transport_errors(upstream.name):
+            await response.aread()
+        await response.aclose()
+        raise_for_status(upstream.name, response)
+    return EventStream(upstream.name, response)

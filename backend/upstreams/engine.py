@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from backend.upstreams.client import JsonUpstream
+from backend.upstreams.client import EventStream, JsonUpstream, open_event_stream
+from common.errors import UpstreamError
 
 NAME = "engine"
 
@@ -43,7 +45,61 @@ class GenerateResponse(BaseModel):
     finish_reason: str | None = Field(None, max_length=64, pattern=NO_NUL)
 
 
+class PromptEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model_id: str = Field(min_length=1, max_length=256)
+    prompt_token_ids: list[TokenId]
+    tokens: list[str]
+
+
+class TokenEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    step: int = Field(ge=0)
+    token_id: TokenId
+    text: str
+
+
+StreamEvent = PromptEvent | TokenEvent | GenerateResponse
 _RESPONSE = TypeAdapter(GenerateResponse)
+_EVENTS: dict[str, type[BaseModel]] = {
+    "prompt": PromptEvent,
+    "token": TokenEvent,
+    "done": GenerateResponse,
+}
+
+
+class GenerationStream:
+    """The engine's open stream for one request: its prompt, tokens, then the answer. Closing
+    it (also on cancellation) drops the connection, which aborts the request in the engine."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        name = self._stream.name
+        async for event, data in self._stream.events():
+            if event == "error":
+                error = data.get("error") if isinstance(data, dict) else None
+                message = error.get("message") if isinstance(error, dict) else str(data)[:200]
+                raise UpstreamError(f"{name} failed while streaming: {message}", upstream=name)
+            model = _EVENTS.get(event)
+            if model is None:
+                continue  # events we do not know (contracts: more may be added)
+            try:
+                yield model.model_validate(data)  # type: ignore[misc]
+            except ValidationError as exc:
+                raise UpstreamError(
+                    f"{name} sent an unexpected {event} event: {exc.errors()[0]['msg']}",
+                    upstream=name,
+                ) from exc
+            if event == "done":
+                return
+        raise UpstreamError(f"{name} ended its stream without an answer", upstream=name)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class EngineClient:
@@ -54,3 +110,8 @@ class EngineClient:
         body = request.model_dump()
         result, _ = await self.upstream.call("POST", "/generate", _RESPONSE, json=body)
         return result
+
+    async def open_stream(self, request: GenerateRequest) -> GenerationStream:
+        """Start a streamed generation; the engine's up-front errors raise here."""
+        body = {**request.model_dump(), "stream": True}
+        return GenerationStream(await open_event_stream(self.upstream, "/generate", json=body))

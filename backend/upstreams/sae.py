@@ -6,7 +6,7 @@ tens of ms per run): the caller checks them while packing (backend/activations/p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -24,6 +24,19 @@ class ExtractRequest(BaseModel):
     layer: int
     top_k: int
     output_start: int | None = None
+    # A stream's chunk (docs/sae.md, "Incremental extraction"); None: not sent.
+    stream_id: str | None = None
+    from_position: int | None = None
+    stream_end: bool | None = None
+
+
+class SaeWork(BaseModel):
+    """Positions the SAE service ran through its truncated forward for one request."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    positions: int = Field(ge=0)
+    cache: Literal["hit", "miss"] | None = None
 
 
 class ExtractEnvelope(BaseModel):
@@ -36,6 +49,8 @@ class ExtractEnvelope(BaseModel):
     d_sae: int | None = None
     model_id: str | None = None
     feature_timeline: list[Any]
+    from_position: int = 0
+    work: SaeWork | None = None  # absent from an SAE service older than incremental extraction
 
 
 class AnalyzeTrace(BaseModel):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from common import sse
 from common.disconnect import ClientDisconnected, cancel_on_disconnect
 from common.errors import ERROR_RESPONSES
 from engine.generation.protocol import (
@@ -33,8 +34,24 @@ def get_service(request: Request) -> GenerationService:
 ServiceDep = Annotated[GenerationService, Depends(get_service)]
 
 
-@router.post("/generate", response_model=GenerateResponse, responses=ERROR_RESPONSES)
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "description": "with `stream: true`: events `prompt` (PromptEvent), `token` "
+        "(TokenEvent) ..., then `done` "
+        "(GenerateResponse) or `error` (ErrorResponse)",
+    }
+}
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={**ERROR_RESPONSES, **STREAM_RESPONSE},
+)
 async def generate(body: GenerateRequest, request: Request, service: ServiceDep):
+    if body.stream:  # a departed client cancels the stream, which aborts in the engine
+        return sse.event_stream(await service.open_stream(body))
     try:
         return await cancel_on_disconnect(request, service.generate(body))
     except ClientDisconnected:

@@ -42,6 +42,9 @@ class GenerateRequest(_SpecialTokens):
     top_k: int = Field(0, ge=0, le=131072, description="0 = off")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="same seed, same output")
     request_id: str | None = Field(None, min_length=1, max_length=128)
+    stream: bool = Field(
+        False, description="answer Server-Sent Events: `token` per output token, then `done`"
+    )
 
 
 class Usage(BaseModel):
@@ -66,6 +69,25 @@ class GenerateResponse(BaseModel):
     finish_reason: Literal["stop", "length", "abort"]
     usage: Usage
     timings_ms: Timings
+
+
+class PromptEvent(BaseModel):
+    """The stream's first event, before any token: what the model will see, so that a client
+    can work on the prompt (its SAE features) while the answer is generated."""
+
+    request_id: str
+    model_id: str
+    prompt_token_ids: list[int]
+    tokens: list[str] = Field(description="each prompt token decoded on its own")
+
+
+class TokenEvent(BaseModel):
+    """One output token as it is generated. `text` never splits a character (a token that ends
+    mid-character has "", the completing one carries it); the texts concatenate to `output_text`."""
+
+    step: int = Field(description="index within the output")
+    token_id: int
+    text: str
 
 
 class BatchRequest(_Request):

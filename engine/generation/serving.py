@@ -7,9 +7,11 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from common.errors import InvalidRequest, ServiceUnavailable
+from common import sse
+from common.errors import ApiError, ErrorResponse, InvalidRequest, ServiceUnavailable
 from engine.generation.prompts import PromptEncoder
 from engine.generation.protocol import (
     BatchRequest,
@@ -17,13 +19,16 @@ from engine.generation.protocol import (
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
+    PromptEvent,
     Timings,
+    TokenEvent,
     TokenizeRequest,
     TokenizeResponse,
     Usage,
 )
 from engine.generation.runtime import device_name
 from engine.generation.settings import EngineSettings
+from engine.generation.token_text import TokenTexts
 
 if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -137,45 +142,51 @@ class GenerationService:
         self.check_bounds(request, len(prompt_ids), where)
         return prompt_ids
 
-    async def _run(self, request: GenerateRequest, prompt_ids: list[int]) -> GenerateResponse:
+    async def _outputs(
+        self, request: GenerateRequest, prompt_ids: list[int], engine_id: str, *, delta: bool
+    ) -> AsyncIterator[Any]:
+        """vLLM's outputs for one request, its failures mapped to our errors. Cancelling the
+        consumer cancels vLLM's generate(), which aborts the request in the engine."""
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        received = time.perf_counter()
-        request_id = request.request_id or uuid.uuid4().hex
-        # The client's request_id need not be unique; the engine's must be.
-        engine_id = f"{request_id}-{uuid.uuid4().hex[:8]}"
-        first_token_at = None
-        final = None
+        params = self.sampling_params(request)
+        if delta:
+            params.output_kind = RequestOutputKind.DELTA
         try:
             async for output in self.engine.generate(
-                TokensPrompt(prompt_token_ids=prompt_ids),
-                self.sampling_params(request),
-                request_id=engine_id,
+                TokensPrompt(prompt_token_ids=prompt_ids), params, request_id=engine_id
             ):
-                if first_token_at is None and output.outputs[0].token_ids:
-                    first_token_at = time.perf_counter()
-                final = output
-        except asyncio.CancelledError:  # the caller left: vLLM aborts the request on the way out
+                yield output
+        except (asyncio.CancelledError, GeneratorExit):
+            # The caller left (a cancelled wait, or a stream closed early): vLLM aborts the
+            # request on the way out.
             self.aborted += 1
             raise
         except EngineDeadError as exc:
             raise ServiceUnavailable(f"the vLLM engine is dead: {exc}") from exc
         except ValueError as exc:  # vLLM's own input validation
             raise InvalidRequest(str(exc), code="engine_rejected") from exc
-        done = time.perf_counter()
-        if final is None:  # vLLM yields at least once per request; an empty stream is a bug
-            raise ServiceUnavailable("the vLLM engine returned no output")
-        completion = final.outputs[0]
+
+    def _answer(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        text: str,
+        output_ids: list[int],
+        finish_reason: str | None,
+        clock: tuple[float, float | None, float],
+    ) -> GenerateResponse:
+        received, first_token_at, done = clock
         first_token_at = first_token_at or done
-        output_ids = [int(i) for i in completion.token_ids]
         return GenerateResponse(
             request_id=request_id,
             model_id=self.settings.model_id,
-            output_text=completion.text,
+            output_text=text,
             output_token_ids=output_ids,
-            prompt_token_ids=list(final.prompt_token_ids or prompt_ids),
-            finish_reason=completion.finish_reason or "abort",
+            prompt_token_ids=prompt_ids,
+            finish_reason=finish_reason or "abort",
             usage=Usage(prompt_tokens=len(prompt_ids), output_tokens=len(output_ids)),
             timings_ms=Timings(
                 queue=round((first_token_at - received) * 1000, 3),
@@ -184,9 +195,90 @@ class GenerationService:
             ),
         )
 
+    @staticmethod
+    def _ids(request: GenerateRequest) -> tuple[str, str]:
+        request_id = request.request_id or uuid.uuid4().hex
+        # The client's request_id need not be unique; the engine's must be.
+        return request_id, f"{request_id}-{uuid.uuid4().hex[:8]}"
+
+    async def _run(self, request: GenerateRequest, prompt_ids: list[int]) -> GenerateResponse:
+        received = time.perf_counter()
+        request_id, engine_id = self._ids(request)
+        first_token_at = None
+        final = None
+        async for output in self._outputs(request, prompt_ids, engine_id, delta=False):
+            if first_token_at is None and output.outputs[0].token_ids:
+                first_token_at = time.perf_counter()
+            final = output
+        done = time.perf_counter()
+        if final is None:  # vLLM yields at least once per request; an empty stream is a bug
+            raise ServiceUnavailable("the vLLM engine returned no output")
+        completion = final.outputs[0]
+        return self._answer(
+            request_id,
+            list(final.prompt_token_ids or prompt_ids),
+            completion.text,
+            [int(i) for i in completion.token_ids],
+            completion.finish_reason,
+            (received, first_token_at, done),
+        )
+
+    async def _stream(
+        self, request: GenerateRequest, prompt_ids: list[int]
+    ) -> AsyncIterator[bytes]:
+        """SSE frames: `prompt`, `token` per output token, then `done` (the blocking answer) or
+        `error`.
+        The frames of one vLLM output (several tokens when we fell behind) go out as one write."""
+        received = time.perf_counter()
+        request_id, engine_id = self._ids(request)
+        texts = TokenTexts(self.tokenizer, prompt_ids)
+        tokens = [self.tokenizer.decode([i], skip_special_tokens=False) for i in prompt_ids]
+        yield sse.frame(
+            "prompt",
+            PromptEvent(
+                request_id=request_id,
+                model_id=self.settings.model_id,
+                prompt_token_ids=prompt_ids,
+                tokens=tokens,
+            ),
+        )
+        first_token_at, finish_reason = None, None
+        output_ids: list[int] = []
+        pieces: list[str] = []
+        try:
+            async for output in self._outputs(request, prompt_ids, engine_id, delta=True):
+                completion = output.outputs[0]
+                new_ids = [int(i) for i in completion.token_ids]
+                if new_ids and first_token_at is None:
+                    first_token_at = time.perf_counter()
+                frames = []
+                for token_id, text in zip(
+                    new_ids, texts.split(new_ids, completion.text), strict=True
+                ):
+                    event = TokenEvent(step=len(output_ids), token_id=token_id, text=text)
+                    frames.append(sse.frame("token", event))
+                    output_ids.append(token_id)
+                    pieces.append(text)
+                finish_reason = completion.finish_reason or finish_reason
+                if frames:
+                    yield b"".join(frames)
+        except ApiError as exc:
+            yield sse.frame("error", ErrorResponse(error=exc.to_info()))
+            return
+        clock = (received, first_token_at, time.perf_counter())
+        answer = self._answer(
+            request_id, prompt_ids, "".join(pieces), output_ids, finish_reason, clock
+        )
+        yield sse.frame("done", answer)
+
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
         prompt_ids = await self._prepare(request)
         return await self._run(request, prompt_ids)
+
+    async def open_stream(self, request: GenerateRequest) -> AsyncIterator[bytes]:
+        """Checks the request now (its errors are plain HTTP answers), then streams."""
+        prompt_ids = await self._prepare(request)
+        return self._stream(request, prompt_ids)
 
     async def generate_batch(self, batch: BatchRequest) -> BatchResponse:
         """All requests go to the engine at once (continuous batching); answers keep order."""
@@ -196,6 +288,8 @@ class GenerationService:
                 f"{self.settings.max_batch_requests}",
                 code="batch_too_large",
             )
+        if any(r.stream for r in batch.requests):
+            raise InvalidRequest("a batch does not stream", code="stream_not_supported")
         # Cheap bounds of every request before any tokenization, then every prompt's length
         # before any request reaches the engine.
         for i, r in enumerate(batch.requests):

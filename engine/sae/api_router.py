@@ -22,6 +22,7 @@ from engine.sae.protocol import (
     HealthResponse,
     LabelsResponse,
     SaesResponse,
+    StreamCacheHealth,
 )
 from engine.sae.serving import SaeService
 
@@ -86,6 +87,7 @@ async def labels(sae_id: SaeIdPath, layer: LayerPath, service: ServiceDep) -> La
 
 @router.get("/health", response_model=HealthResponse)
 async def health(service: ServiceDep) -> HealthResponse:
+    caches = service.batcher.caches
     return HealthResponse(
         status="ok",
         model_id=service.model_id,
@@ -95,4 +97,12 @@ async def health(service: ServiceDep) -> HealthResponse:
         torch_threads=torch.get_num_threads(),
         queued_jobs=service.batcher.queued(),
         jobs_dropped=service.batcher.jobs_dropped,
+        work_positions=service.batcher.work_positions,
+        stream_caches=StreamCacheHealth(
+            streams=len(caches),
+            bytes=caches.nbytes,
+            hits=caches.stats.hits,
+            misses=caches.stats.misses,
+            evicted=caches.stats.evicted,
+        ),
     )

@@ -24,6 +24,7 @@ def build_service(settings: Settings):
     from engine.sae.registry import SaeRegistry
     from engine.sae.residual import ResidualModel, resolve_device_dtype
     from engine.sae.serving import SaeService
+    from engine.sae.stream_cache import StreamCaches
     from engine.sae.tokens import TokenTable
 
     if settings.torch_threads is not None:
@@ -59,6 +60,11 @@ def build_service(settings: Settings):
         chunk_tokens=settings.encode_chunk_tokens,
         max_padding=settings.max_padding_ratio,
         max_queued=settings.max_queued_jobs,
+        caches=StreamCaches(
+            max_streams=settings.stream_cache_max_streams,
+            max_bytes=settings.stream_cache_max_bytes,
+            idle_s=settings.stream_cache_idle_s,
+        ),
     )
     logger.info("SAE service ready: %s on %s/%s", settings.served_model_id, device, dtype)
     return SaeService(settings, model, TokenTable(tokenizer), registry, batcher)

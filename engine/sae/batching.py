@@ -2,6 +2,13 @@
 one: one right-padded forward (up to the highest layer any of them reads), then per SAE one
 encode matmul over every real token of the batch (chunked to bound memory) and one
 ``torch.topk``. No Python loop over positions for the maths.
+
+A stream's chunk (``EncodeJob.stream``) runs its own forward over only the positions its KV
+cache (``stream_cache.py``) does not hold yet, then joins its SAE's encode with the rest.
+
+"SAE work" is the number of positions run through the truncated forward: a plain job's whole
+sequence, a stream chunk's new positions (its whole sequence when its cache was absent).
+``Batcher.work_positions`` counts it; each result carries its own.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import torch
 from engine.sae.encoder import SaeMeta
 from engine.sae.registry import SaeRegistry
 from engine.sae.residual import ResidualModel
+from engine.sae.stream_cache import StreamCaches, StreamState
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +42,23 @@ class QueueFull(RuntimeError):
     """The batcher's queue is at its bound (the service answers 503 ``overloaded``)."""
 
 
+@dataclass(frozen=True)
+class StreamChunk:
+    """A chunk of a client's stream: reuse (and keep, unless ``end``) its KV cache; positions
+    from ``from_position`` on are wanted (a cache past it is cut back to it)."""
+
+    stream_id: str
+    end: bool = False
+    from_position: int = 0
+
+
 @dataclass
 class EncodeJob:
     token_ids: list[int]
     meta: SaeMeta
     top_k: int | None = None  # extract: the k largest activations per position
     feature_ids: list[int] | None = None  # analyze: these features at every position
+    stream: StreamChunk | None = None
     # Set by Batcher.submit before the job is queued: every queued job has one.
     future: asyncio.Future = field(default=None, repr=False)  # type: ignore[arg-type]
 
@@ -54,6 +73,10 @@ class EncodeResult:
     batch_size: int = 1
     compute_ms: float = 0.0
     error: Exception | None = None
+    # The rows above start at this position (a stream chunk's cached prefix is not returned).
+    first_position: int = 0
+    work_positions: int = 0  # positions this job ran through the truncated forward
+    cache: str | None = None  # a stream chunk's cache: "hit" or "miss"
 
 
 def length_buckets(lengths: list[int], max_padding: float) -> list[list[int]]:
@@ -76,28 +99,71 @@ def length_buckets(lengths: list[int], max_padding: float) -> list[list[int]]:
     return buckets
 
 
+def stream_residuals(
+    model: ResidualModel, caches: StreamCaches, job: EncodeJob
+) -> tuple[torch.Tensor, int, bool]:
+    """A stream chunk's residuals at its layer for the positions its cache lacks: (rows,
+    position of the first row, cache hit). The cache is extended and kept (dropped at the
+    stream's end)."""
+    assert job.stream is not None
+    depth = job.meta.layer + 1
+    ids = job.token_ids
+    state = caches.take(job.stream.stream_id, ids, depth)
+    wanted = job.stream.from_position
+    if state is not None and len(state.token_ids) > wanted:  # a chunk asked again
+        state.kv.crop(wanted)
+        state.token_ids = state.token_ids[:wanted]
+    hit = state is not None and 0 < len(state.token_ids) < len(ids)
+    if state is None or not hit:  # absent (or emptied): the whole sequence
+        state = StreamState(token_ids=[], depth=depth, kv=model.new_cache(), nbytes=0)
+    done = len(state.token_ids)
+    new = torch.tensor([ids[done:]], dtype=torch.long)
+    rows = model.residuals(new, {job.meta.layer}, cache=state.kv)[job.meta.layer][0]
+    if not job.stream.end:
+        state.token_ids = list(ids)
+        state.nbytes = len(ids) * model.kv_bytes_per_token(depth)
+        caches.put(job.stream.stream_id, state)
+    return rows, done, hit
+
+
 def compute_batch(
     model: ResidualModel,
     registry: SaeRegistry,
     jobs: list[EncodeJob],
     chunk_tokens: int,
     max_padding: float = MAX_PADDING_RATIO,
+    caches: StreamCaches | None = None,
 ) -> list[EncodeResult]:
     """The maths for one batch (runs in a worker thread): a forward per length bucket (to the
-    deepest layer any job reads), then per SAE one encode over all real tokens."""
+    deepest layer any job reads) and one per stream chunk, then per SAE one encode over all
+    real tokens."""
     started = time.perf_counter()
-    lengths = [len(job.token_ids) for job in jobs]
-    layers = {job.meta.layer for job in jobs}
-    per_job: dict[int, dict[int, torch.Tensor]] = {}  # job -> layer -> [T, d] (real tokens)
-    for bucket in length_buckets(lengths, max_padding):
-        ids = torch.zeros((len(bucket), lengths[bucket[0]]), dtype=torch.long)
-        for row, index in enumerate(bucket):
-            ids[row, : lengths[index]] = torch.tensor(jobs[index].token_ids, dtype=torch.long)
-        residuals = model.residuals(ids, layers)
-        for row, index in enumerate(bucket):
-            per_job[index] = {lay: r[row, : lengths[index]] for lay, r in residuals.items()}
-
     results = [EncodeResult(batch_size=len(jobs)) for _ in jobs]
+    per_job: dict[int, dict[int, torch.Tensor]] = {}  # job -> layer -> [T, d] (real tokens)
+    for index, job in enumerate(jobs):
+        if job.stream is not None and caches is not None:
+            rows, first, hit = stream_residuals(model, caches, job)
+            per_job[index] = {job.meta.layer: rows}
+            results[index].first_position = first
+            results[index].cache = "hit" if hit else "miss"
+    plain = [i for i in range(len(jobs)) if i not in per_job]
+    layers = {jobs[i].meta.layer for i in plain}
+    plain_lengths = [len(jobs[i].token_ids) for i in plain]
+    for bucket in length_buckets(plain_lengths, max_padding):
+        members = [plain[b] for b in bucket]
+        longest = len(jobs[members[0]].token_ids)
+        ids = torch.zeros((len(members), longest), dtype=torch.long)
+        for row, index in enumerate(members):
+            n = len(jobs[index].token_ids)
+            ids[row, :n] = torch.tensor(jobs[index].token_ids, dtype=torch.long)
+        residuals = model.residuals(ids, layers)
+        for row, index in enumerate(members):
+            n = len(jobs[index].token_ids)
+            per_job[index] = {lay: r[row, :n] for lay, r in residuals.items()}
+    # Rows each job has (a stream chunk: its new positions only).
+    lengths = [int(per_job[i][jobs[i].meta.layer].shape[0]) for i in range(len(jobs))]
+    for result, n in zip(results, lengths, strict=True):
+        result.work_positions = n
     groups: dict[tuple[str, int], list[int]] = collections.defaultdict(list)
     for index, job in enumerate(jobs):
         groups[(job.meta.sae_id, job.meta.layer)].append(index)
@@ -160,6 +226,7 @@ class Batcher:
         chunk_tokens: int,
         max_padding: float = MAX_PADDING_RATIO,
         max_queued: int = 256,
+        caches: StreamCaches | None = None,
     ) -> None:
         self.model, self.registry = model, registry
         self.max_queued = max_queued
@@ -170,17 +237,28 @@ class Batcher:
         self._queue: asyncio.Queue[EncodeJob] = asyncio.Queue()
         self._carry: collections.deque[EncodeJob] = collections.deque()
         self._task: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
+        self.caches = caches if caches is not None else StreamCaches()
         self.batches_run = 0
+        self.work_positions = 0  # SAE work: positions run through the truncated forward
         self.jobs_dropped = 0  # cancelled by their caller before their batch computed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sae-batcher")
+        self._sweeper = asyncio.create_task(self._sweep(), name="sae-stream-cache-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _sweep(self) -> None:
+        """Stream caches idle past their bound go even when no chunk comes to sweep them."""
+        while True:
+            await asyncio.sleep(max(0.05, self.caches.idle_s / 4))
+            self.caches.sweep()
 
     def queued(self) -> int:
         """Jobs waiting for a batch (cancelled ones included until the worker drops them)."""
@@ -236,6 +314,7 @@ class Batcher:
                     live,
                     self.chunk_tokens,
                     self.max_padding,
+                    self.caches,
                 )
             except Exception as exc:  # one bad batch must not kill the worker
                 logger.exception("SAE batch failed")
@@ -244,6 +323,7 @@ class Batcher:
                         job.future.set_exception(exc)
                 continue
             self.batches_run += 1
+            self.work_positions += sum(result.work_positions for result in results)
             for job, result in zip(live, results, strict=True):
                 if job.future.done():
                     continue

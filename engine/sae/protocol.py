@@ -26,9 +26,20 @@ class _Request(BaseModel):
 
 
 class ExtractRequest(_Request):
-    """The full sequence (prompt then output); ``sae_id``/``layer`` None -> the default SAE."""
+    """The full sequence (prompt then output); ``sae_id``/``layer`` None -> the default SAE.
+
+    A stream's chunk (incremental extraction, docs/sae.md): ``stream_id`` names the client's
+    stream, whose KV cache lets the forward run only the positions it has not seen;
+    ``from_position`` answers the timeline from that position on (the positions before were
+    answered by earlier chunks); ``stream_end`` drops the cache after this chunk (with
+    ``from_position`` = the sequence's length: only that, an empty timeline)."""
 
     top_k: int = Field(default=20, ge=1, le=MAX_TOP_K_ON_WIRE)
+    stream_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$"
+    )
+    from_position: int = Field(default=0, ge=0, le=MAX_TOKENS_ON_WIRE)
+    stream_end: bool = False
 
 
 class AnalyzeRequest(_Request):
@@ -52,14 +63,27 @@ class TimelineEntry(TokenInfo):
     features: list[FeatureActivation]
 
 
+class SaeWork(BaseModel):
+    """SAE work: positions run through the truncated forward for this request (the whole
+    sequence, or a stream chunk's positions its cache did not hold)."""
+
+    positions: int
+    cache: Literal["hit", "miss"] | None = Field(
+        description="a stream chunk's KV cache: hit (only new positions ran) or miss (the "
+        "whole sequence ran); null without stream_id"
+    )
+
+
 class ExtractResponse(BaseModel):
     sae_id: str
     layer: int
     d_sae: int
     model_id: str
     top_k: int
+    from_position: int  # the timeline's first position
     feature_timeline: list[TimelineEntry]
     batch_size: int  # requests computed together with this one
+    work: SaeWork
     timings_ms: dict[str, float]
 
 
@@ -131,6 +155,16 @@ class SaesResponse(BaseModel):
     saes: list[SaeInfo]
 
 
+class StreamCacheHealth(BaseModel):
+    """The streams' KV caches now, and their hits/misses/evictions since start."""
+
+    streams: int
+    bytes: int
+    hits: int
+    misses: int
+    evicted: int
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     model_id: str
@@ -140,3 +174,6 @@ class HealthResponse(BaseModel):
     torch_threads: int  # CPU threads torch computes with (SAE_SERVICE_TORCH_THREADS)
     queued_jobs: int = 0  # waiting for the batcher (bounded by SAE_SERVICE_MAX_QUEUED_JOBS)
     jobs_dropped: int = 0  # cancelled by a departed caller before computing
+    # SAE work since start: positions run through the truncated forward (docs/sae.md).
+    work_positions: int = 0
+    stream_caches: StreamCacheHealth | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.utils import logging as hf_logging
 
@@ -65,12 +65,33 @@ class ResidualModel:
     def kept_layers(self) -> int:
         return len(self.base.layers)
 
+    def new_cache(self) -> DynamicCache:
+        """An empty KV cache for ``residuals(..., cache=)`` (a stream's prefix)."""
+        return DynamicCache(config=self.config)
+
+    def kv_bytes_per_token(self, depth: int) -> int:
+        """Bytes one position adds to a KV cache of blocks 0..depth-1 (keys and values)."""
+        heads = int(
+            getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
+        )
+        head_dim = int(
+            getattr(self.config, "head_dim", None)
+            or self.config.hidden_size // self.config.num_attention_heads
+        )
+        return 2 * depth * heads * head_dim * torch.empty((), dtype=self.dtype).element_size()
+
     @torch.inference_mode()
-    def residuals(self, input_ids: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
+    def residuals(
+        self, input_ids: torch.Tensor, layers: set[int], cache: DynamicCache | None = None
+    ) -> dict[int, torch.Tensor]:
         """input_ids [B, T] (right-padded) -> {L: residual after block L, [B, T, d_model]}.
 
         Right padding needs no padding mask: under the causal mask a real token only attends
         to earlier positions, which are real; outputs at padded positions are ignored.
+
+        ``cache`` (one sequence, B = 1): the keys and values of the positions before these
+        (blocks 0..max(layers)), extended in place with these; ``input_ids`` are the positions
+        that follow the cached ones. Blocks above max(layers) leave it untouched.
         """
         last = max(layers)
         if last >= self.kept_layers:
@@ -78,12 +99,13 @@ class ResidualModel:
         base = self.base
         input_ids = input_ids.to(self.device)
         hidden = base.embed_tokens(input_ids)
-        position_ids = torch.arange(hidden.shape[1], device=self.device).unsqueeze(0)
+        past = cache.get_seq_length() if cache is not None else 0
+        position_ids = torch.arange(past, past + hidden.shape[1], device=self.device).unsqueeze(0)
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden,
             attention_mask=None,
-            past_key_values=None,
+            past_key_values=cache,
             position_ids=position_ids,
         )
         position_embeddings = base.rotary_emb(hidden, position_ids=position_ids)
@@ -94,6 +116,8 @@ class ResidualModel:
                 attention_mask=mask,
                 position_ids=position_ids,
                 position_embeddings=position_embeddings,
+                past_key_values=cache,
+                use_cache=cache is not None,
             )
             if index in layers:
                 out[index] = hidden

@@ -5,7 +5,7 @@ become the wire's errors."""
 from __future__ import annotations
 
 from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
-from engine.sae.batching import Batcher, EncodeJob, EncodeResult, QueueFull
+from engine.sae.batching import Batcher, EncodeJob, EncodeResult, QueueFull, StreamChunk
 from engine.sae.encoder import SaeMeta
 from engine.sae.protocol import (
     AnalyzeRequest,
@@ -80,11 +80,41 @@ class SaeService:
             raise InvalidRequest(
                 f"top_k {req.top_k} is out of bounds [1, {limit}]", code="top_k_out_of_bounds"
             )
-        result = await self._submit(EncodeJob(req.token_ids, meta, top_k=req.top_k))
-        timeline = self.tokens.describe(req.token_ids, req.output_start)
+        if req.stream_id and req.stream_end and req.from_position == len(req.token_ids):
+            # Ends a stream whose positions were all answered already: nothing to compute.
+            self.batcher.caches.drop(req.stream_id)
+            return {
+                **self._header(meta),
+                "top_k": req.top_k,
+                "from_position": req.from_position,
+                "feature_timeline": [],
+                "batch_size": 0,
+                "work": {"positions": 0, "cache": None},
+                "timings_ms": {"compute": 0.0},
+            }
+        if req.from_position >= len(req.token_ids):
+            raise InvalidRequest(
+                f"from_position {req.from_position} is past the sequence's last position "
+                f"({len(req.token_ids) - 1})",
+                code="from_position_out_of_range",
+            )
+        stream = (
+            StreamChunk(req.stream_id, req.stream_end, req.from_position) if req.stream_id else None
+        )
+        job = EncodeJob(req.token_ids, meta, top_k=req.top_k, stream=stream)
+        result = await self._submit(job)
+        # The rows start at result.first_position (a stream chunk's new positions) and at most
+        # at from_position; the timeline starts at from_position.
+        skip = req.from_position - result.first_position
+        if skip < 0:  # stream_residuals cuts a cache back to from_position: cannot happen
+            raise ServiceUnavailable("stream cache answered too few positions")
+        timeline = self.tokens.describe(req.token_ids, req.output_start)[req.from_position :]
         # A job with top_k always gets both lists (a missing one fails the strict zip).
         for entry, values, indices in zip(
-            timeline, result.top_values or [], result.top_indices or [], strict=True
+            timeline,
+            (result.top_values or [])[skip:],
+            (result.top_indices or [])[skip:],
+            strict=True,
         ):
             # topk is already descending; zero activations are left out.
             entry["features"] = [
@@ -95,8 +125,10 @@ class SaeService:
         return {
             **self._header(meta),
             "top_k": req.top_k,
+            "from_position": req.from_position,
             "feature_timeline": timeline,
             "batch_size": result.batch_size,
+            "work": {"positions": result.work_positions, "cache": result.cache},
             "timings_ms": {"compute": round(result.compute_ms, 3)},
         }
 

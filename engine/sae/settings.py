@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engine.sae import batching
+from engine.sae import batching, stream_cache
 from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 
@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
     # Jobs waiting for the batcher beyond this answer 503 overloaded (with Retry-After).
     max_queued_jobs: int = Field(default=256, ge=1, le=100_000)
+    # Streams' KV caches (incremental extraction, engine/sae/stream_cache.py): at most this
+    # many streams and bytes (least recently used evicted first), each dropped after this many
+    # idle seconds.
+    stream_cache_max_streams: int = Field(default=stream_cache.MAX_STREAMS, ge=0, le=100_000)
+    stream_cache_max_bytes: int = Field(default=stream_cache.MAX_BYTES, ge=0, le=1 << 40)
+    stream_cache_idle_s: float = Field(default=stream_cache.IDLE_S, gt=0, le=86_400)
 
     @field_validator("sae_dirs", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import { clearTopFeatures, highlightTopRow, loadTopFeatures, wireTopFeatures } f
 // runOrId: a run answer, or the id of a stored run to fetch.
 async function openRun(runOrId) {
   clearError();
+  delete document.body.dataset.streaming;
   let run = runOrId;
   if (typeof runOrId === "string") {
     try {
@@ -46,6 +47,31 @@ async function openRun(runOrId) {
   await Promise.all([loadTopFeatures(), loadRows(true)]);
 }
 
+// A run while it streams: its tokens as they come, shaded as their features arrive; the
+// tables wait for the stored run. Drawn at most once per frame.
+let liveFrame = null;
+function showLive(run) {
+  state.run = run;
+  if (liveFrame !== null) return;
+  liveFrame = requestAnimationFrame(() => {
+    liveFrame = null;
+    const live = state.run;
+    if (!live || !live.streaming) return;
+    if (!document.body.dataset.streaming) {
+      state.selectedFeature = null;
+      state.pinnedPosition = null;
+      clearTopFeatures("Streaming: the table follows when the run is stored.");
+      clearRows("Streaming: the rows follow when the run is stored.");
+      renderTokenDetail(null);
+      renderFeatureFocus();
+    }
+    document.body.dataset.streaming = "true";
+    state.byPosition = new Map(timeline(live).map((entry) => [entry.position, entry]));
+    renderSummary(live);
+    renderTokens();
+  });
+}
+
 // Shade the tokens by one feature (null: by each position's strongest) and mark it in the table.
 function showFeature(featureId) {
   state.selectedFeature = featureId;
@@ -71,7 +97,11 @@ function wire() {
       await openRun(run);
       await loadRuns(true);
     },
-    onFailed: () => loadRuns(true),
+    onFailed: () => {
+      delete document.body.dataset.streaming;
+      loadRuns(true);
+    },
+    onLive: showLive,
   });
   wireOutput({
     onSelectFeature: selectFeature,

@@ -1,9 +1,13 @@
-// Prompt, generation and SAE controls, and the Run button (POST /playground/activations/run).
+// Prompt, generation and SAE controls, and the Run button (POST /playground/activations/run,
+// streamed: tokens appear as they are generated; the button is Stop meanwhile).
 import { API, SAES_URL, api } from "./api.js";
 import { $, el } from "./dom.js";
 import { clearError, showError } from "./error-banner.js";
 import { ownerToken, rememberOwner } from "./owners.js";
 import { state } from "./state.js";
+import { streamRun } from "./stream.js";
+
+let running = null; // the AbortController of the run being streamed
 
 export async function loadSaes() {
   const select = $("sae-id");
@@ -71,37 +75,67 @@ function runRequest() {
   return body;
 }
 
-// onDone(run) shows the new run; onFailed() refreshes what lists runs (failures are recorded too).
-async function submitRun(event, { onDone, onFailed }) {
+const seconds = (ms) => `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+
+// onDone(run) shows the new run; onFailed() refreshes what lists runs (failures are recorded
+// too); onLive(run) draws the run while it streams.
+async function submitRun(event, { onDone, onFailed, onLive }) {
   event.preventDefault();
   const button = $("run-button");
-  if (button.disabled) return;
+  if (running) {
+    running.abort(); // Stop
+    return;
+  }
   clearError();
-  button.disabled = true;
+  running = new AbortController();
+  button.textContent = "Stop";
+  button.classList.add("stop");
   const started = performance.now();
   const status = $("run-status");
-  const tick = setInterval(() => {
-    status.textContent = `Running… ${((performance.now() - started) / 1000).toFixed(0)} s`;
-  }, 500);
+  let firstToken = null;
+  const show = () => {
+    const ttft = firstToken === null ? "" : ` · first token ${seconds(firstToken)}`;
+    status.textContent = `Running… ${((performance.now() - started) / 1000).toFixed(0)} s${ttft}`;
+  };
+  const tick = setInterval(show, 500);
   status.textContent = "Running…";
   try {
     const body = runRequest();
     const headers = { "Content-Type": "application/json" };
     const owner = body.request_id ? ownerToken(body.request_id) : null;
     if (owner) headers["X-Run-Owner"] = owner;
-    const run = await api(`${API}/run`, { method: "POST", headers, body: JSON.stringify(body) });
+    const run = await streamRun(`${API}/run`, {
+      body,
+      headers,
+      signal: running.signal,
+      onOwner: rememberOwner,
+      onLive: (live, timing) => {
+        if (firstToken === null && timing.firstTokenMs !== null) {
+          firstToken = timing.firstTokenMs;
+          show();
+        }
+        onLive(live);
+      },
+    });
     rememberOwner(run.request_id, run.owner_token);
     clearInterval(tick);
-    status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    const ttft = firstToken === null ? "" : ` (first token ${seconds(firstToken)})`;
+    status.textContent = `Done in ${seconds(performance.now() - started)}${ttft}`;
     await onDone(run);
   } catch (err) {
     clearInterval(tick);
-    status.textContent = "Failed";
-    showError("The run failed", err);
+    if (err.name === "AbortError") {
+      status.textContent = "Stopped";
+    } else {
+      status.textContent = "Failed";
+      showError("The run failed", err);
+    }
     onFailed();
   } finally {
     clearInterval(tick);
-    button.disabled = false;
+    running = null;
+    button.textContent = "Run";
+    button.classList.remove("stop");
   }
 }
 
