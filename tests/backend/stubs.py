@@ -207,7 +207,7 @@ def sae_app(state: StubState) -> FastAPI:
         return answer(state, sae_protocol.HealthResponse, {
             "status": "ok", "model_id": DEFAULT_MODEL, "device": "cpu", "dtype": "float32",
             "loaded_saes": [{"sae_id": SAE_ID, "layer": SAE_LAYER}], "torch_threads": 1,
-            "queued_jobs": 0, "jobs_dropped": 0,
+            "queued_jobs": 0, "jobs_dropped": 0, "work_positions": 0, "stream_caches": None,
         })  # fmt: skip
 
     @app.get("/saes")
@@ -290,8 +290,12 @@ def sae_app(state: StubState) -> FastAPI:
             return fault
         if body["sae_id"] == "unknown_sae":
             return error(state, 404, "sae_not_found", "no such SAE")
+        # A stream chunk (stream_id/from_position) answers from from_position on, as the real
+        # service does; the stub keeps no cache, so every chunk ran its whole prefix (a miss).
+        start, stream_id = body.get("from_position", 0), body.get("stream_id")
+        ended = bool(stream_id and body.get("stream_end") and start == len(body["token_ids"]))
         entries = timeline(_positions(state, body["token_ids"]), body["top_k"],
-                           body.get("output_start"))  # fmt: skip
+                           body.get("output_start"))[start:]  # fmt: skip
         if state.mode == "bad_timeline":
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
         if state.mode == "nul_text":
@@ -304,8 +308,13 @@ def sae_app(state: StubState) -> FastAPI:
             "d_sae": D_SAE,
             "model_id": DEFAULT_MODEL,
             "top_k": body["top_k"],
+            "from_position": start,
             "feature_timeline": entries,
             "batch_size": 1,
+            "work": {
+                "positions": 0 if ended else len(body["token_ids"]),
+                "cache": "miss" if stream_id and not ended else None,
+            },
             "timings_ms": {"total": 1.0},
         })  # fmt: skip
 

@@ -39,7 +39,7 @@ def test_unknown_and_defaulted_fields_are_drift_too():
         conforming(EngineHealth, {**health, "extra": 1})
     sae_health = {"status": "ok", "model_id": "m", "device": "cpu", "dtype": "float32",
                   "loaded_saes": [], "torch_threads": 1, "queued_jobs": 0,
-                  "jobs_dropped": 0}  # fmt: skip
+                  "jobs_dropped": 0, "work_positions": 0, "stream_caches": None}  # fmt: skip
     conforming(HealthResponse, sae_health)
     with pytest.raises(ContractDrift, match="queued_jobs: missing"):
         conforming(HealthResponse, {k: v for k, v in sae_health.items() if k != "queued_jobs"})
