@@ -214,7 +214,8 @@ def write_report(results: dict[str, Any], tag: str = "", out_dir: Path | None = 
     """Write the report as ``<benchmark>[-<tag>]-<created_at>.json`` to ``out_dir`` (default
     bench/results/) and, when ``OUT`` is set, to ``$OUT`` too; returns the paths written."""
     name = "-".join(p for p in (results["benchmark"], tag, results["created_at"]) if p) + ".json"
-    text = json.dumps(results, indent=2) + "\n"
+    # default=str: paths and the like in a benchmark's config (its argparse namespace).
+    text = json.dumps(results, indent=2, default=str) + "\n"
     folders = [out_dir or RESULTS_DIR]
     if os.environ.get("OUT") and Path(os.environ["OUT"]).resolve() != folders[0].resolve():
         folders.append(Path(os.environ["OUT"]))

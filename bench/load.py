@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 
 from bench import harness
-from common.pgembed import _pg_ctl, embedded_postgres
-from common.services import Service, free_port
+from bench.tiny_stack import tiny_stack
+from common.pgembed import _pg_ctl
 
 MAX_REQUESTS = 20_000  # a hard bound whatever the duration
 PROMPTS = ["Name three colours.", "What is 2+2?", "Tell me about the sea.", "Hello there!"]
@@ -173,84 +173,33 @@ def main() -> int:
     args = parser.parse_args()
     seconds = min(max(args.seconds, 10.0), 600.0)
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="playground-load-"))
+    root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    logs = root / "logs"
-    from engine.sae.demo import build_demo_sae
-    from engine.tiny.build import build_tiny_model
+    with tiny_stack(root, "load-test-token", {"PLAYGROUND_CLIENT_IP_HEADER": "x-client"}) as stack:
+        backend, db_url = stack.backend, stack.database_url
+        socket_dir = Path(db_url.split("host=")[1].split("&")[0])
+        system_user = "embedded_postgres" if _is_root() else None
+        tally = Tally()
 
-    model = build_tiny_model(root / "tiny")
-    sae_dir = build_demo_sae(model, root / "sae")
-    from backend.db.migrate import upgrade
-
-    with embedded_postgres(root / "pg", delete_on_exit=True) as db_url:
-        upgrade(db_url)
-        token = "load-test-token"
-        engine = Service(
-            "engine",
-            ["engine", "--model", str(model)],
-            free_port(),
-            logs / "engine.log",
-            {"ENGINE_API_TOKEN": token},
-        )
-        sae = Service(
-            "sae",
-            ["sae", "--model", str(model), "--sae-dir", str(sae_dir)],
-            free_port(),
-            logs / "sae.log",
-            {"SAE_SERVICE_API_TOKEN": token, "SAE_SERVICE_TORCH_THREADS": "1"},
-        )
-        services = [engine, sae]
-        try:
-            for svc in services:
-                svc.start()
-            for svc in services:
-                svc.wait_healthy(600)
-            backend = Service(
-                "backend",
-                ["backend", "--no-migrate"],
-                free_port(),
-                logs / "backend.log",
-                {
-                    "DATABASE_URL": db_url,
-                    "PLAYGROUND_ACTIVATIONS_HF_URL": engine.url,
-                    "PLAYGROUND_SAE_URL": sae.url,
-                    "PLAYGROUND_SERVICE_TOKEN": token,
-                    "PLAYGROUND_DEFAULT_MODEL_ID": str(model),
-                    "PLAYGROUND_DEFAULT_SAE_ID": "demo_random",
-                    "PLAYGROUND_CLIENT_IP_HEADER": "x-client",
-                },
+        async def drive() -> None:
+            deadline = time.monotonic() + seconds
+            loops = [client_loop(i, backend.url, deadline, tally) for i in range(args.clients)]
+            tasks = [asyncio.ensure_future(loop) for loop in loops]
+            await asyncio.sleep(seconds / 3)
+            print(f"stopping postgres for {args.pg_down_s:.0f} s", flush=True)
+            await asyncio.to_thread(
+                restart_postgres, root / "pg", socket_dir, system_user, args.pg_down_s
             )
-            services.append(backend)
-            backend.start()
-            backend.wait_healthy(120)
-            socket_dir = Path(db_url.split("host=")[1].split("&")[0])
-            system_user = "embedded_postgres" if _is_root() else None
-            tally = Tally()
+            print("postgres started again", flush=True)
+            await asyncio.gather(*tasks)
 
-            async def drive() -> None:
-                deadline = time.monotonic() + seconds
-                loops = [client_loop(i, backend.url, deadline, tally) for i in range(args.clients)]
-                tasks = [asyncio.ensure_future(loop) for loop in loops]
-                await asyncio.sleep(seconds / 3)
-                print(f"stopping postgres for {args.pg_down_s:.0f} s", flush=True)
-                await asyncio.to_thread(
-                    restart_postgres, root / "pg", socket_dir, system_user, args.pg_down_s
-                )
-                print("postgres started again", flush=True)
-                await asyncio.gather(*tasks)
-
-            started = time.monotonic()
-            asyncio.run(drive())
-            elapsed = time.monotonic() - started
-            checked, bad = asyncio.run(verify(backend.url, tally.ok_runs))
-            result = report(tally, elapsed, checked, bad)
-            harness.write_report(
-                harness.report("load", config=vars(args), tables={}, summary=result)
-            )
-            return 0 if result["other_5xx"] == 0 and not bad else 1
-        finally:
-            for svc in reversed(services):
-                svc.stop(20)
+        started = time.monotonic()
+        asyncio.run(drive())
+        elapsed = time.monotonic() - started
+        checked, bad = asyncio.run(verify(backend.url, tally.ok_runs))
+        result = report(tally, elapsed, checked, bad)
+        harness.write_report(harness.report("load", config=vars(args), tables={}, summary=result))
+        return 0 if result["other_5xx"] == 0 and not bad else 1
 
 
 def _is_root() -> bool:

@@ -39,9 +39,9 @@ from typing import Any
 import httpx
 
 from bench import harness
+from bench.tiny_stack import tiny_stack
 from common import sse
-from common.pgembed import embedded_postgres
-from common.services import Service, free_port
+from common.services import Service
 
 MAX_CONCURRENCY = 32
 RUN = "/playground/activations/run"
@@ -290,57 +290,8 @@ def main() -> int:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="playground-stream-"))
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    logs = root / "logs"
-    from backend.db.migrate import upgrade
-    from engine.sae.demo import build_demo_sae
-    from engine.tiny.build import build_tiny_model
-
-    model = build_tiny_model(root / "tiny")
-    sae_dir = build_demo_sae(model, root / "sae")
-    with embedded_postgres(root / "pg", delete_on_exit=True) as db_url:
-        upgrade(db_url)
-        engine = Service(
-            "engine",
-            ["engine", "--model", str(model)],
-            free_port(),
-            logs / "engine.log",
-            {"ENGINE_API_TOKEN": TOKEN},
-        )
-        sae = Service(
-            "sae",
-            ["sae", "--model", str(model), "--sae-dir", str(sae_dir)],
-            free_port(),
-            logs / "sae.log",
-            {"SAE_SERVICE_API_TOKEN": TOKEN, "SAE_SERVICE_TORCH_THREADS": "1"},
-        )
-        services = [engine, sae]
-        try:
-            for svc in services:
-                svc.start()
-            for svc in services:
-                svc.wait_healthy(600)
-            backend = Service(
-                "backend",
-                ["backend", "--no-migrate"],
-                free_port(),
-                logs / "backend.log",
-                {
-                    "DATABASE_URL": db_url,
-                    "PLAYGROUND_ACTIVATIONS_HF_URL": engine.url,
-                    "PLAYGROUND_SAE_URL": sae.url,
-                    "PLAYGROUND_SERVICE_TOKEN": TOKEN,
-                    "PLAYGROUND_DEFAULT_MODEL_ID": str(model),
-                    "PLAYGROUND_DEFAULT_SAE_ID": "demo_random",
-                    **LIMITS,
-                },
-            )
-            services.append(backend)
-            backend.start()
-            backend.wait_healthy(120)
-            ttft, blocks, summary = asyncio.run(drive(args, engine, sae, backend))
-        finally:
-            for svc in reversed(services):
-                svc.stop(20)
+    with tiny_stack(root, TOKEN, LIMITS) as stack:
+        ttft, blocks, summary = asyncio.run(drive(args, stack.engine, stack.sae, stack.backend))
     ttft_rows = [{"path": k, **v} for k, v in ttft.items()]
     harness.print_table(
         ttft_rows,
