@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,9 +20,24 @@ import httpx
 
 from common.deathsig import parent_death_signal
 
+# Below Linux's default ephemeral range (32768-60999): a port the kernel hands out for "any
+# free port" (vLLM's own ZMQ and torch.distributed sockets, every outgoing connection) can be
+# taken between our pick and the child's bind, seconds later; one from here cannot, that way.
+SERVICE_PORTS = range(20000, 32768)
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port to give a child service: free now, and outside the kernel's ephemeral range."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(SERVICE_PORTS.start, SERVICE_PORTS.stop)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # everything tried was taken: any free port
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
