@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from common.deathsig import parent_death_signal
+from common.services import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +44,9 @@ def _prune_stale_handles(pgdata: Path) -> None:
         pids = json.loads(handles.read_text())
     except ValueError:
         pids = []
-    alive = [pid for pid in pids if isinstance(pid, int) and _pid_alive(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and pid_alive(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def postmaster_pid(pgdata: Path | str) -> int | None:

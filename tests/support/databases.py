@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,18 +22,14 @@ async def _create(server_uri: str, name: str) -> None:
         await conn.close()
 
 
-def create_database(server_uri: str, *, prefix: str = "t", migrate: bool = False) -> str:
-    """Create an empty database (migrated to head when asked) and return its URI.
-
-    Synchronous on purpose, and run on a thread of its own, so that it works from sync tests,
-    async tests and Playwright's sync API alike (each may already run an event loop here).
-    """
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+def run_in_thread(coro_fn: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    """Run async work to completion on a thread of its own (a sync test, an async test or
+    Playwright's sync API may already run an event loop on this one); re-raise its error."""
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
-            asyncio.run(_create(server_uri, name))
+            asyncio.run(coro_fn())
         except BaseException as exc:
             errors.append(exc)
 
@@ -40,6 +38,16 @@ def create_database(server_uri: str, *, prefix: str = "t", migrate: bool = False
     thread.join()
     if errors:
         raise errors[0]
+
+
+def create_database(server_uri: str, *, prefix: str = "t", migrate: bool = False) -> str:
+    """Create an empty database (migrated to head when asked) and return its URI.
+
+    Synchronous on purpose, and run on a thread of its own, so that it works from sync tests,
+    async tests and Playwright's sync API alike (each may already run an event loop here).
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    run_in_thread(lambda: _create(server_uri, name))
     uri = urlunsplit(urlsplit(server_uri)._replace(path="/" + name))
     if migrate:
         upgrade(uri)

@@ -4,15 +4,13 @@ opens another run; label search finds an imported label and opens its feature.""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import asyncpg
 import httpx
 import pytest
 
 from backend.features.catalog import import_labels
 from tests.backend.page.test_page import PAGE, api_run, wait_rows_loaded
+from tests.support.databases import run_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.vllm]
 
@@ -29,23 +27,6 @@ def feature_api(base_url: str, feature_id: int) -> dict:
     response = httpx.get(f"{base_url}/playground/features/{SAE_ID}/{LAYER}/{feature_id}")
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def in_thread(coro_fn) -> None:
-    """Run async database work beside Playwright's event loop (it owns this thread's)."""
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            asyncio.run(coro_fn())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
 
 
 def test_feature_view_from_top_features(page, backend_url, page_db, artifacts_dir):
@@ -100,7 +81,7 @@ def test_feature_view_from_top_features(page, backend_url, page_db, artifacts_di
         finally:
             await conn.close()
 
-    in_thread(load_label)
+    run_in_thread(load_label)
     page.fill("#feature-q", "luna")
     page.press("#feature-q", "Enter")
     result = page.locator(f"#feature-results button[data-feature='{feature}']")
