@@ -43,12 +43,11 @@ from backend.activations.record import (
     RunRecord,
     RunTimings,
 )
-from backend.db import features as feature_db
-from backend.db import queries
+from backend.db import fold_sql, queries
 from backend.db.migrate import upgrade
 from backend.features import aggregate
+from bench import feature_seed_sql, harness
 from bench import features as feature_bench
-from bench import harness
 from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
 from common.services import Service, free_port
@@ -156,10 +155,10 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
                 if realistic:
                     realistic_ids.append(rid)
             await queries.copy_runs(conn, idx, prev)
-            await feature_db.copy_rows(
+            await feature_seed_sql.copy_rows(
                 conn, "activation_run_features", [*queries.FEATURES_COLUMNS, "version"], feats
             )
-            await feature_db.copy_members(conn, bulk.take_members())
+            await fold_sql.copy_members(conn, bulk.take_members())
             print(f"  seeded {min(start + batch, n_runs):,} runs", end="\r", flush=True)
         common, rare = bulk.most_and_least_fired()
         await feature_bench.finish_bulk(conn, bulk, n_runs)
@@ -602,7 +601,7 @@ async def feature_counts(url: str, seeded: dict) -> dict:
     conn = await asyncpg.connect(url)
     try:
         return {
-            f"{name}_runs_fired": await feature_db.runs_fired(
+            f"{name}_runs_fired": await feature_seed_sql.runs_fired(
                 conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER, seeded[name]
             )
             for name in ("common_feature", "rare_feature")

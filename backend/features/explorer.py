@@ -18,7 +18,7 @@ import orjson
 from backend.activations import cursor as runs_cursor
 from backend.activations import views as run_views
 from backend.activations.reads import load_timeline
-from backend.db import features as db
+from backend.db import feature_reads
 from backend.db.pool import connection
 from backend.features import fold, links
 from backend.features import pending as pending_mod
@@ -101,11 +101,11 @@ class FeatureExplorer:
     ) -> list[Ranked]:
         """The feature's runs below ``before``, best first: the leaderboard, the member rows
         under its floor when it runs short, and queued runs."""
-        board = await db.top_runs(conn, entry.sae_key, feature_id, limit, before)
+        board = await feature_reads.top_runs(conn, entry.sae_key, feature_id, limit, before)
         found = [
             Ranked(r["request_id"], r["version"], r["max_act"], r["max_position"]) for r in board
         ]
-        stats = await db.feature_stats(conn, entry.sae_key, feature_id)
+        stats = await feature_reads.feature_stats(conn, entry.sae_key, feature_id)
         if stats is not None and stats["top_full"] and len(found) < limit:
             floor = (stats["floor_act"], stats["floor_request_id"])
             bound = floor if before is None or before > floor else before
@@ -123,9 +123,9 @@ class FeatureExplorer:
             self._conn() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            sae_row = await db.sae_by_id(conn, sae_id, layer)
-            stats = await db.feature_stats(conn, entry.sae_key, feature_id)
-            hist_rows = await db.feature_hist(conn, entry.sae_key, feature_id)
+            sae_row = await feature_reads.sae_by_id(conn, sae_id, layer)
+            stats = await feature_reads.feature_stats(conn, entry.sae_key, feature_id)
+            hist_rows = await feature_reads.feature_hist(conn, entry.sae_key, feature_id)
             pending = await pending_mod.load(conn, sae_id, layer)
             best = await self.ranked(conn, entry, feature_id, top, None, pending)
             missing = [r.request_id for r in best if r.max_pos is None]
@@ -136,10 +136,11 @@ class FeatureExplorer:
                     for r in best
                 ]
             stored = {
-                t["request_id"]: t for t in await db.timelines(conn, [r.request_id for r in best])
+                t["request_id"]: t
+                for t in await feature_reads.timelines(conn, [r.request_id for r in best])
             }
-            label = await db.label(conn, entry.sae_key, feature_id)
-            examples_json = await db.cached_examples(conn, entry.sae_key, feature_id)
+            label = await feature_reads.label(conn, entry.sae_key, feature_id)
+            examples_json = await feature_reads.cached_examples(conn, entry.sae_key, feature_id)
         if examples_json is None and entry.has_examples:
             examples_json, fetched_label = await self._fetch_examples(entry, feature_id)
             label = label or fetched_label
@@ -211,7 +212,7 @@ class FeatureExplorer:
             return None, None
         examples_json = orjson.dumps(info.examples[:MAX_EXAMPLES]).decode()
         async with self._conn() as conn:
-            await db.cache_examples(conn, entry.sae_key, feature_id, examples_json)
+            await feature_reads.cache_examples(conn, entry.sae_key, feature_id, examples_json)
         return examples_json, info.label
 
     async def runs(
@@ -227,7 +228,7 @@ class FeatureExplorer:
         ):
             pending = await pending_mod.load(conn, sae_id, layer)
             found = await self.ranked(conn, entry, feature_id, limit + 1, before, pending)
-            rows = await db.run_summaries(conn, [r.request_id for r in found[:limit]])
+            rows = await feature_reads.run_summaries(conn, [r.request_id for r in found[:limit]])
         by_id = {r["request_id"]: r for r in rows}
         page = found[:limit]
         items = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
-from backend.db import features as db
+from backend.db import feature_reads, fold_sql
 from backend.features import aggregate
 from backend.features.aggregate import HIST_EDGES, KEY_BINS, N_BINS, RunFeatures
 
@@ -114,11 +114,11 @@ def contributions(items: list[tuple[int, RunFeatures, int]]) -> Contributions:
 
 
 async def apply_counts(conn: asyncpg.Connection, c: Contributions) -> None:
-    await db.add_totals(
+    await fold_sql.add_totals(
         conn, c.total_keys.tolist(), c.total_runs.tolist(), c.total_positions.tolist()
     )
-    await db.add_stats(conn, c.stat_keys.tolist(), c.stat_fids.tolist(), c.stat_runs.tolist())
-    await db.add_hist(
+    await fold_sql.add_stats(conn, c.stat_keys.tolist(), c.stat_fids.tolist(), c.stat_runs.tolist())
+    await fold_sql.add_hist(
         conn,
         c.hist_keys.tolist(),
         c.hist_fids.tolist(),
@@ -204,27 +204,27 @@ def plan_batch(
 async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
     """Fold up to ``limit`` queued runs and ``limit`` queued removals in one transaction."""
     async with conn.transaction():
-        if not await db.try_fold_lock(conn):
+        if not await fold_sql.try_fold_lock(conn):
             return FoldResult(0, 0, busy=True)
-        await db.cancel_unfolded_removals(conn)
-        add_rows = await db.claim_pending_runs(conn, limit)
-        removal_rows = await db.claim_pending_removals(conn, limit)
+        await fold_sql.cancel_unfolded_removals(conn)
+        add_rows = await fold_sql.claim_pending_runs(conn, limit)
+        removal_rows = await fold_sql.claim_pending_removals(conn, limit)
         if not add_rows and not removal_rows:
             return FoldResult(0, 0)
         saes = {(r["sae_id"], r["sae_layer"]) for r in [*add_rows, *removal_rows]}
-        keys = await db.sae_keys(conn, sorted(saes), HIST_EDGES)
+        keys = await fold_sql.sae_keys(conn, sorted(saes), HIST_EDGES)
         # The CPU part in a thread: the backend's requests share this event loop.
         plan = await asyncio.to_thread(plan_batch, add_rows, removal_rows, keys)
         await apply_counts(conn, plan.counts)
 
         gone_ids = [q.request_id for q in plan.removals]
         gone_versions = [q.version for q in plan.removals]
-        await db.remove_members(conn, gone_ids, gone_versions)
-        await db.copy_members(conn, plan.members)
-        thinned = await db.remove_top_runs(conn, gone_ids, gone_versions)
+        await fold_sql.remove_members(conn, gone_ids, gone_versions)
+        await fold_sql.copy_members(conn, plan.members)
+        thinned = await fold_sql.remove_top_runs(conn, gone_ids, gone_versions)
         if plan.adds:
             c = plan.candidates
-            over = await db.add_top_candidates(
+            over = await fold_sql.add_top_candidates(
                 conn,
                 c.sae_keys,
                 c.feature_ids,
@@ -235,7 +235,7 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
                 CAPACITY,
             )
             if over:
-                await db.trim_top_runs(
+                await fold_sql.trim_top_runs(
                     conn, [o["sae_key"] for o in over], [o["feature_id"] for o in over], CAPACITY
                 )
         low = [
@@ -244,11 +244,11 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
             if t["top_full"] and t["top_count"] < LOW_WATER
         ]
         if low:
-            for board in await db.boards_to_refill(
+            for board in await fold_sql.boards_to_refill(
                 conn, [k for k, _ in low], [f for _, f in low], LOW_WATER, REFILL_PER_BATCH
             ):
                 await refill(conn, board)
-        await db.delete_claimed(
+        await fold_sql.delete_claimed(
             conn,
             [q.request_id for q in plan.adds],
             [q.version for q in plan.adds],
@@ -279,7 +279,7 @@ async def runs_below(
     top_bin = N_BINS - 1 if before is None else int(aggregate.hist_bins(np.array([before[0]]))[0])
     found: list[Ranked] = []
     for b in range(top_bin, -1, -1):
-        rows = await db.members_in_bin(
+        rows = await feature_reads.members_in_bin(
             conn, sae_key, feature_id * KEY_BINS + b, limit - len(found), before
         )
         found += [Ranked(r["request_id"], r["version"], r["max_act"]) for r in rows]
@@ -295,7 +295,7 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     floor = (board["floor_act"], board["floor_request_id"])
     more = await runs_below(conn, sae_key, fid, floor, want)
     positions = await positions_of(conn, [r.request_id for r in more], fid)
-    await db.insert_top_runs(
+    await fold_sql.insert_top_runs(
         conn,
         [
             (sae_key, fid, r.max_act, r.request_id, r.version, positions.get(r.request_id, 0))
@@ -305,7 +305,7 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     new_floor = (more[-1].max_act, more[-1].request_id, more[-1].version) if more else None
     if len(more) < want:
         new_floor = None  # every folded run of this feature is on the board now
-    await db.lower_floor(conn, sae_key, fid, len(more), new_floor)
+    await fold_sql.lower_floor(conn, sae_key, fid, len(more), new_floor)
 
 
 async def positions_of(
@@ -315,7 +315,7 @@ async def positions_of(
     if not run_ids:
         return {}
     out = {}
-    for r in await db.run_features(conn, run_ids):
+    for r in await feature_reads.run_features(conn, run_ids):
         hit = aggregate.lookup(aggregate.decode(r["data"], r["n_positions"]), feature_id)
         if hit is not None:
             out[r["request_id"]] = hit.max_pos

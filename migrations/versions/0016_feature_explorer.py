@@ -139,7 +139,7 @@ TABLES = [
       PRIMARY KEY (sae_key, feature_id)
     )
     """,
-    # Label search walks features most-fired first and stops at its page (db/features.py).
+    # Label search walks features most-fired first and stops at its page (db/feature_reads.py).
     "CREATE INDEX feature_stats_fired_idx ON feature_stats (runs_fired DESC, sae_key, feature_id)",
     """
     CREATE TABLE feature_hist (
