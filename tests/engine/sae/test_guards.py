@@ -10,7 +10,8 @@ import pytest
 
 from common.errors import Overloaded
 from engine.sae.app import build_service, create_app
-from engine.sae.batching import EncodeJob, QueueFull
+from engine.sae.batching import QueueFull
+from engine.sae.encode_batch import EncodeJob
 from engine.sae.protocol import ExtractRequest
 from engine.sae.settings import Settings
 from tests.support.servers import serve_app
