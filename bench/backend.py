@@ -87,12 +87,10 @@ def run_record(
     """A stored run shaped like the run path's: rows come from ``storage`` like every writer's."""
     tl, tokens = packed.from_entries(timeline)
     token_ids = [e["token_id"] for e in timeline]
-    return RunRecord(
+    return RunRecord.ok(
         request_id=request_id,
         created_at=created,
-        model_id=MODEL,
         prompt="bench prompt",
-        status="ok",
         generation=Generation(
             model_id=MODEL,
             output_text="bench output",
@@ -108,7 +106,6 @@ def run_record(
             tokens=tokens,
             timeline_json=orjson.dumps(timeline),
         ),
-        failure=None,
         timings=RunTimings(engine=100.0, sae=50.0, total=160.0),
     )
 

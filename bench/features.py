@@ -149,12 +149,10 @@ class RunGenerator:
         """A run as the run path records it; only a realistic one carries its timeline's JSON
         (the others' previews come from the small seeded run)."""
         ids = timeline.token_ids.tolist()
-        return RunRecord(
+        return RunRecord.ok(
             request_id=request_id,
             created_at=created,
-            model_id=model_id,
             prompt="bench prompt",
-            status="ok",
             generation=Generation(
                 model_id, "bench output", ids[PROMPT_POSITIONS:], ids[:PROMPT_POSITIONS], "length"
             ),
@@ -166,7 +164,6 @@ class RunGenerator:
                 self.tokens,
                 orjson.dumps(self.entries(timeline)) if realistic else b"[]",
             ),
-            failure=None,
             timings=RunTimings(engine=100.0, sae=50.0, total=160.0),
         )
 

@@ -165,15 +165,23 @@ async def test_concurrent_writers_and_prune_keep_counts_exact(db, db_uri):
     def record(rid: str, rng: random.Random) -> RunRecord:
         failed = rng.random() < 0.3
         generation = Generation(rng.choice(models), "out", [5, 6], [1, 2], "stop")
-        return RunRecord(
+        created = base - timedelta(days=rng.choice([0, 0, 10]))
+        if failed:
+            return RunRecord.failed(
+                request_id=rid,
+                created_at=created,
+                model_id=generation.model_id,
+                prompt="p",
+                generation=None,
+                failure=RunFailure("upstream_error", "boom", "engine"),
+                timings=RunTimings(),
+            )
+        return RunRecord.ok(
             request_id=rid,
-            created_at=base - timedelta(days=rng.choice([0, 0, 10])),
-            model_id=generation.model_id,
+            created_at=created,
             prompt="p",
-            status="failed" if failed else "ok",
-            generation=None if failed else generation,
+            generation=generation,
             extraction=None,
-            failure=RunFailure("upstream_error", "boom", "engine") if failed else None,
             timings=RunTimings(),
         )
 

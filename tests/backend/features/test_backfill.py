@@ -45,15 +45,22 @@ def record(i: int, *, status="ok", collect=True) -> RunRecord:
     ext = Extraction(
         "llama_scope_lxr_8x", 16, 20, timeline, tokens, orjson.dumps(entries)
     ) if collect else None  # fmt: skip
-    return RunRecord(
+    if status == "failed":
+        return RunRecord.failed(
+            request_id=f"old-{i:03d}",
+            created_at=datetime.now(UTC),
+            model_id="m",
+            prompt=f"backfill prompt {i}",
+            generation=gen,
+            failure=RunFailure("upstream_error", "boom", "sae"),
+            timings=RunTimings(),
+        )
+    return RunRecord.ok(
         request_id=f"old-{i:03d}",
         created_at=datetime.now(UTC),
-        model_id="m",
         prompt=f"backfill prompt {i}",
-        status=status,
         generation=gen,
-        extraction=ext if status == "ok" else None,
-        failure=RunFailure("upstream_error", "boom", "sae") if status == "failed" else None,
+        extraction=ext,
         timings=RunTimings(),
     )
 
