@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import asyncpg
 import numpy as np
 
+from backend.activations.aggregate import N_BINS, RunFeatures
 from backend.db import fold_sql
 from backend.features import fold
-from backend.features.aggregate import N_BINS, RunFeatures
 from bench import feature_seed_sql
 
 

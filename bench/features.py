@@ -14,9 +14,9 @@ import numpy as np
 import orjson
 
 from backend.activations import packed
+from backend.activations.aggregate import HIST_EDGES
 from backend.activations.record import Extraction, Generation, RunRecord, RunTimings
 from backend.db import fold_sql
-from backend.features.aggregate import HIST_EDGES
 from backend.features.catalog import import_labels
 from bench import feature_seed_sql
 from bench.bulk_fold import BulkFold

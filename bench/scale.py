@@ -44,12 +44,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from backend.activations import aggregate, storage
 from backend.activations import cursor as runs_cursor
-from backend.activations import storage
 from backend.activations.record import RunFailure, RunRecord
 from backend.db import fold_sql, queries
 from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade
-from backend.features import aggregate
 from bench import feature_seed_sql, harness
 from bench import features as feature_bench
 from bench import run_seed_sql as bulk

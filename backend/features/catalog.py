@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from backend.activations.aggregate import HIST_EDGES
 from backend.db import feature_reads, sae_catalog
 from backend.db.pool import connection
-from backend.features.aggregate import HIST_EDGES
 from backend.features.results import LabelsView
 from backend.settings import Settings
 from backend.upstreams.sae import SaeClient, SaeLabels

@@ -17,12 +17,12 @@ import orjson
 
 from backend.activations import cursor as runs_cursor
 from backend.activations import views as run_views
+from backend.activations.aggregate import N_BINS
 from backend.activations.reads import load_timeline
 from backend.db import feature_reads
 from backend.db.pool import connection
 from backend.features import fold, links
 from backend.features import pending as pending_mod
-from backend.features.aggregate import N_BINS
 from backend.features.catalog import SaeCatalog, SaeEntry
 from backend.features.results import (
     FeatureRunsPageView,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
+from backend.activations import aggregate
+from backend.activations.aggregate import HIST_EDGES, KEY_BINS, N_BINS, RunFeatures
 from backend.db import feature_reads, fold_sql
-from backend.features import aggregate
-from backend.features.aggregate import HIST_EDGES, KEY_BINS, N_BINS, RunFeatures
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
+from backend.activations import aggregate
+from backend.activations.aggregate import N_BINS
 from backend.db import feature_reads
-from backend.features import aggregate
-from backend.features.aggregate import N_BINS
 from backend.features.fold import QueuedRun, queued
 
 # Readers merge at most this many queued items per SAE; past that (a backlog after a

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import orjson
 
-from backend.activations import packed, storage
+from backend.activations import aggregate, packed, storage
 from backend.activations.record import (
     Extraction,
     Generation,
@@ -22,7 +22,7 @@ from backend.activations.record import (
 from backend.app import create_app
 from backend.db import queries
 from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
-from backend.features import aggregate, fold
+from backend.features import fold
 from tests.backend import stubs
 from tests.backend.conftest import backend_settings
 from tests.backend.features.test_explorer import check

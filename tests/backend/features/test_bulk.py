@@ -6,10 +6,10 @@ from dataclasses import astuple
 
 import asyncpg
 
-from backend.activations import storage
+from backend.activations import aggregate, storage
+from backend.activations.aggregate import HIST_EDGES
 from backend.db import fold_sql, queries
-from backend.features import aggregate, fold
-from backend.features.aggregate import HIST_EDGES
+from backend.features import fold
 from bench import feature_seed_sql
 from bench.bulk_fold import BulkFold
 from tests.backend.features.test_backfill import record
