@@ -36,7 +36,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from backend.activations import packed, storage
+from backend.activations import aggregate, packed, storage
 from backend.activations.record import (
     Extraction,
     Generation,
@@ -45,7 +45,6 @@ from backend.activations.record import (
 )
 from backend.db import fold_sql, queries
 from backend.db.migrate import upgrade
-from backend.features import aggregate
 from bench import feature_seed_sql, harness
 from bench import features as feature_bench
 from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
@@ -180,29 +179,43 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
 # -- instant upstreams ---------------------------------------------------------------------------
 
 
-def stub_app(run_positions: int, top_k: int) -> FastAPI:
-    """Engine and SAE in one app; answers are prepared once so they cost ~nothing."""
+def stub_answers(run_positions: int, top_k: int) -> dict[str, dict]:
+    """The stub engine's and SAE's one answer each, by route: what the real services would send
+    (tests/bench/test_bench_stub.py holds them to the real response models)."""
     half = run_positions // 2
     tl = make_timeline(run_positions, top_k, half, seed=3)
     ids = [e["token_id"] for e in tl]
-    generate = orjson.dumps(
-        {
-            "request_id": None,
+    return {
+        "/generate": {
+            "request_id": "bench",
             "model_id": MODEL,
             "output_text": "bench output",
             "output_token_ids": ids[half:],
             "prompt_token_ids": ids[:half],
             "finish_reason": "length",
-        }
-    )
-    extract = orjson.dumps(
-        {
+            "usage": {"prompt_tokens": half, "output_tokens": len(ids) - half},
+            "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
+        },
+        "/extract_features": {
             "sae_id": DEFAULT_SAE_ID,
             "layer": DEFAULT_SAE_LAYER,
             "d_sae": 32768,
+            "model_id": MODEL,
+            "top_k": top_k,
+            "from_position": 0,
             "feature_timeline": tl,
-        }
-    )
+            "batch_size": 1,
+            "work": {"positions": len(ids), "cache": None},
+            "timings_ms": {"total": 1.0},
+        },
+    }
+
+
+def stub_app(run_positions: int, top_k: int) -> FastAPI:
+    """Engine and SAE in one app; answers are prepared once so they cost ~nothing."""
+    answers = stub_answers(run_positions, top_k)
+    generate = orjson.dumps(answers["/generate"])
+    extract = orjson.dumps(answers["/extract_features"])
     app = FastAPI()
 
     @app.get("/health")
