@@ -21,7 +21,7 @@ from backend.activations.aggregate import N_BINS
 from backend.activations.reads import load_timeline
 from backend.db import feature_reads
 from backend.db.pool import connection
-from backend.features import fold, links
+from backend.features import links, members
 from backend.features import pending as pending_mod
 from backend.features.catalog import SaeCatalog, SaeEntry
 from backend.features.results import (
@@ -109,7 +109,9 @@ class FeatureExplorer:
         if stats is not None and stats["top_full"] and len(found) < limit:
             floor = (stats["floor_act"], stats["floor_request_id"])
             bound = floor if before is None or before > floor else before
-            more = await fold.runs_below(conn, entry.sae_key, feature_id, bound, limit - len(found))
+            more = await members.runs_below(
+                conn, entry.sae_key, feature_id, bound, limit - len(found)
+            )
             found += [Ranked(m.request_id, m.version, m.max_act, None) for m in more]
         for c in pending_mod.candidates(pending, entry.sae_id, entry.layer, feature_id):
             if before is None or (c.max_act, c.request_id) < before:
@@ -130,7 +132,7 @@ class FeatureExplorer:
             best = await self.ranked(conn, entry, feature_id, top, None, pending)
             missing = [r.request_id for r in best if r.max_pos is None]
             if missing:
-                where = await fold.positions_of(conn, missing, feature_id)
+                where = await members.positions_of(conn, missing, feature_id)
                 best = [
                     replace(r, max_pos=where.get(r.request_id, 0)) if r.max_pos is None else r
                     for r in best

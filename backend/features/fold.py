@@ -13,7 +13,6 @@ queued (``pending.py``), so answers are exact whether or not the fold has caught
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -21,8 +20,9 @@ import asyncpg
 import numpy as np
 
 from backend.activations import aggregate
-from backend.activations.aggregate import HIST_EDGES, KEY_BINS, N_BINS, RunFeatures
-from backend.db import feature_reads, fold_sql
+from backend.activations.aggregate import HIST_EDGES, N_BINS, RunFeatures
+from backend.db import fold_sql
+from backend.features.members import positions_of, runs_below
 
 logger = logging.getLogger(__name__)
 
@@ -257,37 +257,6 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
     return FoldResult(len(plan.adds), len(plan.removals))
 
 
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    """A folded run's standing for one feature."""
-
-    request_id: str
-    version: int
-    max_act: float
-
-
-async def runs_below(
-    conn: asyncpg.Connection,
-    sae_key: int,
-    feature_id: int,
-    before: tuple[float, str] | None,
-    limit: int,
-) -> list[Ranked]:
-    """Folded current runs of a feature strictly below ``before`` (max, request_id), best
-    first, from the member rows: one GIN lookup per histogram bin, from the bin of ``before``
-    down, until ``limit`` are found."""
-    top_bin = N_BINS - 1 if before is None else int(aggregate.hist_bins(np.array([before[0]]))[0])
-    found: list[Ranked] = []
-    for b in range(top_bin, -1, -1):
-        rows = await feature_reads.members_in_bin(
-            conn, sae_key, feature_id * KEY_BINS + b, limit - len(found), before
-        )
-        found += [Ranked(r["request_id"], r["version"], r["max_act"]) for r in rows]
-        if len(found) >= limit:
-            break
-    return found
-
-
 async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     """Deletions thinned a full leaderboard: take it back to CAPACITY from below its floor."""
     sae_key, fid = board["sae_key"], board["feature_id"]
@@ -308,20 +277,6 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     await fold_sql.lower_floor(conn, sae_key, fid, len(more), new_floor)
 
 
-async def positions_of(
-    conn: asyncpg.Connection, run_ids: list[str], feature_id: int
-) -> dict[str, int]:
-    """Where each run's max of ``feature_id`` is (from the runs' aggregates)."""
-    if not run_ids:
-        return {}
-    out = {}
-    for r in await feature_reads.run_features(conn, run_ids):
-        hit = aggregate.lookup(aggregate.decode(r["data"], r["n_positions"]), feature_id)
-        if hit is not None:
-            out[r["request_id"]] = hit.max_pos
-    return out
-
-
 async def fold_all(pool: asyncpg.Pool, batch: int = 64) -> int:
     """Fold until both queues are empty (tests, the CLI); answers how many were folded."""
     total = 0
@@ -334,72 +289,3 @@ async def fold_all(pool: asyncpg.Pool, batch: int = 64) -> int:
             if result.done == 0:
                 return total
             total += result.done
-
-
-class FoldWorker:
-    """Folds in the background of the backend. A stored run wakes it; it then waits for
-    ``settle_s`` without another write (at most ``max_delay_s`` after the first), so a burst of
-    runs is folded in a few batches after it rather than between its requests. It also looks
-    every ``idle_s`` (other processes' writes, `playground prune`). Readers never depend on it:
-    they add what is still queued."""
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        batch: int,
-        idle_s: float,
-        settle_s: float = 0.25,
-        max_delay_s: float = 2.0,
-    ) -> None:
-        self.pool = pool
-        self.batch = batch
-        self.idle_s = idle_s
-        self.settle_s = settle_s
-        self.max_delay_s = max_delay_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="feature-fold")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _settle(self) -> None:
-        """Return once writes paused for settle_s, or max_delay_s after the first one."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_delay_s
-        while True:
-            self._wake.clear()
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(self.settle_s, left))
-            except TimeoutError:
-                return
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_s)
-            if self._wake.is_set():
-                await self._settle()
-            while True:
-                try:
-                    async with self.pool.acquire() as conn:
-                        result = await fold_batch(conn, self.batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the database may be away; try again later
-                    logger.warning("feature fold failed: %s: %s", type(exc).__name__, exc)
-                    break
-                if result.done == 0:
-                    break
