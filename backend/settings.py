@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,9 +84,24 @@ class Settings(BaseSettings):
     # Concurrency slots are leases: renewed every third of this while held, expired after it
     # when their process is gone.
     playground_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
-    # Unset: the client is the peer address. Set (behind a trusted proxy, e.g.
-    # x-forwarded-for): the header's last address, the one the proxy appended.
+    # Slots kept free for clients holding none (backend/limits/fair_share.py): a client that
+    # holds a slot takes another only while more than this many stay free.
+    playground_gpu_reserve_new: int = Field(2, ge=0, le=100_000)
+    # Client identity (backend/limits/identity.py). Unset: the peer address, which on Modal's
+    # asgi_app is the client's own. Set (only behind a trusted proxy that sets the header): its
+    # first (Modal's web_server) or last (a proxy that appends) address.
     playground_client_ip_header: str | None = None
+    playground_client_ip_pick: Literal["first", "last"] = "last"
+    # IPv6 clients are keyed by this network prefix (one subscriber usually has a /64).
+    playground_ipv6_prefix: int = Field(64, ge=16, le=128)
+    # uvicorn's proxy-header trust (rewriting the peer from X-Forwarded-For) is off unless this
+    # lists the proxies to trust ("127.0.0.1", "*"); `playground backend` reads it.
+    playground_forwarded_allow_ips: str | None = None
+    # A client that takes no response chunk for this long is dropped (its connection closed);
+    # a streamed run behind it finishes and is stored. Each stream buffers at most this many
+    # frames for its client.
+    playground_client_send_timeout_s: float = Field(20.0, gt=0, le=3600)
+    playground_stream_queue_frames: int = Field(256, ge=1, le=100_000)
 
     # Request bodies over this many bytes answer 413 before parsing.
     playground_max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)

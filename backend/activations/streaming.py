@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from backend.activations.extraction import checked_extraction, storable_entries
+from backend.activations.pacing import FramePacing
 from backend.activations.record import (
     Extraction,
     Generation,
@@ -39,6 +40,7 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.views import run_view
+from backend.limits.slot import client_dropped, gpu_work_done
 from backend.upstreams.engine import GenerateResponse, GenerationStream, PromptEvent, TokenEvent
 from backend.upstreams.sae import ExtractRequest
 from common import sse
@@ -77,7 +79,8 @@ class StreamedRun:
         self.start = start
         # A new run's owner token (None for the owner's re-run), as the blocking answer has it.
         self.owner_token = owner_token
-        self.frames_out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Bounded: a client that stops reading is detached (pacing.py), never buffered for.
+        self.pacing = FramePacing(service.settings)
         self.prompt_ids: list[int] = []
         self.output_ids: list[int] = []
         self.generation: Generation | None = None
@@ -102,13 +105,14 @@ class StreamedRun:
         self.service.background.add(producer)
         producer.add_done_callback(self.service.background.discard)
         try:
-            while (frame := await self.frames_out.get()) is not None:
+            async for frame in self.pacing.frames():
                 yield frame
         finally:
-            producer.cancel()  # no-op when it has finished
+            if not client_dropped():  # a departed client cancels; a dropped one does not
+                producer.cancel()  # no-op when it has finished
 
-    def _put(self, event: str, data: Any) -> None:
-        self.frames_out.put_nowait(sse.frame(event, data))
+    async def _put(self, event: str, data: Any) -> None:
+        await self.pacing.put(sse.frame(event, data))
 
     async def _produce(self) -> None:
         try:
@@ -119,7 +123,7 @@ class StreamedRun:
             if exc.upstream is not None:  # as the blocking path: upstream failures are runs
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 await self._record_failure(failure)
-            self._put("error", ErrorResponse(error=exc.to_info()))
+            await self._put("error", ErrorResponse(error=exc.to_info()))
         except asyncio.CancelledError:
             await self._stop(self.features)
             failure = RunFailure(CLIENT_CLOSED, "the client closed the stream", None)
@@ -127,7 +131,8 @@ class StreamedRun:
             raise
         finally:
             await self.stream.aclose()
-            self.frames_out.put_nowait(None)
+            await gpu_work_done()  # the slot is for GPU work, not for the client's reading
+            self.pacing.close()
 
     def _start_features(self) -> None:
         if self.plan.collect and self.features is None:
@@ -141,11 +146,11 @@ class StreamedRun:
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
                 self.prompt_ids = event.prompt_token_ids
-                self._put("started", self._started(event))
+                await self._put("started", self._started(event))
             elif isinstance(event, TokenEvent):
                 position = len(self.prompt_ids) + len(self.output_ids)
                 self.output_ids.append(event.token_id)
-                self._put("token", {**event.model_dump(), "position": position})
+                await self._put("token", {**event.model_dump(), "position": position})
                 self.grown.set()
                 self._start_features()
             else:
@@ -237,7 +242,7 @@ class StreamedRun:
             )
         entries = storable_entries(entries)
         if entries:
-            self._put("features", {"entries": entries})
+            await self._put("features", {"entries": entries})
         return entries
 
     async def _finish(self, features: asyncio.Task[tuple[Extraction, float]] | None) -> None:
@@ -261,7 +266,7 @@ class StreamedRun:
         done = replace(record, timings=replace(record.timings, db=db_ms))
         view = run_view(done, self.public_base_url)
         view["owner_token"] = self.owner_token
-        self._put("done", view)
+        await self._put("done", view)
 
     async def _stop(self, features: asyncio.Task[Any] | None) -> None:
         """End the upstream work: the SAE call, then the engine's generation."""

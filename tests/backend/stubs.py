@@ -25,6 +25,7 @@ import gzip
 import random
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from common import sse
 from common.errors import ErrorResponse
 from engine.generation import protocol as engine_protocol
 from engine.sae import protocol as sae_protocol
@@ -59,6 +61,8 @@ OFF_CONTRACT = frozenset({"garbage", "wrong_shape", "bad_timeline"})
 class StubState:
     mode: str = "ok"
     slow_s: float = 3.0
+    # Seconds between a stream's token events (tests of streams that outlive their readers).
+    stream_gap_s: float = 0.0
     health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
@@ -176,6 +180,10 @@ def engine_app(state: StubState) -> FastAPI:
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
         out = output_token_ids(body["prompt"], body["max_tokens"])
         text = " ".join(f"t{t}" for t in out)
+        if body.get("stream"):
+            return StreamingResponse(
+                _engine_events(state, body, prompt_ids, out), media_type="text/event-stream"
+            )
         return answer(state, engine_protocol.GenerateResponse, {
             "request_id": body.get("request_id") or f"stub-{zlib.crc32(body['prompt'].encode())}",
             "model_id": body.get("model_id") or DEFAULT_MODEL,
@@ -188,6 +196,40 @@ def engine_app(state: StubState) -> FastAPI:
         })  # fmt: skip
 
     return app
+
+
+async def _engine_events(
+    state: StubState, body: dict[str, Any], prompt_ids: list[int], out: list[int]
+) -> AsyncIterator[bytes]:
+    """The engine's stream (``prompt``, ``token`` ..., ``done``), each event held to the real
+    engine's model; ``stream_gap_s`` apart (tests of slow or unread streams)."""
+    request_id = body.get("request_id") or "stub-stream"
+    model_id = body.get("model_id") or DEFAULT_MODEL
+    yield sse.frame("prompt", _conform(state, engine_protocol.PromptEvent, {
+        "request_id": request_id, "model_id": model_id, "prompt_token_ids": prompt_ids,
+        "tokens": [f"p{t}" for t in prompt_ids],
+    }))  # fmt: skip
+    for step, token_id in enumerate(out):
+        await asyncio.sleep(state.stream_gap_s)
+        text = ("" if step == 0 else " ") + f"t{token_id}"
+        event = {"step": step, "token_id": token_id, "text": text}
+        yield sse.frame("token", _conform(state, engine_protocol.TokenEvent, event))
+    yield sse.frame("done", _conform(state, engine_protocol.GenerateResponse, {
+        "request_id": request_id, "model_id": model_id,
+        "output_text": " ".join(f"t{t}" for t in out), "output_token_ids": out,
+        "prompt_token_ids": prompt_ids,
+        "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
+        "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
+        "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
+    }))  # fmt: skip
+
+
+def _conform(state: StubState, model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return conforming(model, body)
+    except ContractDrift as exc:
+        state.drifts.append(f"{model.__name__}: {exc}")
+        return body
 
 
 def _positions(state: StubState, token_ids: list[int]) -> list[int]:
