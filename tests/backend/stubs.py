@@ -63,6 +63,10 @@ class StubState:
     slow_s: float = 3.0
     # Seconds between a stream's token events (tests of streams that outlive their readers).
     stream_gap_s: float = 0.0
+    # Answers this many output tokens (up to max_tokens) instead of the usual 6-10.
+    output_len: int | None = None
+    # Every position gets top_k features (a maximum-size run), not 0-12.
+    dense: bool = False
     health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
@@ -98,15 +102,17 @@ def prompt_token_ids(prompt: str, chat: bool) -> list[int]:
     return [BOS, *CHAT_HEADER, *body, *CHAT_FOOTER] if chat else [BOS, *body]
 
 
-def output_token_ids(prompt: str, max_tokens: int) -> list[int]:
-    n = min(max_tokens, 6 + zlib.crc32(prompt.encode()) % 5)
+def output_token_ids(prompt: str, max_tokens: int, length: int | None = None) -> list[int]:
+    n = min(max_tokens, length or 6 + zlib.crc32(prompt.encode()) % 5)
     return [2000 + zlib.crc32(f"{prompt}:{i}".encode()) % 3000 for i in range(n)]
 
 
-def features_at(token_id: int, position: int, top_k: int) -> list[dict[str, Any]]:
+def features_at(
+    token_id: int, position: int, top_k: int, dense: bool = False
+) -> list[dict[str, Any]]:
     rng = random.Random(zlib.crc32(f"{token_id}:{position}".encode()))
-    count = rng.randint(0, min(top_k, 12))
-    ids = rng.sample(range(N_FEATURES), count)
+    count = top_k if dense else rng.randint(0, min(top_k, 12))
+    ids = rng.sample(range(max(N_FEATURES, count)), count)
     # One decimal place, so equal maxima happen and the tie-breaks get exercised.
     acts = sorted((round(rng.uniform(0.1, 9.0), 1) for _ in ids), reverse=True)
     if token_id >= SPECIAL_MIN:
@@ -135,9 +141,11 @@ def tokens(token_ids: list[int], output_start: int | None) -> list[dict[str, Any
     ]
 
 
-def timeline(token_ids: list[int], top_k: int, output_start: int | None) -> list[dict[str, Any]]:
+def timeline(
+    token_ids: list[int], top_k: int, output_start: int | None, dense: bool = False
+) -> list[dict[str, Any]]:
     return [
-        {**info, "features": features_at(info["token_id"], info["position"], top_k)}
+        {**info, "features": features_at(info["token_id"], info["position"], top_k, dense)}
         for info in tokens(token_ids, output_start)
     ]
 
@@ -178,7 +186,7 @@ def engine_app(state: StubState) -> FastAPI:
         if state.mode == "hostile":
             return error(state, 422, "context_length_exceeded", HOSTILE)
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
-        out = output_token_ids(body["prompt"], body["max_tokens"])
+        out = output_token_ids(body["prompt"], body["max_tokens"], state.output_len)
         text = " ".join(f"t{t}" for t in out)
         if body.get("stream"):
             return StreamingResponse(
@@ -337,7 +345,7 @@ def sae_app(state: StubState) -> FastAPI:
         start, stream_id = body.get("from_position", 0), body.get("stream_id")
         ended = bool(stream_id and body.get("stream_end") and start == len(body["token_ids"]))
         entries = timeline(_positions(state, body["token_ids"]), body["top_k"],
-                           body.get("output_start"))[start:]  # fmt: skip
+                           body.get("output_start"), state.dense)[start:]  # fmt: skip
         if state.mode == "bad_timeline":
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
         if state.mode == "nul_text":
