@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.auth import checked_token
 from common.defaults import DEFAULT_DATA_DIR, DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 
 
@@ -34,7 +35,12 @@ class Settings(BaseSettings):
     # Modal proxy auth in front of the engine and SAE web endpoints (Modal-Key/Modal-Secret).
     playground_modal_proxy_key: SecretStr | None = None
     playground_modal_proxy_secret: SecretStr | None = None
+    # The origin of every link (permalink, og:url). Required where PLAYGROUND_DEPLOYED is set:
+    # there the Host header is never used for links.
     public_base_url: str | None = None
+    # Set by modal_deploy.py: the backend fails closed (PUBLIC_BASE_URL and the service token
+    # required; an empty token is an error everywhere).
+    playground_deployed: bool = False
 
     # Activations defaults.
     playground_default_model_id: str = DEFAULT_MODEL_ID
@@ -148,3 +154,14 @@ class Settings(BaseSettings):
         if value < info.data.get("playground_db_pool_min", 1):
             raise ValueError("playground_db_pool_max must be >= playground_db_pool_min")
         return value
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        checked_token(
+            self.playground_service_token,
+            env_name="PLAYGROUND_SERVICE_TOKEN",
+            deployed=self.playground_deployed,
+        )
+        if self.playground_deployed and not (self.public_base_url or "").strip():
+            raise ValueError("PUBLIC_BASE_URL is required where PLAYGROUND_DEPLOYED is set")
+        return self

@@ -7,6 +7,7 @@ response buffering), compared with ``secrets.compare_digest``.
 
 from __future__ import annotations
 
+import os
 import secrets
 
 from pydantic import SecretStr
@@ -15,6 +16,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from common.errors import ErrorInfo, error_response
 
 EXEMPT_PATHS = frozenset({"/health"})
+# Set (to 1) by modal_deploy.py in every deployed image: the services fail closed there.
+DEPLOYED_ENV = "PLAYGROUND_DEPLOYED"
+
+
+def checked_token(token: SecretStr | None, *, env_name: str, deployed: bool) -> SecretStr | None:
+    """A service token setting, failing closed: an empty or blank value is an error, not
+    "unset" (the settings ignore empty variables, so the variable itself is looked at too), and
+    a deployed service (``PLAYGROUND_DEPLOYED``) refuses to start without one."""
+    raw = os.environ.get(env_name)
+    if (token is not None and not token.get_secret_value().strip()) or (
+        token is None and raw is not None and not raw.strip()
+    ):
+        raise ValueError(f"{env_name} is set but empty: set a token, or unset it locally")
+    if deployed and token is None:
+        raise ValueError(f"{env_name} is required where {DEPLOYED_ENV} is set (no auth, no start)")
+    return token
 
 
 def bearer_header(token: SecretStr | None) -> dict[str, str]:

@@ -24,8 +24,8 @@ import asyncio
 import gzip
 import random
 import zlib
-from dataclasses import dataclass, field
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
