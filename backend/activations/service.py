@@ -28,7 +28,7 @@ from backend.activations.record import (
 from backend.activations.results import RunView
 from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
-from backend.db import queries
+from backend.db import queries, tombstones
 from backend.db.pool import connection
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient, GenerateRequest
@@ -212,7 +212,12 @@ class ActivationService:
         start = time.perf_counter()
         async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
             run_rows = storage.rows(record)
-            await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+            async with conn.transaction():
+                # Deleted while it ran: dropped, never written back (backend/db/tombstones.py).
+                if not await tombstones.claim_is_live(conn, record.request_id):
+                    logger.info("run %s was deleted while running: dropped", record.request_id)
+                    return elapsed_ms(start)
+                await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
         self.on_stored()
         return elapsed_ms(start)
 
