@@ -118,7 +118,17 @@ class Settings(BaseSettings):
     # Worst-case positions x sae_top_k and stored timeline bytes of one run, checked before any
     # GPU work from the prompt's bytes and max_tokens (backend/activations/budget.py).
     playground_max_timeline_features: int = Field(1_000_000, ge=1, le=100_000_000)
-    playground_max_timeline_bytes: int = Field(64 << 20, ge=1024, le=1 << 30)
+    # Bytes: the JSON timeline and its packed copy together (budget.py's upper bound; stored
+    # sizes come out lower, JSONB being compressed). 8 MiB: ~4,800 positions at the default
+    # sae_top_k 20, ~840 at 128 (today's maximum run, 3,035 x 128, stored 17.7 MB).
+    playground_max_timeline_bytes: int = Field(8 << 20, ge=1024, le=1 << 30)
+    # Stored bytes per client (its limits key) per UTC day; over it, new runs answer 429
+    # quota_exceeded until midnight UTC (backend/limits/quota.py). Reads are not counted.
+    playground_client_daily_bytes: int = Field(256 << 20, ge=1024, le=1 << 40)
+    # New runs answer 507 storage_full while the database is over this many bytes (asked at
+    # most every PLAYGROUND_DATABASE_SIZE_CHECK_S); reads keep working. Prune frees it.
+    playground_max_database_bytes: int = Field(16 << 30, ge=1 << 20, le=1 << 50)
+    playground_database_size_check_s: float = Field(30.0, ge=0, le=3600)
 
     # The feature fold (backend/features/fold.py): run in the background of this process
     # (several processes may; one folds at a time), this many queued runs per transaction,

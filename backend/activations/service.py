@@ -30,6 +30,8 @@ from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.db import queries, tombstones
 from backend.db.pool import connection
+from backend.limits import quota
+from backend.limits.slot import current_client
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient, GenerateRequest
 from backend.upstreams.sae import SaeClient
@@ -218,6 +220,7 @@ class ActivationService:
                     logger.info("run %s was deleted while running: dropped", record.request_id)
                     return elapsed_ms(start)
                 await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+                await quota.record(conn, current_client(), storage.stored_bytes(run_rows))
         self.on_stored()
         return elapsed_ms(start)
 

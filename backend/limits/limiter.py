@@ -152,7 +152,7 @@ class Limiter:
             self._held.discard(lease)
             await self._release(lease)
 
-        return Slot(release)
+        return Slot(release, client_key)
 
     async def _release(self, lease: uuid.UUID) -> None:
         try:

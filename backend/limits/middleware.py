@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.limits import slot as gpu_slot
 from backend.limits.limiter import FAIL_OPEN_PATHS, Limiter, route_class
+from backend.limits.quota import STORING_ROUTES, StorageGuard
 from common.errors import ApiError, error_response
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,13 @@ class LimitsMiddleware:
         if limiter is None or klass is None:
             await self.app(scope, receive, send)
             return
+        client_key = limiter.client_key(scope)
+        guard: StorageGuard | None = getattr(scope["app"].state, "storage_guard", None)
         try:
+            if guard is not None and (scope["method"], scope["path"]) in STORING_ROUTES:
+                await guard.check(client_key)  # 429 quota_exceeded, 507 storage_full
             slot = await limiter.admit(
-                limiter.client_key(scope), klass, fail_open=scope["path"] in FAIL_OPEN_PATHS
+                client_key, klass, fail_open=scope["path"] in FAIL_OPEN_PATHS
             )
         except ApiError as exc:
             response = error_response(exc.status_code, exc.to_info(), headers=exc.headers)

@@ -16,8 +16,10 @@ from contextvars import ContextVar
 
 
 class Slot:
-    def __init__(self, release: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, release: Callable[[], Awaitable[None]], client_key: str) -> None:
         self._release = release
+        # Whose work this is: stored bytes count against this client's daily quota.
+        self.client_key = client_key
         self._released = False
         # Set by the middleware when it drops a client that stopped reading: the run behind
         # the response finishes and is stored instead of being cancelled as for a departure.
@@ -48,3 +50,9 @@ def client_dropped() -> bool:
     """Whether the middleware dropped the current request's client for not reading."""
     slot = current.get()
     return slot is not None and slot.client_dropped
+
+
+def current_client() -> str | None:
+    """The limits key of the client whose GPU request is being served (None outside one)."""
+    slot = current.get()
+    return slot.client_key if slot is not None else None
