@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.activations = ActivationService(
                 settings, pool, engine, sae, on_stored=folder.poke
             )
+            app.state.activations.check_sae = catalog.resolve  # sae_id/layer before generating
             app.state.runs = RunReader(settings, pool)
             app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)

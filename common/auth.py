@@ -1,7 +1,8 @@
 """Service auth: a bearer token shared by the backend and the model services.
 
 When a token is configured, every route but ``/health`` needs ``Authorization: Bearer <token>``;
-anything else answers 401 ``unauthorized`` before the app sees the request. Pure ASGI (no
+anything else answers 401 ``unauthorized`` before the app sees the request. ``/health`` without
+the token answers only its status (``{"status": "ok"|"down"}``, same code). Pure ASGI (no
 response buffering), compared with ``secrets.compare_digest``.
 """
 
@@ -11,7 +12,8 @@ import os
 import secrets
 
 from pydantic import SecretStr
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import ErrorInfo, error_response
 
@@ -53,12 +55,29 @@ class BearerTokenMiddleware:
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or self._authorized(scope):
+        if scope["type"] != "http" or self._authorized(scope):
             await self.app(scope, receive, send)
+            return
+        if scope["path"] in EXEMPT_PATHS:
+            await self._bare_health(scope, receive, send)
             return
         info = ErrorInfo(code="unauthorized", message="missing or wrong service token")
         response = error_response(401, info, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
+
+    async def _bare_health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/health`` without the token: its status code and ``{"status": "ok"|"down"}``
+        only; model paths, devices and queue counters are for the token's holders."""
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await self.app(scope, receive, capture)
+        body = {"status": "ok" if status < 400 else "down"}
+        await JSONResponse(body, status_code=status)(scope, receive, send)
 
 
 def require_token(app, token: SecretStr | None) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -71,6 +71,13 @@ class ActivationService:
         self.on_stored = on_stored
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
+        # Raises (404 sae_not_found) for an SAE the catalog does not know: set by the app to
+        # the SAE catalog's resolve, so a bad sae_id/layer is refused before any generation.
+        self.check_sae: Callable[[str, int], Awaitable[object]] | None = None
+
+    async def _check_sae(self, plan: RunPlan) -> None:
+        if plan.collect and self.check_sae is not None:
+            await self.check_sae(plan.sae_id, plan.sae_layer)
 
     async def run(
         self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
@@ -79,6 +86,7 @@ class ActivationService:
         extract, store. Nothing upstream is called before the claim holds."""
         start = time.perf_counter()
         plan = self._plan(req)
+        await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         try:
             view = await self._run_claimed(req, plan, public_base_url, start)
@@ -195,6 +203,7 @@ class ActivationService:
         streams, the new run's owner token in ``started`` and ``done``."""
         start = time.perf_counter()
         plan = self._plan(req)
+        await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))

@@ -91,6 +91,7 @@ class StreamedRun:
         # The feature worker; on self so that a failure or a departed client stops it too.
         self.features: asyncio.Task[tuple[Extraction, float]] | None = None
         self.sae_sent = 0  # positions the SAE service answered for this run's stream
+        self.sae_asked = 0  # positions asked for (an unanswered chunk may have made a cache)
         self.sae_ended = False
         # This run's stream at the SAE service (its KV cache there); unique per attempt.
         self.stream_id = f"{plan.request_id[:64]}.{uuid.uuid4().hex[:16]}"
@@ -218,6 +219,7 @@ class StreamedRun:
         the SAE service's incremental extraction (this run's KV cache there, or the whole
         prefix again where the cache is gone); sent as a ``features`` event."""
         start = time.perf_counter()
+        self.sae_asked = max(self.sae_asked, len(full))
         envelope, _ = await self.service.sae.extract(
             ExtractRequest(
                 token_ids=full,
@@ -281,9 +283,10 @@ class StreamedRun:
     async def _release_sae_stream(self) -> None:
         """A run that stops early ends its stream at the SAE service, whose KV cache would
         otherwise wait for its idle eviction. Best effort: a failure here changes nothing."""
-        if not self.sae_sent or self.sae_ended:
+        if not self.sae_asked or self.sae_ended:
             return
-        full = (self.prompt_ids + self.output_ids)[: self.sae_sent]
+        # Up to the furthest chunk asked for: one cut off in flight may have made the cache.
+        full = (self.prompt_ids + self.output_ids)[: self.sae_asked]
         try:
             await asyncio.wait_for(
                 self.service.sae.extract(
