@@ -44,6 +44,7 @@ BOS = 128000
 CHAT_HEADER = [128006, 882, 128007, 271]
 CHAT_FOOTER = [128009, 128006, 78191, 128007, 271]
 SPECIAL_MIN = 128000
+OTHER_SAE_ID, OTHER_SAE_LAYER = "other_sae", 3
 N_FEATURES = 40  # small, so features repeat across positions and aggregation is non-trivial
 D_SAE = 32768
 SAE_ID = "llama_scope_lxr_8x"
@@ -279,7 +280,14 @@ def sae_app(state: StubState) -> FastAPI:
                     "description": HOSTILE if state.mode == "hostile" else "stub",
                     "has_labels": state.mode != "no_labels",
                     "has_examples": state.mode != "no_labels",
-                }
+                },
+                # A second SAE (no labels): runs may choose it (the backend checks the listing).
+                {
+                    "sae_id": OTHER_SAE_ID, "layers": [OTHER_SAE_LAYER], "d_in": 4096,
+                    "d_sae": D_SAE, "architecture": "jumprelu", "model_id": DEFAULT_MODEL,
+                    "demo": False, "description": "stub", "has_labels": False,
+                    "has_examples": False,
+                },
             ],
         })  # fmt: skip
 
