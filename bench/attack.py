@@ -1,0 +1,82 @@
+"""bench.load's attacker mode: unread maximum-size streams from 8 addresses beside the honest
+clients, on the real tiny stack.
+
+Two phases of equal length on one stack: honest clients alone, then honest clients with the
+attackers. Each attacker (its own address, through the trusted ``x-client`` header) keeps two
+streamed runs of the largest size the budget admits open and never reads them (a raw socket with
+a 4 KiB receive buffer), replacing each after ``HOLD_S``. Reported: the honest clients' run
+success rate in each phase and their ratio (target >= 0.90), other 5xx (target 0), and each
+attacker's stored bytes today against the daily quota (storage growth per attacker per day).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import asyncpg
+import orjson
+
+ATTACKERS = 8
+STREAMS_EACH = 2
+HOLD_S = 30.0  # longer than the backend's send timeout: the backend drops them first
+# The budget's largest run at sae_top_k 128 (bench.load sets the quota low enough to bind).
+MAXIMUM = {"prompt": "m" * 20, "max_tokens": 760, "sae_top_k": 128, "temperature": 1.0}
+QUOTA_BYTES = 16 << 20
+ATTACK_ENV = {"PLAYGROUND_CLIENT_DAILY_BYTES": str(QUOTA_BYTES)}
+
+
+def attacker_key(index: int) -> str:
+    return f"10.66.0.{index}"
+
+
+async def unread_stream(base: str, index: int, n: int) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    body = orjson.dumps({**MAXIMUM, "request_id": f"attack-{index}-{n}-{time.time_ns()}"})
+    head = (
+        f"POST /playground/activations/run HTTP/1.1\r\nHost: {host}\r\n"
+        f"Accept: text/event-stream\r\nx-client: {attacker_key(index)}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, int(port)))
+    await loop.sock_sendall(sock, head.encode() + body)
+    return sock
+
+
+async def attacker_loop(base: str, index: int, deadline: float, opened: list[int]) -> None:
+    n = 0
+    while time.monotonic() < deadline:
+        socks = []
+        for _ in range(STREAMS_EACH):
+            n += 1
+            try:
+                socks.append(await unread_stream(base, index, n))
+                opened[0] += 1
+            except OSError:
+                pass
+        await asyncio.sleep(min(HOLD_S, max(0.0, deadline - time.monotonic())))
+        for sock in socks:
+            sock.close()
+
+
+async def attacker_bytes(database_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT client_key, sum(bytes) AS bytes FROM client_byte_usage "
+            "WHERE client_key LIKE '10.66.0.%' GROUP BY client_key"
+        )
+    finally:
+        await conn.close()
+    return {r["client_key"]: int(r["bytes"]) for r in rows}
+
+
+def honest_rate(statuses: dict[tuple[int, str], int]) -> float:
+    """Runs answered 200 over run attempts (the honest clients' success rate)."""
+    total = sum(statuses.values())
+    return statuses.get((200, ""), 0) / total if total else 0.0
