@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     # when their process is gone.
     playground_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
     # Slots kept free for clients holding none (backend/limits/fair_share.py): a client that
-    # holds a slot takes another only while more than this many stay free.
-    playground_gpu_reserve_new: int = Field(2, ge=0, le=100_000)
+    # holds a slot takes another only while at least this many stay free (half the default
+    # ceiling: a second slot only while the deployment is less than half busy).
+    playground_gpu_reserve_new: int = Field(8, ge=0, le=100_000)
     # Client identity (backend/limits/identity.py). Unset: the peer address, which on Modal's
     # asgi_app is the client's own. Set (only behind a trusted proxy that sets the header): its
     # first (Modal's web_server) or last (a proxy that appends) address.

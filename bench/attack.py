@@ -64,6 +64,20 @@ async def attacker_loop(base: str, index: int, deadline: float, opened: list[int
             sock.close()
 
 
+async def drained(database_url: str, timeout_s: float) -> None:
+    """Wait (bounded) until no GPU work is in flight: runs still generating get stored."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        live = "SELECT count(*) FROM work_leases WHERE route_class = 'gpu' AND expires_at > now()"
+        while time.monotonic() < deadline:
+            if not await conn.fetchval(live):
+                return
+            await asyncio.sleep(1.0)
+    finally:
+        await conn.close()
+
+
 async def attacker_bytes(database_url: str) -> dict[str, int]:
     conn = await asyncpg.connect(database_url)
     try:

@@ -71,7 +71,7 @@ async def call(tally: Tally, http: httpx.AsyncClient, route: str, method: str, p
 
 
 async def client_loop(index: int, base: str, deadline: float, tally: Tally) -> None:
-    headers = {"x-client": f"10.9.0.{index}"}  # the simulated client's own address
+    headers = {"x-client": f"10.9.{index // 250}.{index % 250}"}  # the client's own address
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
         n = 0
         while time.monotonic() < deadline and tally.count < MAX_REQUESTS:
@@ -220,7 +220,9 @@ def attacked(stack, args: argparse.Namespace, seconds: float) -> int:
     async def phase(with_attackers: bool) -> tuple[Tally, int]:
         tally, opened = Tally(), [0]
         deadline = time.monotonic() + phase_s
-        loops = [client_loop(i, base, deadline, tally) for i in range(args.clients)]
+        # Fresh honest addresses per phase: the first phase's rate windows do not carry over.
+        first = 250 if with_attackers else 0
+        loops = [client_loop(first + i, base, deadline, tally) for i in range(args.clients)]
         if with_attackers:
             loops += [attack.attacker_loop(base, i, deadline, opened) for i in range(8)]
         await asyncio.gather(*loops)
@@ -228,6 +230,8 @@ def attacked(stack, args: argparse.Namespace, seconds: float) -> int:
 
     calm, _ = asyncio.run(phase(False))
     stormy, opened = asyncio.run(phase(True))
+    # The attackers' last runs finish (and are stored) after they left: wait for them.
+    asyncio.run(attack.drained(stack.database_url, timeout_s=120))
     stored = asyncio.run(attack.attacker_bytes(stack.database_url))
     rates = (attack.honest_rate(calm.run_statuses), attack.honest_rate(stormy.run_statuses))
     print("\n-- honest clients alone")
