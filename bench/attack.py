@@ -2,11 +2,13 @@
 clients, on the real tiny stack.
 
 Two phases of equal length on one stack: honest clients alone, then honest clients with the
-attackers. Each attacker (its own address, through the trusted ``x-client`` header) keeps two
-streamed runs of the largest size the budget admits open and never reads them (a raw socket with
-a 4 KiB receive buffer), replacing each after ``HOLD_S``. Reported: the honest clients' run
-success rate in each phase and their ratio (target >= 0.90), other 5xx (target 0), and each
-attacker's stored bytes today against the daily quota (storage growth per attacker per day).
+attackers. Honest clients start a run at most every ``HONEST_PACE_S`` (within their rate
+limit, so their own limit does not count as the attack's effect). Each attacker (its own
+address, through the trusted ``x-client`` header) asks for a streamed run of the largest size
+the budget admits every ``ASK_EVERY_S`` and never reads any (raw sockets with a 4 KiB receive
+buffer, all held open until the end, so no run is cancelled by a departure). Reported: the
+honest clients' run success rate in each phase and their ratio (target >= 0.90), other 5xx
+(target 0), and each attacker's stored bytes today against the daily quota.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import asyncpg
 import orjson
 
 ATTACKERS = 8
-STREAMS_EACH = 2
-HOLD_S = 30.0  # longer than the backend's send timeout: the backend drops them first
+ASK_EVERY_S = 4.0
+HONEST_PACE_S = 3.2  # 20 runs a minute is the per-client rate limit
 # The budget's largest run at sae_top_k 128 (bench.load sets the quota low enough to bind).
 MAXIMUM = {"prompt": "m" * 20, "max_tokens": 760, "sae_top_k": 128, "temperature": 1.0}
-QUOTA_BYTES = 16 << 20
+QUOTA_BYTES = 4 << 20  # below one maximum run: the first stored run crosses it
 ATTACK_ENV = {"PLAYGROUND_CLIENT_DAILY_BYTES": str(QUOTA_BYTES)}
 
 
@@ -48,20 +50,18 @@ async def unread_stream(base: str, index: int, n: int) -> socket.socket:
     return sock
 
 
-async def attacker_loop(base: str, index: int, deadline: float, opened: list[int]) -> None:
+async def attacker_loop(
+    base: str, index: int, deadline: float, opened: list[int], held: list[socket.socket]
+) -> None:
     n = 0
     while time.monotonic() < deadline:
-        socks = []
-        for _ in range(STREAMS_EACH):
-            n += 1
-            try:
-                socks.append(await unread_stream(base, index, n))
-                opened[0] += 1
-            except OSError:
-                pass
-        await asyncio.sleep(min(HOLD_S, max(0.0, deadline - time.monotonic())))
-        for sock in socks:
-            sock.close()
+        n += 1
+        try:
+            held.append(await unread_stream(base, index, n))
+            opened[0] += 1
+        except OSError:
+            pass
+        await asyncio.sleep(ASK_EVERY_S)
 
 
 async def drained(database_url: str, timeout_s: float) -> None:

@@ -70,11 +70,16 @@ async def call(tally: Tally, http: httpx.AsyncClient, route: str, method: str, p
     return response
 
 
-async def client_loop(index: int, base: str, deadline: float, tally: Tally) -> None:
+async def client_loop(
+    index: int, base: str, deadline: float, tally: Tally, pace_s: float = 0.0
+) -> None:
+    """``pace_s``: at least this long between two runs' starts (0: as fast as answered)."""
     headers = {"x-client": f"10.9.{index // 250}.{index % 250}"}  # the client's own address
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
-        n = 0
+        n, last = 0, float("-inf")
         while time.monotonic() < deadline and tally.count < MAX_REQUESTS:
+            await asyncio.sleep(max(0.0, last + pace_s - time.monotonic()))
+            last = time.monotonic()
             n += 1
             body = {"prompt": PROMPTS[n % len(PROMPTS)], "max_tokens": 8, "temperature": 0.0}
             run = await call(tally, http, "run", "POST", "/playground/activations/run", json=body)
@@ -217,22 +222,29 @@ def attacked(stack, args: argparse.Namespace, seconds: float) -> int:
     """Honest clients alone for ``seconds / 2``, then beside the attackers as long."""
     base, phase_s = stack.backend.url, seconds / 2
 
-    async def phase(with_attackers: bool) -> tuple[Tally, int]:
-        tally, opened = Tally(), [0]
+    async def phase(with_attackers: bool) -> tuple[Tally, int, dict[str, int]]:
+        tally, opened, held = Tally(), [0], []
         deadline = time.monotonic() + phase_s
         # Fresh honest addresses per phase: the first phase's rate windows do not carry over.
         first = 250 if with_attackers else 0
-        loops = [client_loop(first + i, base, deadline, tally) for i in range(args.clients)]
+        pace = attack.HONEST_PACE_S
+        loops = [client_loop(first + i, base, deadline, tally, pace) for i in range(args.clients)]
         if with_attackers:
-            loops += [attack.attacker_loop(base, i, deadline, opened) for i in range(8)]
+            loops += [
+                attack.attacker_loop(base, i, deadline, opened, held)
+                for i in range(attack.ATTACKERS)
+            ]
         await asyncio.gather(*loops)
-        return tally, opened[0]
+        stored: dict[str, int] = {}
+        if with_attackers:  # their runs finish and are stored, unread: then count the bytes
+            await attack.drained(stack.database_url, timeout_s=180)
+            stored = await attack.attacker_bytes(stack.database_url)
+            for sock in held:
+                sock.close()
+        return tally, opened[0], stored
 
-    calm, _ = asyncio.run(phase(False))
-    stormy, opened = asyncio.run(phase(True))
-    # The attackers' last runs finish (and are stored) after they left: wait for them.
-    asyncio.run(attack.drained(stack.database_url, timeout_s=120))
-    stored = asyncio.run(attack.attacker_bytes(stack.database_url))
+    calm, _, _ = asyncio.run(phase(False))
+    stormy, opened, stored = asyncio.run(phase(True))
     rates = (attack.honest_rate(calm.run_statuses), attack.honest_rate(stormy.run_statuses))
     print("\n-- honest clients alone")
     alone = report(calm, phase_s, *asyncio.run(verify(base, calm.ok_runs)))
