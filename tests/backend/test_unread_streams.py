@@ -38,6 +38,8 @@ def backend(pg_uri, stub_urls, artifacts_dir):
         "PLAYGROUND_STREAM_QUEUE_FRAMES": "8",
         "PLAYGROUND_RATE_GPU_PER_WINDOW": "100",
         "PLAYGROUND_SAE_TIMEOUT_S": "120",  # the stub's dense chunks on a loaded machine
+        # Runs bigger than today's cap admits: several MB of frames, beyond any socket buffer.
+        "PLAYGROUND_MAX_TIMELINE_BYTES": str(64 << 20),
     }
     with serve_subcommand(
         ["backend", "--no-migrate"], log_path=artifacts_dir / "unread.log", env=env
