@@ -128,6 +128,8 @@ def _image(requirements: list[str], env: dict[str, str]) -> modal.Image:
 NAMES = Names(deploy_env())
 MODEL_SERVICE_ENV = {
     "PLAYGROUND_ENV": NAMES.env,
+    # Fail closed: no service token (or an empty one), no start (common/auth.py).
+    "PLAYGROUND_DEPLOYED": "1",
     "HF_HOME": HF_CACHE_DIR,
     "HF_HUB_ENABLE_HF_TRANSFER": "0",
     # The old engine's debug storage crashed staging; it stays off in every deployed image.
@@ -142,11 +144,12 @@ SAE_ENV = {
 }
 BACKEND_ENV = {
     "PLAYGROUND_ENV": NAMES.env,
+    # Fail closed: PUBLIC_BASE_URL (from the backend secret) and the service token required.
+    "PLAYGROUND_DEPLOYED": "1",
     "PLAYGROUND_DEFAULT_SAE_ID": DEFAULT_SAE_ID,
     "PLAYGROUND_DEFAULT_SAE_LAYER": str(DEFAULT_SAE_LAYER),
-    # Modal's proxy sets X-Forwarded-For; the backend keys its per-client limits on the last
-    # address in it (the one Modal appended).
-    "PLAYGROUND_CLIENT_IP_HEADER": "x-forwarded-for",
+    # No PLAYGROUND_CLIENT_IP_HEADER: on @modal.asgi_app Modal strips X-Forwarded-For and the
+    # ASGI scope's client is the caller's address (backend/limits/identity.py).
     # The scheduled prune deletes previews older than this (playground prune --older-than).
     "PLAYGROUND_PRUNE_RETENTION": "7d",
 }
@@ -158,7 +161,9 @@ PRUNE_SCHEDULE = "17 4 * * *"
 
 hf_cache = modal.Volume.from_name(NAMES.hf_cache_volume, create_if_missing=True)
 hf_secret = modal.Secret.from_name(NAMES.hf_secret, required_keys=["HF_TOKEN"])
-backend_secret = modal.Secret.from_name(NAMES.backend_secret, required_keys=["DATABASE_URL"])
+backend_secret = modal.Secret.from_name(
+    NAMES.backend_secret, required_keys=["DATABASE_URL", "PUBLIC_BASE_URL"]
+)
 service_secret = modal.Secret.from_name(
     NAMES.service_secret,
     required_keys=["ENGINE_API_TOKEN", "SAE_SERVICE_API_TOKEN", "PLAYGROUND_SERVICE_TOKEN"],

@@ -25,6 +25,7 @@ from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
 from backend.limits.limiter import Limiter
 from backend.limits.middleware import LimitsMiddleware
+from backend.limits.quota import StorageGuard
 from backend.page.router import router as page_router
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.activations = ActivationService(
                 settings, pool, engine, sae, on_stored=folder.poke
             )
+            app.state.activations.check_sae = catalog.resolve  # sae_id/layer before generating
             app.state.runs = RunReader(settings, pool)
             app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter.start()
             stack.push_async_callback(limiter.stop)
             app.state.limiter = limiter
+            app.state.storage_guard = StorageGuard(settings, pool)
             stack.push_async_callback(_cancel, asyncio.create_task(catalog.warm()))
             yield
 

@@ -75,7 +75,16 @@ def serve(args: argparse.Namespace) -> int:
         if args.migrate if args.migrate is not None else embedded:
             upgrade(url)
         settings = Settings(database_url=url)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default; here only when configured.
+        trusted = settings.playground_forwarded_allow_ips
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            proxy_headers=trusted is not None,
+            forwarded_allow_ips=trusted,
+        )
     return 0
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.auth import checked_token
 from common.defaults import DEFAULT_DATA_DIR, DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 
 
@@ -33,7 +35,12 @@ class Settings(BaseSettings):
     # Modal proxy auth in front of the engine and SAE web endpoints (Modal-Key/Modal-Secret).
     playground_modal_proxy_key: SecretStr | None = None
     playground_modal_proxy_secret: SecretStr | None = None
+    # The origin of every link (permalink, og:url). Required where PLAYGROUND_DEPLOYED is set:
+    # there the Host header is never used for links.
     public_base_url: str | None = None
+    # Set by modal_deploy.py: the backend fails closed (PUBLIC_BASE_URL and the service token
+    # required; an empty token is an error everywhere).
+    playground_deployed: bool = False
 
     # Activations defaults.
     playground_default_model_id: str = DEFAULT_MODEL_ID
@@ -83,9 +90,25 @@ class Settings(BaseSettings):
     # Concurrency slots are leases: renewed every third of this while held, expired after it
     # when their process is gone.
     playground_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
-    # Unset: the client is the peer address. Set (behind a trusted proxy, e.g.
-    # x-forwarded-for): the header's last address, the one the proxy appended.
+    # Slots kept free for clients holding none (backend/limits/fair_share.py): a client that
+    # holds a slot takes another only while at least this many stay free (half the default
+    # ceiling: a second slot only while the deployment is less than half busy).
+    playground_gpu_reserve_new: int = Field(8, ge=0, le=100_000)
+    # Client identity (backend/limits/identity.py). Unset: the peer address, which on Modal's
+    # asgi_app is the client's own. Set (only behind a trusted proxy that sets the header): its
+    # first (Modal's web_server) or last (a proxy that appends) address.
     playground_client_ip_header: str | None = None
+    playground_client_ip_pick: Literal["first", "last"] = "last"
+    # IPv6 clients are keyed by this network prefix (one subscriber usually has a /64).
+    playground_ipv6_prefix: int = Field(64, ge=16, le=128)
+    # uvicorn's proxy-header trust (rewriting the peer from X-Forwarded-For) is off unless this
+    # lists the proxies to trust ("127.0.0.1", "*"); `playground backend` reads it.
+    playground_forwarded_allow_ips: str | None = None
+    # A client that takes no response chunk for this long is dropped (its connection closed);
+    # a streamed run behind it finishes and is stored. Each stream buffers at most this many
+    # frames for its client.
+    playground_client_send_timeout_s: float = Field(20.0, gt=0, le=3600)
+    playground_stream_queue_frames: int = Field(256, ge=1, le=100_000)
 
     # Request bodies over this many bytes answer 413 before parsing.
     playground_max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)
@@ -96,7 +119,17 @@ class Settings(BaseSettings):
     # Worst-case positions x sae_top_k and stored timeline bytes of one run, checked before any
     # GPU work from the prompt's bytes and max_tokens (backend/activations/budget.py).
     playground_max_timeline_features: int = Field(1_000_000, ge=1, le=100_000_000)
-    playground_max_timeline_bytes: int = Field(64 << 20, ge=1024, le=1 << 30)
+    # Bytes: the JSON timeline and its packed copy together (budget.py's upper bound; stored
+    # sizes come out lower, JSONB being compressed). 8 MiB: ~4,800 positions at the default
+    # sae_top_k 20, ~840 at 128 (today's maximum run, 3,035 x 128, stored 17.7 MB).
+    playground_max_timeline_bytes: int = Field(8 << 20, ge=1024, le=1 << 30)
+    # Stored bytes per client (its limits key) per UTC day; over it, new runs answer 429
+    # quota_exceeded until midnight UTC (backend/limits/quota.py). Reads are not counted.
+    playground_client_daily_bytes: int = Field(256 << 20, ge=1024, le=1 << 40)
+    # New runs answer 507 storage_full while the database is over this many bytes (asked at
+    # most every PLAYGROUND_DATABASE_SIZE_CHECK_S); reads keep working. Prune frees it.
+    playground_max_database_bytes: int = Field(16 << 30, ge=1 << 20, le=1 << 50)
+    playground_database_size_check_s: float = Field(30.0, ge=0, le=3600)
 
     # The feature fold (backend/features/fold.py): run in the background of this process
     # (several processes may; one folds at a time), this many queued runs per transaction,
@@ -132,3 +165,14 @@ class Settings(BaseSettings):
         if value < info.data.get("playground_db_pool_min", 1):
             raise ValueError("playground_db_pool_max must be >= playground_db_pool_min")
         return value
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        checked_token(
+            self.playground_service_token,
+            env_name="PLAYGROUND_SERVICE_TOKEN",
+            deployed=self.playground_deployed,
+        )
+        if self.playground_deployed and not (self.public_base_url or "").strip():
+            raise ValueError("PUBLIC_BASE_URL is required where PLAYGROUND_DEPLOYED is set")
+        return self

@@ -7,7 +7,11 @@ top-features and features/extract; Postgres is stopped once in the middle and st
 Prints requests, 2xx, 4xx by code, 503 by code, any other 5xx (must be 0), p50/p99 per route;
 then re-reads every run that answered 200: each must be stored and equal (none lost).
 
-    .venv/bin/python -m bench.load [--clients 6] [--seconds 60] [--pg-down-s 5]
+    .venv/bin/python -m bench.load [--clients 6] [--seconds 60] [--pg-down-s 5] [--attack]
+
+``--attack`` (bench/attack.py): no Postgres stop; the honest clients run alone, then beside 8
+attackers holding unread maximum-size streams; prints both success rates and each attacker's
+stored bytes against the daily quota.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import harness
+from bench import attack, harness
 from bench.tiny_stack import tiny_stack
 from common.pgembed import _pg_ctl
 
@@ -37,6 +41,7 @@ class Tally:
         self.statuses: collections.Counter[tuple[int, str]] = collections.Counter()
         self.ok_runs: dict[str, dict] = {}
         self.count = 0
+        self.run_statuses: collections.Counter[tuple[int, str]] = collections.Counter()
 
     def record(self, route: str, response: httpx.Response | None, seconds: float) -> None:
         self.count += 1
@@ -51,6 +56,8 @@ class Tally:
             except (ValueError, KeyError, TypeError):
                 code = "not_error_shape"
         self.statuses[(response.status_code, code)] += 1
+        if route == "run":
+            self.run_statuses[(response.status_code, code)] += 1
 
 
 async def call(tally: Tally, http: httpx.AsyncClient, route: str, method: str, path: str, **kw):
@@ -63,11 +70,16 @@ async def call(tally: Tally, http: httpx.AsyncClient, route: str, method: str, p
     return response
 
 
-async def client_loop(index: int, base: str, deadline: float, tally: Tally) -> None:
-    headers = {"x-client": f"10.9.0.{index}"}  # the simulated client's own address
+async def client_loop(
+    index: int, base: str, deadline: float, tally: Tally, pace_s: float = 0.0
+) -> None:
+    """``pace_s``: at least this long between two runs' starts (0: as fast as answered)."""
+    headers = {"x-client": f"10.9.{index // 250}.{index % 250}"}  # the client's own address
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as http:
-        n = 0
+        n, last = 0, float("-inf")
         while time.monotonic() < deadline and tally.count < MAX_REQUESTS:
+            await asyncio.sleep(max(0.0, last + pace_s - time.monotonic()))
+            last = time.monotonic()
             n += 1
             body = {"prompt": PROMPTS[n % len(PROMPTS)], "max_tokens": 8, "temperature": 0.0}
             run = await call(tally, http, "run", "POST", "/playground/activations/run", json=body)
@@ -170,12 +182,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--pg-down-s", type=float, default=5.0)
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument("--attack", action="store_true", help="honest clients, then + attackers")
     args = parser.parse_args()
     seconds = min(max(args.seconds, 10.0), 600.0)
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="playground-load-"))
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    with tiny_stack(root, "load-test-token", {"PLAYGROUND_CLIENT_IP_HEADER": "x-client"}) as stack:
+    env = {"PLAYGROUND_CLIENT_IP_HEADER": "x-client", **(attack.ATTACK_ENV if args.attack else {})}
+    with tiny_stack(root, "load-test-token", env) as stack:
+        if args.attack:
+            return attacked(stack, args, seconds)
         backend, db_url = stack.backend, stack.database_url
         socket_dir = Path(db_url.split("host=")[1].split("&")[0])
         system_user = "embedded_postgres" if _is_root() else None
@@ -200,6 +216,65 @@ def main() -> int:
         result = report(tally, elapsed, checked, bad)
         harness.write_report(harness.report("load", config=vars(args), tables={}, summary=result))
         return 0 if result["other_5xx"] == 0 and not bad else 1
+
+
+def attacked(stack, args: argparse.Namespace, seconds: float) -> int:
+    """Honest clients alone for ``seconds / 2``, then beside the attackers as long."""
+    base, phase_s = stack.backend.url, seconds / 2
+
+    async def phase(with_attackers: bool) -> tuple[Tally, int, dict[str, int]]:
+        tally, opened, held = Tally(), [0], []
+        deadline = time.monotonic() + phase_s
+        # Fresh honest addresses per phase: the first phase's rate windows do not carry over.
+        first = 250 if with_attackers else 0
+        pace = attack.HONEST_PACE_S
+        loops = [client_loop(first + i, base, deadline, tally, pace) for i in range(args.clients)]
+        if with_attackers:
+            loops += [
+                attack.attacker_loop(base, i, deadline, opened, held)
+                for i in range(attack.ATTACKERS)
+            ]
+        await asyncio.gather(*loops)
+        stored: dict[str, int] = {}
+        if with_attackers:  # their runs finish and are stored, unread: then count the bytes
+            await attack.drained(stack.database_url, timeout_s=180)
+            stored = await attack.attacker_bytes(stack.database_url)
+            for sock in held:
+                sock.close()
+        return tally, opened[0], stored
+
+    calm, _, _ = asyncio.run(phase(False))
+    stormy, opened, stored = asyncio.run(phase(True))
+    rates = (attack.honest_rate(calm.run_statuses), attack.honest_rate(stormy.run_statuses))
+    print("\n-- honest clients alone")
+    alone = report(calm, phase_s, *asyncio.run(verify(base, calm.ok_runs)))
+    print("\n-- honest clients beside the attackers")
+    beside = report(stormy, phase_s, *asyncio.run(verify(base, stormy.ok_runs)))
+    ratio = rates[1] / rates[0] if rates[0] else 0.0
+    most = max(stored.values(), default=0)
+    per_day = most * 86_400 / phase_s
+    print(f"\nhonest run success: alone {rates[0]:.3f}, attacked {rates[1]:.3f}, ratio {ratio:.3f}")
+    print(f"attackers opened {opened} unread maximum-size streams")
+    print(
+        f"stored per attacker: max {most} bytes in {phase_s:.0f} s (quota {attack.QUOTA_BYTES}/day;"
+        f" unbounded it would be {per_day:.0f}/day); by attacker: {dict(sorted(stored.items()))}"
+    )
+    summary = {
+        "honest_success_alone": rates[0],
+        "honest_success_attacked": rates[1],
+        "ratio": ratio,
+        "other_5xx": alone["other_5xx"] + beside["other_5xx"],
+        "attack_streams": opened,
+        "attacker_bytes": stored,
+        "quota_bytes": attack.QUOTA_BYTES,
+        "runs_bad": alone["runs_bad"] + beside["runs_bad"],
+    }
+    harness.write_report(
+        harness.report("load-attack", config=vars(args), tables={}, summary=summary)
+    )
+    bounded = most <= attack.QUOTA_BYTES + (8 << 20)  # the quota plus the one run that crossed it
+    ok = ratio >= 0.9 and summary["other_5xx"] == 0 and not summary["runs_bad"] and bounded
+    return 0 if ok else 1
 
 
 def _is_root() -> bool:

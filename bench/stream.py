@@ -121,7 +121,8 @@ def body(i: int, max_tokens: int, request_id: str | None = None) -> dict[str, An
 
 
 async def sae_work(sae_url: str) -> int:
-    async with httpx.AsyncClient(timeout=30) as client:
+    auth = {"authorization": f"Bearer {TOKEN}"}  # without it /health says only ok/down
+    async with httpx.AsyncClient(timeout=30, headers=auth) as client:
         return int((await client.get(sae_url + "/health")).json()["work_positions"])
 
 

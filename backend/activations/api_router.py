@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from backend.activations.departure import ClientLeft, unless_client_leaves
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
     MAX_PAGE,
@@ -87,6 +88,7 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses={**OWNED_RESPONSES, **STREAM_RESPONSE},
 )
 async def run(
+    request: Request,
     body: ActivationRunRequest,
     service: ActivationsDep,
     base_url: PublicBaseDep,
@@ -99,7 +101,11 @@ async def run(
     when the client accepts ``text/event-stream`` (the token in ``started``)."""
     if sse.wants_events(accept):
         return sse.event_stream(await service.open_stream(body, base_url, owner))
-    return OrjsonResponse(await service.run(body, base_url, owner))
+    try:  # a client that leaves cancels its run (the engine aborts it)
+        view = await unless_client_leaves(request, service.run(body, base_url, owner))
+    except ClientLeft:
+        return Response(status_code=499)  # nobody reads it; the server drops it
+    return OrjsonResponse(view)
 
 
 MAX_FEATURE_PAGE = 100

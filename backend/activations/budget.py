@@ -16,10 +16,22 @@ TEMPLATE_TOKENS = 64
 # and one feature ({"feature_id": 32767, "activation": -1.2345678901234567e-05}), in JSON.
 ENTRY_BYTES = 192
 FEATURE_BYTES = 64
+# The packed copy beside it (packed.py): 12 bytes a feature, 17 a position. Both are stored
+# (the JSON is served as is, the packed copy serves rows/top-features without parsing), so the
+# cap counts both.
+PACKED_FEATURE_BYTES = 12
+PACKED_ENTRY_BYTES = 17
 
 
 def max_positions(prompt: str, max_tokens: int) -> int:
     return len(prompt.encode("utf-8")) + TEMPLATE_TOKENS + max_tokens
+
+
+def stored_bytes_bound(positions: int, sae_top_k: int) -> int:
+    """Worst-case stored bytes of a timeline: its JSON and its packed copy."""
+    per_position = ENTRY_BYTES + PACKED_ENTRY_BYTES
+    per_feature = FEATURE_BYTES + PACKED_FEATURE_BYTES
+    return positions * (per_position + sae_top_k * per_feature)
 
 
 def check_timeline_budget(
@@ -34,7 +46,7 @@ def check_timeline_budget(
             f"the cap of {max_features}: shorten the prompt, or lower max_tokens or sae_top_k",
             code="timeline_too_large",
         )
-    size = positions * (ENTRY_BYTES + sae_top_k * FEATURE_BYTES)
+    size = stored_bytes_bound(positions, sae_top_k)
     if size > max_bytes:
         raise InvalidRequest(
             f"the timeline could take up to {size} bytes, over the cap of {max_bytes}: shorten "

@@ -1,7 +1,8 @@
 """Run ownership: a run claims its request_id before any GPU work; the creating call gets an
 owner token (only its SHA-256 is stored); writing to or deleting an existing id needs the
 token (``X-Run-Owner``), else 409 ``run_owned`` and nothing changes. Runs without an owner
-(adopted legacy rows) are read-only."""
+(adopted legacy rows) are read-only. A deleted run leaves a tombstone: its id stays the
+deleter's, and a run still generating when it was deleted is dropped at its write."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import secrets
 
 import asyncpg
 
-from backend.db import owners
+from backend.db import owners, tombstones
 from backend.db.pool import connection
 from common.errors import NotFound, RunOwned
 
@@ -39,10 +40,20 @@ class RunOwnership:
         token = secrets.token_urlsafe(32)
         async with connection(self.pool, self._db_timeout) as conn:
             claim = await owners.claim_run(conn, request_id, token_hash(token))
-        if claim.created:
-            return token
-        if _matches(presented, claim.owner_hash):
-            return None
+            if claim.created:
+                return token
+            if _matches(presented, claim.owner_hash):
+                return None
+            if claim.owner_hash is None:  # a legacy row, or a run its owner deleted
+                buried = await tombstones.tombstone_owner(conn, request_id)
+                if buried is not None:
+                    if _matches(presented, buried) and await tombstones.revive(
+                        conn, request_id, buried
+                    ):
+                        return None
+                    raise RunOwned(
+                        f"run {request_id!r} was deleted by its owner; only they may reuse the id"
+                    )
         raise _owned(request_id, claim.owner_hash)
 
     async def delete(self, request_id: str, presented: str | None) -> None:

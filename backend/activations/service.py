@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,6 +16,7 @@ import asyncpg
 from backend.activations.budget import check_timeline_budget
 from backend.activations.extraction import extract
 from backend.activations.ownership import OWNER_HEADER, RunOwnership
+from backend.activations.pacing import FramePacing
 from backend.activations.plan import RunPlan
 from backend.activations.protocol import ActivationRunRequest
 from backend.activations.record import (
@@ -56,6 +57,13 @@ class ActivationService:
         self.writer = RunWriter(pool, settings.playground_db_timeout_s, on_stored)
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
+        # Raises (404 sae_not_found) for an SAE the catalog does not know: set by the app to
+        # the SAE catalog's resolve, so a bad sae_id/layer is refused before any generation.
+        self.check_sae: Callable[[str, int], Awaitable[object]] | None = None
+
+    async def _check_sae(self, plan: RunPlan) -> None:
+        if plan.collect and self.check_sae is not None:
+            await self.check_sae(plan.sae_id, plan.sae_layer)
 
     async def run(
         self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
@@ -64,6 +72,7 @@ class ActivationService:
         extract, store. Nothing upstream is called before the claim holds."""
         start = time.perf_counter()
         plan = self._plan(req)
+        await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         try:
             view = await self._run_claimed(req, plan, public_base_url, start)
@@ -177,6 +186,7 @@ class ActivationService:
         streams, the new run's owner token in ``started`` and ``done``."""
         start = time.perf_counter()
         plan = self._plan(req)
+        await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))
@@ -192,6 +202,7 @@ class ActivationService:
             self.writer,
             self.sae,
             self.background,
+            FramePacing(self.settings),
             req,
             plan,
             stream,

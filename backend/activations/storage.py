@@ -90,3 +90,19 @@ class RunRows:
 def rows(record: RunRecord) -> RunRows:
     """Every row of a run, as ``queries.save_run`` takes them."""
     return RunRows(index_row(record), preview_row(record), features_row(record))
+
+
+def stored_bytes(run_rows: RunRows) -> int:
+    """What a run's rows hold, as counted against its client's daily quota: the preview's
+    texts, token ids, timeline (JSON and packed) and the feature aggregate (index rows are
+    small and fixed-size)."""
+    preview, features = run_rows.preview, run_rows.features
+    total = 0
+    if preview is not None:
+        total += len(preview.prompt.encode()) + len(preview.output_text.encode())
+        total += 8 * (len(preview.output_token_ids) + len(preview.prompt_token_ids))
+        total += len(preview.feature_timeline.encode()) + len(preview.timeline_packed or b"")
+        total += sum(len(t.encode()) for t in preview.timeline_tokens or ())
+    if features is not None:
+        total += len(features.data)
+    return total

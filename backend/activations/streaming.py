@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from backend.activations.extraction import checked_extraction, storable_entries
+from backend.activations.pacing import FramePacing
 from backend.activations.record import (
     Extraction,
     Generation,
@@ -39,6 +40,7 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.views import run_view
+from backend.limits.slot import client_dropped, gpu_work_done
 from backend.upstreams.engine import GenerateResponse, GenerationStream, PromptEvent, TokenEvent
 from backend.upstreams.sae import ExtractRequest
 from common import sse
@@ -66,6 +68,7 @@ class StreamedRun:
         writer: RunWriter,
         sae: SaeClient,
         background: set[asyncio.Task[None]],
+        pacing: FramePacing,
         req: ActivationRunRequest,
         plan: RunPlan,
         stream: GenerationStream,
@@ -84,7 +87,8 @@ class StreamedRun:
         self.start = start
         # A new run's owner token (None for the owner's re-run), as the blocking answer has it.
         self.owner_token = owner_token
-        self.frames_out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Bounded: a client that stops reading is detached (pacing.py), never buffered for.
+        self.pacing = pacing
         self.prompt_ids: list[int] = []
         self.output_ids: list[int] = []
         self.generation: Generation | None = None
@@ -95,6 +99,7 @@ class StreamedRun:
         # The feature worker; on self so that a failure or a departed client stops it too.
         self.features: asyncio.Task[tuple[Extraction, float]] | None = None
         self.sae_sent = 0  # positions the SAE service answered for this run's stream
+        self.sae_asked = 0  # positions asked for (an unanswered chunk may have made a cache)
         self.sae_ended = False
         # This run's stream at the SAE service (its KV cache there); unique per attempt.
         self.stream_id = f"{plan.request_id[:64]}.{uuid.uuid4().hex[:16]}"
@@ -109,13 +114,14 @@ class StreamedRun:
         self.background.add(producer)
         producer.add_done_callback(self.background.discard)
         try:
-            while (frame := await self.frames_out.get()) is not None:
+            async for frame in self.pacing.frames():
                 yield frame
         finally:
-            producer.cancel()  # no-op when it has finished
+            if not client_dropped():  # a departed client cancels; a dropped one does not
+                producer.cancel()  # no-op when it has finished
 
-    def _put(self, event: str, data: Any) -> None:
-        self.frames_out.put_nowait(sse.frame(event, data))
+    async def _put(self, event: str, data: Any) -> None:
+        await self.pacing.put(sse.frame(event, data))
 
     async def _produce(self) -> None:
         try:
@@ -126,7 +132,7 @@ class StreamedRun:
             if exc.upstream is not None:  # as the blocking path: upstream failures are runs
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 await self._record_failure(failure)
-            self._put("error", ErrorResponse(error=exc.to_info()))
+            await self._put("error", ErrorResponse(error=exc.to_info()))
         except asyncio.CancelledError:
             await self._stop(self.features)
             failure = RunFailure(CLIENT_CLOSED, "the client closed the stream", None)
@@ -134,7 +140,8 @@ class StreamedRun:
             raise
         finally:
             await self.stream.aclose()
-            self.frames_out.put_nowait(None)
+            await gpu_work_done()  # the slot is for GPU work, not for the client's reading
+            self.pacing.close()
 
     def _start_features(self) -> None:
         if self.plan.collect and self.features is None:
@@ -148,11 +155,11 @@ class StreamedRun:
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
                 self.prompt_ids = event.prompt_token_ids
-                self._put("started", self._started(event))
+                await self._put("started", self._started(event))
             elif isinstance(event, TokenEvent):
                 position = len(self.prompt_ids) + len(self.output_ids)
                 self.output_ids.append(event.token_id)
-                self._put("token", {**event.model_dump(), "position": position})
+                await self._put("token", {**event.model_dump(), "position": position})
                 self.grown.set()
                 self._start_features()
             else:
@@ -220,6 +227,7 @@ class StreamedRun:
         the SAE service's incremental extraction (this run's KV cache there, or the whole
         prefix again where the cache is gone); sent as a ``features`` event."""
         start = time.perf_counter()
+        self.sae_asked = max(self.sae_asked, len(full))
         envelope, _ = await self.sae.extract(
             ExtractRequest(
                 token_ids=full,
@@ -244,7 +252,7 @@ class StreamedRun:
             )
         entries = storable_entries(entries)
         if entries:
-            self._put("features", {"entries": entries})
+            await self._put("features", {"entries": entries})
         return entries
 
     async def _finish(self, features: asyncio.Task[tuple[Extraction, float]] | None) -> None:
@@ -265,7 +273,7 @@ class StreamedRun:
         done = replace(record, timings=replace(record.timings, db=db_ms))
         view = run_view(done, self.public_base_url)
         view["owner_token"] = self.owner_token
-        self._put("done", view)
+        await self._put("done", view)
 
     async def _stop(self, features: asyncio.Task[Any] | None) -> None:
         """End the upstream work: the SAE call, then the engine's generation."""
@@ -280,9 +288,10 @@ class StreamedRun:
     async def _release_sae_stream(self) -> None:
         """A run that stops early ends its stream at the SAE service, whose KV cache would
         otherwise wait for its idle eviction. Best effort: a failure here changes nothing."""
-        if not self.sae_sent or self.sae_ended:
+        if not self.sae_asked or self.sae_ended:
             return
-        full = (self.prompt_ids + self.output_ids)[: self.sae_sent]
+        # Up to the furthest chunk asked for: one cut off in flight may have made the cache.
+        full = (self.prompt_ids + self.output_ids)[: self.sae_asked]
         try:
             await asyncio.wait_for(
                 self.sae.extract(

@@ -13,8 +13,10 @@ from backend.activations import storage
 from backend.activations.plan import RunPlan
 from backend.activations.protocol import ActivationRunRequest
 from backend.activations.record import Generation, RunFailure, RunRecord, RunTimings
-from backend.db import queries
+from backend.db import queries, tombstones
 from backend.db.pool import connection
+from backend.limits import quota
+from backend.limits.slot import current_client
 from common.errors import ApiError
 from common.timing import elapsed_ms
 
@@ -38,7 +40,13 @@ class RunWriter:
         start = time.perf_counter()
         async with connection(self.pool, self.db_timeout_s) as conn:
             run_rows = storage.rows(record)
-            await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+            async with conn.transaction():
+                # Deleted while it ran: dropped, never written back (backend/db/tombstones.py).
+                if not await tombstones.claim_is_live(conn, record.request_id):
+                    logger.info("run %s was deleted while running: dropped", record.request_id)
+                    return elapsed_ms(start)
+                await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+                await quota.record(conn, current_client(), storage.stored_bytes(run_rows))
         self.on_stored()
         return elapsed_ms(start)
 

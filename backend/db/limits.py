@@ -8,9 +8,20 @@ while the work runs, so the slots of a process that died free themselves.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCounts:
+    """Live leases of one class: this client's, everyone's, and how many clients hold any."""
+
+    mine: int
+    everyone: int
+    clients: int
 
 
 async def hit_window(
@@ -48,29 +59,28 @@ async def acquire_lease(
     *,
     client_key: str,
     route_class: str,
-    client_limit: int,
-    global_limit: int | None,
+    decide: Callable[[SlotCounts], str | None],
     ttl: timedelta,
 ) -> tuple[uuid.UUID | None, str | None]:
-    """Take a slot if the client is under ``client_limit`` live leases of this class and the
-    deployment under ``global_limit`` (None: no ceiling). Returns (lease id, None) or
-    (None, "client" | "global"). Serialised per class by a transaction-scoped advisory lock, so
-    two processes cannot both take the last slot."""
+    """Take a slot unless ``decide`` refuses it from the class's live counts (this client's,
+    everyone's, and how many clients hold any). Returns (lease id, None) or (None, the
+    refusal). Serialised per class by a transaction-scoped advisory lock, so two processes
+    cannot both take the last slot."""
     async with conn.transaction():
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext('work_leases:' || $1))", route_class
         )
         await conn.execute("DELETE FROM work_leases WHERE expires_at < now()")
         counts = await conn.fetchrow(
-            "SELECT count(*) FILTER (WHERE client_key = $1) AS mine, count(*) AS everyone "
+            "SELECT count(*) FILTER (WHERE client_key = $1) AS mine, count(*) AS everyone, "
+            "count(DISTINCT client_key) AS clients "
             "FROM work_leases WHERE route_class = $2",
             client_key,
             route_class,
         )
-        if counts["mine"] >= client_limit:
-            return None, "client"
-        if global_limit is not None and counts["everyone"] >= global_limit:
-            return None, "global"
+        refused = decide(SlotCounts(counts["mine"], counts["everyone"], counts["clients"]))
+        if refused is not None:
+            return None, refused
         lease_id = uuid.uuid4()
         await conn.execute(
             "INSERT INTO work_leases (lease_id, client_key, route_class, expires_at) "

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from backend.db import tombstones
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -20,12 +22,14 @@ class Claim:
     owner_hash: bytes | None
 
 
-# The id is taken only when no run (legacy rows included) has it yet.
+# The id is taken only when no run (legacy rows included) has it yet and no deleted run's
+# tombstone keeps it (backend/db/tombstones.py).
 _CLAIM = """
 WITH ins AS (
   INSERT INTO activation_run_owners (request_id, owner_hash)
   SELECT $1, $2
   WHERE NOT EXISTS (SELECT 1 FROM activation_run_index WHERE request_id = $1)
+    AND NOT EXISTS (SELECT 1 FROM activation_run_tombstones WHERE request_id = $1)
   ON CONFLICT (request_id) DO NOTHING
   RETURNING true AS created
 )
@@ -51,8 +55,8 @@ async def run_owner(conn: asyncpg.Connection, request_id: str) -> tuple[bool, by
 
 
 async def delete_run(conn: asyncpg.Connection, request_id: str, owner_hash: bytes) -> bool:
-    """Remove the run (owner row, index row, its preview by cascade) if ``owner_hash`` owns it;
-    returns whether it did. One transaction, owners row locked first."""
+    """Remove the run (owner row, index row, its preview by cascade) if ``owner_hash`` owns it,
+    leaving its tombstone; returns whether it did. One transaction, owners row locked first."""
     async with conn.transaction():
         owned = await conn.fetchval(
             "DELETE FROM activation_run_owners WHERE request_id = $1 AND owner_hash = $2 "
@@ -62,5 +66,6 @@ async def delete_run(conn: asyncpg.Connection, request_id: str, owner_hash: byte
         )
         if not owned:
             return False
+        await tombstones.bury(conn, request_id, owner_hash)
         await conn.execute("DELETE FROM activation_run_index WHERE request_id = $1", request_id)
     return True

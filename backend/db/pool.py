@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,8 @@ import asyncpg
 
 from backend.settings import Settings
 from common.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Errors that mean the database (not the query) is unavailable; anything else is a bug.
 _UNAVAILABLE = (
@@ -47,9 +50,10 @@ async def postgres_errors() -> AsyncIterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
+        # The exception's text (hosts, paths, server messages) goes to the log, not the client.
+        logger.warning("postgres unavailable: %s: %s", type(exc).__name__, exc)
         raise ServiceUnavailable(
-            f"postgres unavailable: {type(exc).__name__}: {exc}",
-            upstream="postgres",
+            f"postgres unavailable ({type(exc).__name__})", upstream="postgres"
         ) from exc
 
 

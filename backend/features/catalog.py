@@ -3,7 +3,8 @@
 Filled from the SAE service: its ``GET /saes`` (d_sae, has_labels, has_examples) and, for an SAE
 with labels, its bulk ``GET /saes/{sae_id}/{layer}/labels`` (one request per SAE). Pages read
 only Postgres; the service is asked again when an SAE is unknown or its row is older than
-``LISTING_TTL_S`` (at most once per ``RETRY_S`` per process, answered or not). Labels loaded
+``LISTING_TTL_S`` (at most once per ``RETRY_S`` per process, answered or not); an SAE the
+last listing lacked is not asked about for ``UNKNOWN_RECHECK_S``. Labels loaded
 by ``playground import-labels`` (``labels_source = 'import'``) are never replaced by the
 service's.
 """
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 LISTING_TTL_S = 600.0
 SERVICE_LABELS_TTL = timedelta(hours=1)
 RETRY_S = 30.0
+# An SAE the service's last listing did not have is not asked about again for this long
+# (per process): longer than the GPU apps' 900 s scale-down, so requests for unknown SAEs
+# never keep an SAE container awake.
+UNKNOWN_RECHECK_S = 1200.0
 MAX_LABEL_CHARS = 500
 
 
@@ -84,6 +89,7 @@ class SaeCatalog:
         self._db_timeout = settings.playground_db_timeout_s
         self._lock = asyncio.Lock()
         self._last_attempt = float("-inf")
+        self._last_listing = float("-inf")  # the last listing the service answered
 
     def _conn(self):
         return connection(self.pool, self._db_timeout)
@@ -93,7 +99,7 @@ class SaeCatalog:
         service knows its d_sae."""
         async with self._conn() as conn:
             row = await feature_reads.sae_by_id(conn, sae_id, layer)
-        if self._needs_refresh(row):
+        if self._needs_refresh(row) and not self._known_unknown(row):
             try:
                 await self.refresh()
             except ApiError as exc:
@@ -108,6 +114,11 @@ class SaeCatalog:
                 code="sae_not_found",
             )
         return _entry(row)
+
+    def _known_unknown(self, row: asyncpg.Record | None) -> bool:
+        """Not in the cache, and the service's listing, recent enough, did not have it."""
+        unknown = row is None or row["d_sae"] is None
+        return unknown and time.monotonic() - self._last_listing < UNKNOWN_RECHECK_S
 
     @staticmethod
     def _needs_refresh(row: asyncpg.Record | None) -> bool:
@@ -127,6 +138,7 @@ class SaeCatalog:
                 return
             self._last_attempt = time.monotonic()
             listing = await self.sae.list_saes()
+            self._last_listing = time.monotonic()
             now = datetime.now(UTC)
             to_label = []
             async with self._conn() as conn:

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +20,9 @@ import asyncpg
 
 from backend.db import limits as sql
 from backend.db.pool import connection
+from backend.limits.fair_share import FairShare
+from backend.limits.identity import ClientIdentity
+from backend.limits.slot import Slot
 from backend.settings import Settings
 from common.errors import Overloaded, RateLimited, ServiceUnavailable
 
@@ -37,6 +38,9 @@ GPU_ROUTES = frozenset(
 )
 # Liveness probes (`up`, the platform) are not limited.
 EXEMPT_PATHS = frozenset({"/health"})
+# Limited, but let through when Postgres cannot count them: the health route must answer
+# "postgres down" itself (it asks the upstreams at most once per interval, from its cache).
+FAIL_OPEN_PATHS = frozenset({"/playground/activations/health"})
 
 
 def route_class(method: str, path: str) -> str | None:
@@ -57,7 +61,13 @@ class Limiter:
         self.pool = pool
         self.window = timedelta(seconds=settings.playground_rate_window_s)
         self.ttl = timedelta(seconds=settings.playground_lease_ttl_s)
-        self.client_header = (settings.playground_client_ip_header or "").lower().encode() or None
+        self.identity = ClientIdentity(
+            header=(settings.playground_client_ip_header or "").lower().encode() or None,
+            pick=settings.playground_client_ip_pick,
+            ipv6_prefix=settings.playground_ipv6_prefix,
+        )
+        # A response send that waits longer than this (the client stopped reading) drops it.
+        self.send_timeout_s = settings.playground_client_send_timeout_s
         self._timeout = settings.playground_db_timeout_s
         self.classes = {
             "gpu": ClassLimits(
@@ -71,29 +81,31 @@ class Limiter:
                 None,
             ),
         }
+        self.shares = {
+            name: FairShare(
+                limits.per_client_in_flight,
+                limits.global_in_flight,
+                settings.playground_gpu_reserve_new if name == "gpu" else 0,
+            )
+            for name, limits in self.classes.items()
+        }
         self._held: set[uuid.UUID] = set()
         self._heartbeat: asyncio.Task | None = None
 
     # -- who --------------------------------------------------------------------------------
 
     def client_key(self, scope) -> str:
-        """The peer address, or the configured trusted proxy header's last (rightmost) address:
-        the one the proxy itself appended, which a client cannot forge."""
-        if self.client_header is not None:
-            for name, value in scope.get("headers", ()):
-                if name == self.client_header:
-                    last = value.decode("latin-1").split(",")[-1].strip()
-                    if last:
-                        return last[:100]
-        client = scope.get("client")
-        return client[0] if client else "unknown"
+        """The client's key (backend/limits/identity.py: the peer, or a trusted proxy's
+        header; IPv6 by its /64)."""
+        return self.identity.key(scope)
 
     # -- admission -----------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def admit(self, client_key: str, klass: str) -> AsyncIterator[None]:
-        """Count the request and hold a slot while the body of the ``async with`` runs; raise
-        RateLimited (429) or Overloaded (503) instead when over a limit."""
+    async def admit(self, client_key: str, klass: str, *, fail_open: bool = False) -> Slot | None:
+        """Count the request and take a slot; raise RateLimited (429) or Overloaded (503)
+        instead when over a limit, ServiceUnavailable (503) when Postgres cannot say (unless
+        ``fail_open``: then None, no slot). The caller releases the slot (``Slot.release``,
+        idempotent) when the work is over."""
         limits = self.classes[klass]
         try:
             async with connection(self.pool, self._timeout) as conn:
@@ -108,19 +120,23 @@ class Limiter:
                     conn,
                     client_key=client_key,
                     route_class=klass,
-                    client_limit=limits.per_client_in_flight,
-                    global_limit=limits.global_in_flight,
+                    decide=self.shares[klass].decide,
                     ttl=self.ttl,
                 )
         except ServiceUnavailable:
-            if klass == "gpu":
-                raise  # no GPU work without the limits that bound it
-            logger.warning("limits unavailable (postgres); letting a read through")
-            yield
-            return
+            if not fail_open:
+                raise  # no limits, no work: unlimited reads are a flood's open door
+            logger.warning("limits unavailable (postgres); letting a health check through")
+            return None
         if refused == "client":
             raise RateLimited(
                 f"this client already has {limits.per_client_in_flight} {klass} requests in flight",
+                retry_after_s=1,
+            )
+        if refused == "share":
+            raise RateLimited(
+                f"this client holds its fair share of the deployment's {klass} slots while "
+                "others are waiting",
                 retry_after_s=1,
             )
         if refused == "global":
@@ -131,11 +147,12 @@ class Limiter:
             )
         assert lease is not None
         self._held.add(lease)
-        try:
-            yield
-        finally:
+
+        async def release() -> None:
             self._held.discard(lease)
             await self._release(lease)
+
+        return Slot(release, client_key)
 
     async def _release(self, lease: uuid.UUID) -> None:
         try:

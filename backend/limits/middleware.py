@@ -1,12 +1,30 @@
 """The limits as pure ASGI middleware, in front of every route of the backend (429 / 503 with
-``Retry-After`` in the one error shape; the route is not called)."""
+``Retry-After`` in the one error shape; the route is not called).
+
+A ``gpu`` request's slot is held while GPU work runs, not while the client reads: a plain
+answer gives it back when its response starts (the work is over by then), a streamed run when
+its run is stored (``backend.limits.slot.gpu_work_done``), the end of the response in any case.
+A client that has not taken a response chunk for ``PLAYGROUND_CLIENT_SEND_TIMEOUT_S`` is
+dropped (its connection closed); a streamed run behind it finishes and is stored as usual.
+"""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import asyncio
+import logging
 
-from backend.limits.limiter import Limiter, route_class
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.limits import slot as gpu_slot
+from backend.limits.limiter import FAIL_OPEN_PATHS, Limiter, route_class
+from backend.limits.quota import STORING_ROUTES, StorageGuard
 from common.errors import ApiError, error_response
+
+logger = logging.getLogger(__name__)
+
+
+class ClientDropped(Exception):
+    """The client stopped reading; its connection is closed."""
 
 
 class LimitsMiddleware:
@@ -19,14 +37,53 @@ class LimitsMiddleware:
         if limiter is None or klass is None:
             await self.app(scope, receive, send)
             return
-        admission = limiter.admit(limiter.client_key(scope), klass)
+        client_key = limiter.client_key(scope)
+        guard: StorageGuard | None = getattr(scope["app"].state, "storage_guard", None)
         try:
-            await admission.__aenter__()
+            if guard is not None and (scope["method"], scope["path"]) in STORING_ROUTES:
+                await guard.check(client_key)  # 429 quota_exceeded, 507 storage_full
+            slot = await limiter.admit(
+                client_key, klass, fail_open=scope["path"] in FAIL_OPEN_PATHS
+            )
         except ApiError as exc:
             response = error_response(exc.status_code, exc.to_info(), headers=exc.headers)
             await response(scope, receive, send)
             return
-        try:
+        if slot is None:
             await self.app(scope, receive, send)
+            return
+        token = gpu_slot.current.set(slot) if klass == "gpu" else None
+        timeout = limiter.send_timeout_s
+
+        async def paced_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and klass == "gpu":
+                headers = dict(message.get("headers", ()))
+                if not headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+                    await slot.release()  # a plain answer: the GPU work is over
+            try:
+                await asyncio.wait_for(send(message), timeout)
+            except TimeoutError:
+                slot.client_dropped = True
+                raise ClientDropped from None
+
+        try:
+            await self.app(scope, receive, paced_send)
+        except BaseException as exc:
+            if not _only_drops(exc):
+                raise
+            # Returning without completing the response makes the server close the socket.
+            logger.info("dropped a client that read nothing for %.0f s", timeout)
         finally:
-            await admission.__aexit__(None, None, None)
+            if token is not None:
+                gpu_slot.current.reset(token)
+            await slot.release()
+
+
+def _only_drops(exc: BaseException) -> bool:
+    """A ClientDropped, alone or as the only content of a task group's exception group."""
+    if isinstance(exc, ClientDropped):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        match, rest = exc.split(ClientDropped)
+        return match is not None and rest is None
+    return False

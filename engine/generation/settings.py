@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.auth import DEPLOYED_ENV, checked_token
 from common.defaults import DEFAULT_MODEL_ID
 
 GiB = 1 << 30
@@ -39,7 +40,12 @@ class EngineSettings(BaseSettings):
     max_batch_requests: int = Field(64, ge=1, le=1024, description="bound on /generate/batch")
     max_output_tokens: int = Field(4096, ge=1, description="bound on max_tokens")
     api_token: SecretStr | None = Field(
-        None, description="bearer token every route but /health requires (unset: no auth)"
+        None,
+        description="bearer token every route but /health requires (unset: no auth, only "
+        "where PLAYGROUND_DEPLOYED is not set; empty: an error)",
+    )
+    deployed: bool = Field(
+        False, validation_alias=DEPLOYED_ENV, description="set by modal_deploy.py: fail closed"
     )
     max_body_bytes: int = Field(
         8 << 20, ge=1024, le=1 << 30, description="request bodies over this answer 413"
@@ -49,6 +55,7 @@ class EngineSettings(BaseSettings):
     def _check(self) -> EngineSettings:
         if not self.model:
             raise ValueError("ENGINE_MODEL must name a model")
+        checked_token(self.api_token, env_name="ENGINE_API_TOKEN", deployed=self.deployed)
         return self
 
     @property

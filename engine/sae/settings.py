@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.auth import DEPLOYED_ENV, checked_token
 from engine.sae import batching, encode_batch, stream_cache
 from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
@@ -46,8 +47,11 @@ class Settings(BaseSettings):
     # host keeps its cores busy for about a second after each request; sharing them makes our
     # OpenMP barriers wait on starved threads (10 ms becomes 500+ ms), so `up` sets 1 there.
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
-    # Bearer token every route but /health requires (None: no auth).
+    # Bearer token every route but /health requires (None: no auth, only where
+    # PLAYGROUND_DEPLOYED is not set; an empty value is an error).
     api_token: SecretStr | None = None
+    # Set by modal_deploy.py: the service fails closed (no token, no start).
+    deployed: bool = Field(default=False, validation_alias=DEPLOYED_ENV)
     # Request bodies over this many bytes answer 413 before parsing.
     max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
     # Jobs waiting for the batcher beyond this answer 503 overloaded (with Retry-After).
@@ -65,6 +69,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        checked_token(self.api_token, env_name="SAE_SERVICE_API_TOKEN", deployed=self.deployed)
+        return self
 
     @property
     def served_model_id(self) -> str:

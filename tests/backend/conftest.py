@@ -36,6 +36,9 @@ def stub_urls(stub_states):
 def reset_stubs(stub_states):
     for state in stub_states.values():
         state.mode = "ok"
+        state.stream_gap_s = 0.0
+        state.output_len = None
+        state.dense = False
         state.calls.clear()
         state.lookups.clear()
         state.drifts.clear()

@@ -24,6 +24,7 @@ import asyncio
 import gzip
 import random
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from common import sse
 from common.errors import ErrorResponse
 from engine.generation import protocol as engine_protocol
 from engine.sae import protocol as sae_protocol
@@ -42,6 +44,7 @@ BOS = 128000
 CHAT_HEADER = [128006, 882, 128007, 271]
 CHAT_FOOTER = [128009, 128006, 78191, 128007, 271]
 SPECIAL_MIN = 128000
+OTHER_SAE_ID, OTHER_SAE_LAYER = "other_sae", 3
 N_FEATURES = 40  # small, so features repeat across positions and aggregation is non-trivial
 D_SAE = 32768
 SAE_ID = "llama_scope_lxr_8x"
@@ -59,6 +62,12 @@ OFF_CONTRACT = frozenset({"garbage", "wrong_shape", "bad_timeline"})
 class StubState:
     mode: str = "ok"
     slow_s: float = 3.0
+    # Seconds between a stream's token events (tests of streams that outlive their readers).
+    stream_gap_s: float = 0.0
+    # Answers this many output tokens (up to max_tokens) instead of the usual 6-10.
+    output_len: int | None = None
+    # Every position gets top_k features (a maximum-size run), not 0-12.
+    dense: bool = False
     health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
@@ -94,15 +103,17 @@ def prompt_token_ids(prompt: str, chat: bool) -> list[int]:
     return [BOS, *CHAT_HEADER, *body, *CHAT_FOOTER] if chat else [BOS, *body]
 
 
-def output_token_ids(prompt: str, max_tokens: int) -> list[int]:
-    n = min(max_tokens, 6 + zlib.crc32(prompt.encode()) % 5)
+def output_token_ids(prompt: str, max_tokens: int, length: int | None = None) -> list[int]:
+    n = min(max_tokens, length or 6 + zlib.crc32(prompt.encode()) % 5)
     return [2000 + zlib.crc32(f"{prompt}:{i}".encode()) % 3000 for i in range(n)]
 
 
-def features_at(token_id: int, position: int, top_k: int) -> list[dict[str, Any]]:
+def features_at(
+    token_id: int, position: int, top_k: int, dense: bool = False
+) -> list[dict[str, Any]]:
     rng = random.Random(zlib.crc32(f"{token_id}:{position}".encode()))
-    count = rng.randint(0, min(top_k, 12))
-    ids = rng.sample(range(N_FEATURES), count)
+    count = top_k if dense else rng.randint(0, min(top_k, 12))
+    ids = rng.sample(range(max(N_FEATURES, count)), count)
     # One decimal place, so equal maxima happen and the tie-breaks get exercised.
     acts = sorted((round(rng.uniform(0.1, 9.0), 1) for _ in ids), reverse=True)
     if token_id >= SPECIAL_MIN:
@@ -131,9 +142,11 @@ def tokens(token_ids: list[int], output_start: int | None) -> list[dict[str, Any
     ]
 
 
-def timeline(token_ids: list[int], top_k: int, output_start: int | None) -> list[dict[str, Any]]:
+def timeline(
+    token_ids: list[int], top_k: int, output_start: int | None, dense: bool = False
+) -> list[dict[str, Any]]:
     return [
-        {**info, "features": features_at(info["token_id"], info["position"], top_k)}
+        {**info, "features": features_at(info["token_id"], info["position"], top_k, dense)}
         for info in tokens(token_ids, output_start)
     ]
 
@@ -174,8 +187,12 @@ def engine_app(state: StubState) -> FastAPI:
         if state.mode == "hostile":
             return error(state, 422, "context_length_exceeded", HOSTILE)
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
-        out = output_token_ids(body["prompt"], body["max_tokens"])
+        out = output_token_ids(body["prompt"], body["max_tokens"], state.output_len)
         text = " ".join(f"t{t}" for t in out)
+        if body.get("stream"):
+            return StreamingResponse(
+                _engine_events(state, body, prompt_ids, out), media_type="text/event-stream"
+            )
         return answer(state, engine_protocol.GenerateResponse, {
             "request_id": body.get("request_id") or f"stub-{zlib.crc32(body['prompt'].encode())}",
             "model_id": body.get("model_id") or DEFAULT_MODEL,
@@ -188,6 +205,40 @@ def engine_app(state: StubState) -> FastAPI:
         })  # fmt: skip
 
     return app
+
+
+async def _engine_events(
+    state: StubState, body: dict[str, Any], prompt_ids: list[int], out: list[int]
+) -> AsyncIterator[bytes]:
+    """The engine's stream (``prompt``, ``token`` ..., ``done``), each event held to the real
+    engine's model; ``stream_gap_s`` apart (tests of slow or unread streams)."""
+    request_id = body.get("request_id") or "stub-stream"
+    model_id = body.get("model_id") or DEFAULT_MODEL
+    yield sse.frame("prompt", _conform(state, engine_protocol.PromptEvent, {
+        "request_id": request_id, "model_id": model_id, "prompt_token_ids": prompt_ids,
+        "tokens": [f"p{t}" for t in prompt_ids],
+    }))  # fmt: skip
+    for step, token_id in enumerate(out):
+        await asyncio.sleep(state.stream_gap_s)
+        text = ("" if step == 0 else " ") + f"t{token_id}"
+        event = {"step": step, "token_id": token_id, "text": text}
+        yield sse.frame("token", _conform(state, engine_protocol.TokenEvent, event))
+    yield sse.frame("done", _conform(state, engine_protocol.GenerateResponse, {
+        "request_id": request_id, "model_id": model_id,
+        "output_text": " ".join(f"t{t}" for t in out), "output_token_ids": out,
+        "prompt_token_ids": prompt_ids,
+        "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
+        "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
+        "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
+    }))  # fmt: skip
+
+
+def _conform(state: StubState, model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return conforming(model, body)
+    except ContractDrift as exc:
+        state.drifts.append(f"{model.__name__}: {exc}")
+        return body
 
 
 def _positions(state: StubState, token_ids: list[int]) -> list[int]:
@@ -229,7 +280,14 @@ def sae_app(state: StubState) -> FastAPI:
                     "description": HOSTILE if state.mode == "hostile" else "stub",
                     "has_labels": state.mode != "no_labels",
                     "has_examples": state.mode != "no_labels",
-                }
+                },
+                # A second SAE (no labels): runs may choose it (the backend checks the listing).
+                {
+                    "sae_id": OTHER_SAE_ID, "layers": [OTHER_SAE_LAYER], "d_in": 4096,
+                    "d_sae": D_SAE, "architecture": "jumprelu", "model_id": DEFAULT_MODEL,
+                    "demo": False, "description": "stub", "has_labels": False,
+                    "has_examples": False,
+                },
             ],
         })  # fmt: skip
 
@@ -295,7 +353,7 @@ def sae_app(state: StubState) -> FastAPI:
         start, stream_id = body.get("from_position", 0), body.get("stream_id")
         ended = bool(stream_id and body.get("stream_end") and start == len(body["token_ids"]))
         entries = timeline(_positions(state, body["token_ids"]), body["top_k"],
-                           body.get("output_start"))[start:]  # fmt: skip
+                           body.get("output_start"), state.dense)[start:]  # fmt: skip
         if state.mode == "bad_timeline":
             entries[0]["features"] = [{"feature_id": "seven", "activation": 1.0}]
         if state.mode == "nul_text":

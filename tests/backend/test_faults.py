@@ -66,16 +66,18 @@ async def test_sae_bad_timeline_and_rejection(client, db, stub_states):
     assert response.json()["error"]["upstream"] == "sae"
     assert "timeline" in response.json()["error"]["message"]
     stub_states["sae"].mode = "ok"
-    # The SAE service says the SAE does not exist: the caller's input, so 422, still recorded.
+    # An SAE the SAE service does not list: the caller's input, refused (404) before any
+    # generation, nothing recorded (issue 20: no GPU work for a run that cannot finish).
+    stub_states["engine"].calls.clear()
     response = await client.post(
         "/playground/activations/run",
         json={"prompt": "x", "request_id": "rejected", "sae_id": "unknown_sae"},
     )
-    assert response.status_code == 422
-    error = response.json()["error"]
-    assert (error["code"], error["upstream"]) == ("upstream_rejected", "sae")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "sae_not_found"
+    assert stub_states["engine"].calls == []
     status = "SELECT status FROM activation_run_index WHERE request_id = 'rejected'"
-    assert await db.fetchval(status) == "failed"
+    assert await db.fetchval(status) is None
 
 
 async def test_failure_never_replaces_a_success(client, db, stub_states):

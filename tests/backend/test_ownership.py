@@ -46,7 +46,10 @@ async def test_foreign_write_is_409_before_any_upstream_call(client, db, stub_st
     stub_states["engine"].mode = "error500"  # the attack made the engine fail
     headers = {"X-Run-Owner": header} if header else {}
     response = await client.post(
-        RUN, json={"prompt": OVERSIZED, "request_id": rid, "max_tokens": 2048}, headers=headers
+        RUN,
+        # The attack, at sae_top_k 1 so that its timeline fits the byte cap (8 MiB).
+        json={"prompt": OVERSIZED, "request_id": rid, "max_tokens": 2048, "sae_top_k": 1},
+        headers=headers,
     )
     assert response.status_code == 409
     error = response.json()["error"]

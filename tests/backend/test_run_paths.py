@@ -85,7 +85,7 @@ async def test_configured_caps(db_uri, db, stub_urls, stub_states):
         playground_max_prompt_chars=10,
         playground_max_tokens=8,
         playground_max_timeline_features=1000,
-        playground_max_timeline_bytes=20_000,
+        playground_max_timeline_bytes=22_000,
     )
 
     async def run(http: httpx.AsyncClient, **body) -> httpx.Response:
@@ -101,7 +101,8 @@ async def test_configured_caps(db_uri, db, stub_urls, stub_states):
                 # 75 x 14 = 1050 features > 1000.
                 (await run(http, prompt="abc", sae_top_k=14, request_id="cap-feat"),
                  "timeline_too_large"),
-                # 75 x (192 + 2 x 64) = 24000 bytes > 20000 (1 feature: 19200, under).
+                # JSON and packed copy: 75 x (209 + 2 x 76) = 27075 bytes > 22000 (1 feature:
+                # 21375, under).
                 (await run(http, prompt="abc", sae_top_k=2, max_tokens=8, request_id="cap-bytes",
                            collect_activations=True), "timeline_too_large"),
             ]  # fmt: skip

@@ -218,7 +218,11 @@ def test_gpu_endpoints_need_proxy_auth_and_a_token(monkeypatch):
     secrets = {synchronizer._translate_in(s)._name: s for s in deploy.backend_web._spec_.secrets}
     assert set(secrets) >= {"playground-service-staging", "playground-proxy-auth-staging"}
     env = image_env(deploy.backend_image)
-    assert env["PLAYGROUND_CLIENT_IP_HEADER"] == "x-forwarded-for"
+    # On asgi_app Modal strips X-Forwarded-For: the limits key on the ASGI peer (issue 20).
+    assert "PLAYGROUND_CLIENT_IP_HEADER" not in env
+    # Every deployed service fails closed (no token or no PUBLIC_BASE_URL: no start).
+    for image in (deploy.backend_image, deploy.engine_image, deploy.sae_image):
+        assert image_env(image)["PLAYGROUND_DEPLOYED"] == "1"
 
 
 def test_every_function_has_a_container_ceiling(monkeypatch):

@@ -19,7 +19,7 @@ from backend.app import create_app
 from backend.settings import Settings
 from common import sse
 from tests.support.databases import create_database
-from tests.support.servers import SERVICE_TOKEN, serve_app
+from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
 
 pytestmark = pytest.mark.vllm
 
@@ -180,7 +180,7 @@ def test_streamed_features_equal_one_extraction(pair):
 
 
 def sae_health(sae_url: str) -> dict:
-    return httpx.get(sae_url + "/health", timeout=30).json()
+    return httpx.get(sae_url + "/health", headers=SERVICE_AUTH, timeout=30).json()
 
 
 def test_sae_work_of_a_streamed_run_is_one_extraction(backend_url, sae_url):
@@ -236,7 +236,7 @@ def test_rerun_needs_the_owner_token(pair, backend_url, database_url):
 
 
 def in_flight(engine_url: str) -> int:
-    return httpx.get(engine_url + "/health").json()["in_flight"]
+    return httpx.get(engine_url + "/health", headers=SERVICE_AUTH).json()["in_flight"]
 
 
 async def leave_after_tokens(

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.backend.page.test_page import API, open_page, run_in_page, wait_rows_loaded
+from tests.support.servers import SERVICE_AUTH
 
 pytestmark = [pytest.mark.browser, pytest.mark.vllm]
 
@@ -85,7 +86,9 @@ def test_stop_cancels_the_run(page, backend_url, engine_url):
     deadline = time.monotonic() + 30
     while True:
         response = httpx.get(f"{backend_url}{API}/{request_id}", timeout=30)
-        engine_busy = httpx.get(engine_url + "/health", timeout=30).json()["in_flight"]
+        engine_busy = httpx.get(engine_url + "/health", headers=SERVICE_AUTH, timeout=30).json()[
+            "in_flight"
+        ]
         if response.status_code == 200 and not engine_busy:
             break
         assert time.monotonic() < deadline, (response.status_code, engine_busy)

@@ -67,7 +67,7 @@ def greedy(prompt: str, max_tokens: int, **extra) -> dict:
 
 
 def test_health(engine_url, tiny_model_dir):
-    body = httpx.get(engine_url + "/health").json()
+    body = httpx.get(engine_url + "/health", headers=SERVICE_AUTH).json()
     assert body["status"] == "ok"
     assert body["backend"] == "vllm"
     assert body["model_id"] == str(tiny_model_dir)
@@ -205,11 +205,11 @@ def test_bad_batches(engine_url):
 
 
 def in_flight(engine_url: str) -> int:
-    return httpx.get(engine_url + "/health").json()["in_flight"]
+    return httpx.get(engine_url + "/health", headers=SERVICE_AUTH).json()["in_flight"]
 
 
 def aborted(engine_url: str) -> int:
-    return httpx.get(engine_url + "/health").json()["aborted"]
+    return httpx.get(engine_url + "/health", headers=SERVICE_AUTH).json()["aborted"]
 
 
 async def test_client_disconnect_aborts_in_engine(engine_url):

@@ -139,7 +139,7 @@ def test_batch_does_not_stream(engine_url):
 
 
 def in_flight(engine_url: str) -> int:
-    return httpx.get(engine_url + "/health").json()["in_flight"]
+    return httpx.get(engine_url + "/health", headers=SERVICE_AUTH).json()["in_flight"]
 
 
 async def test_client_disconnect_aborts_stream(engine_url):

@@ -25,7 +25,7 @@ def test_demo_sae_build_is_idempotent(tiny_model_dir, demo_sae_dir):
 
 
 def test_cli_service_serves_the_demo_sae(sae_url, sequences):
-    health = httpx.get(sae_url + "/health").json()
+    health = httpx.get(sae_url + "/health", headers=SERVICE_AUTH).json()
     assert health["status"] == "ok"
     assert health["torch_threads"] == 1  # SAE_SERVICE_TORCH_THREADS, set by the fixture
     saes = httpx.get(sae_url + "/saes", headers=SERVICE_AUTH).json()
