@@ -36,6 +36,7 @@ def stub_urls(stub_states):
 def reset_stubs(stub_states):
     for state in stub_states.values():
         state.mode = "ok"
+        state.slow_s = stubs.StubState.slow_s  # a test's own delay never leaks into the next
         state.stream_gap_s = 0.0
         state.output_len = None
         state.dense = False

@@ -51,7 +51,8 @@ def test_tokens_stream_in_and_the_final_page_equals_the_stored_run(page, backend
     assert all(v["button"] == "Stop" and not v["status"].startswith("Done") for v in streamed)
     status = page.inner_text("#run-status")
     assert status.startswith("Done in") and "first token" in status
-    assert page.inner_text("#run-button") == "Run"
+    # The button turns back once the finished run is drawn (after "Done in"): waited for.
+    page.wait_for_function("document.querySelector('#run-button').textContent === 'Run'")
     page.wait_for_selector("#top-features tbody tr")
     after_stream = shown_page(page)
 
