@@ -94,6 +94,8 @@ class GenerationService:
 
     def check_request(self, request: GenerateRequest, where: str = "") -> None:
         """Bounds known before tokenizing (cheap): checked for every request of a batch first."""
+        if request.steer:  # never an unsteered answer to a steered request
+            raise InvalidRequest(f"{where}this engine cannot steer", code="steering_unavailable")
         if request.max_tokens > self.settings.max_output_tokens:
             raise InvalidRequest(
                 f"{where}max_tokens {request.max_tokens} exceeds this engine's bound of "

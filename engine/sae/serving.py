@@ -4,7 +4,13 @@ become the wire's errors."""
 
 from __future__ import annotations
 
-from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
+from common.errors import (
+    InvalidRequest,
+    NotFound,
+    NotImplementedYet,
+    Overloaded,
+    ServiceUnavailable,
+)
 from engine.sae.batching import Batcher, EncodeJob, EncodeResult, QueueFull, StreamChunk
 from engine.sae.encoder import SaeMeta
 from engine.sae.protocol import (
@@ -15,6 +21,8 @@ from engine.sae.protocol import (
     SaeInfo,
     SaeRef,
     SaesResponse,
+    SteeringVectorsRequest,
+    SteeringVectorsResponse,
 )
 from engine.sae.registry import SaeLoadFailed, SaeRegistry, UnknownSae, UnknownSaeLayer
 from engine.sae.residual import ResidualModel
@@ -230,3 +238,6 @@ class SaeService:
 
     def loaded(self) -> list[SaeRef]:
         return [SaeRef(sae_id=s, layer=lay) for s, lay in self.registry.loaded()]
+
+    def steering_vectors(self, req: SteeringVectorsRequest) -> SteeringVectorsResponse:
+        raise NotImplementedYet("steering vectors are not served yet")
