@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # GPU work from the prompt's bytes and max_tokens (backend/activations/budget.py).
     playground_max_timeline_features: int = Field(1_000_000, ge=1, le=100_000_000)
     playground_max_timeline_bytes: int = Field(64 << 20, ge=1024, le=1 << 30)
+    # Steering (docs/steering.md): features per run, and |strength| (x the decoder row).
+    playground_max_steer_features: int = Field(8, ge=1, le=8)
+    playground_max_steer_strength: float = Field(300.0, gt=0, le=1000)
 
     # The feature fold (backend/features/fold.py): run in the background of this process
     # (several processes may; one folds at a time), this many queued runs per transaction,

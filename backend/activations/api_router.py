@@ -7,9 +7,10 @@ the models document the schema and the tests validate every answer against them.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
@@ -28,6 +29,7 @@ from backend.activations.protocol import (
     TopFeaturesResponse,
 )
 from backend.deps import ActivationsDep, ExplorerDep, HealthDep, PublicBaseDep, RunsDep
+from backend.limits.extra import ExtraRuns
 from common import sse
 from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
 from common.responses import OrjsonResponse
@@ -61,6 +63,7 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
 )
 async def run(
     body: ActivationRunRequest,
+    request: Request,
     service: ActivationsDep,
     base_url: PublicBaseDep,
     owner: OwnerToken = None,
@@ -70,9 +73,15 @@ async def run(
     answer. A new run's answer carries its ``owner_token`` (once); an existing id needs it as
     ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call). Streamed as events
     when the client accepts ``text/event-stream`` (the token in ``started``)."""
-    if sse.wants_events(accept):
-        return sse.event_stream(await service.open_stream(body, base_url, owner))
-    return OrjsonResponse(await service.run(body, base_url, owner))
+    # A steered run's default is a second run: admitted (limits) as one.
+    extra = ExtraRuns(request, 1 if body.steer and body.compare else 0)
+    async with AsyncExitStack() as held:
+        await held.enter_async_context(extra)
+        if sse.wants_events(accept):
+            frames = await service.open_stream(body, base_url, owner)
+            held.pop_all()  # the stream holds them now
+            return sse.event_stream(extra.around(frames))
+        return OrjsonResponse(await service.run(body, base_url, owner))
 
 
 MAX_FEATURE_PAGE = 100

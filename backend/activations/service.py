@@ -26,6 +26,8 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.results import RunView
+from backend.activations.steer_stream import open_pair_stream
+from backend.activations.steering import SteeringRuns
 from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.db import queries
@@ -69,12 +71,15 @@ class ActivationService:
         self.on_stored = on_stored
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
+        self.steering = SteeringRuns(self)
 
     async def run(
         self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
     ) -> RunView:
         """Plan (caps: 422), claim the id (409 ``run_owned`` for a foreign one), generate,
         extract, store. Nothing upstream is called before the claim holds."""
+        if req.steer:  # steered, and with compare its default beside it (steering.py)
+            return await self.steering.run(req, public_base_url, owner_token)
         start = time.perf_counter()
         plan = self._plan(req)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
@@ -191,6 +196,8 @@ class ActivationService:
         claim's 409, the engine's own 422) raises here, to be answered as plain HTTP, exactly
         as the blocking run answers it (a new run's owner token in ``X-Run-Owner``); the rest
         streams, the new run's owner token in ``started`` and ``done``."""
+        if req.steer:  # steered, and with compare its default beside it (steer_stream.py)
+            return await open_pair_stream(self.steering, req, public_base_url, owner_token)
         start = time.perf_counter()
         plan = self._plan(req)
         new_token = await self.ownership.claim(plan.request_id, owner_token)

@@ -9,7 +9,8 @@ token id past 64 bits), ``nul_text`` (a NUL character in the output text and a t
 ``reject`` (engine only: 422 ``context_length_exceeded``, as the real engine answers a prompt
 too long for its context), ``short``/``long`` (SAE only: one position fewer/more than the tokens
 asked about, in extract and analyze), ``hostile`` (HTML and script in the text the page shows: the
-engine's rejection message, the SAE's description).
+engine's rejection message, the SAE's description), ``no_steer`` (engine only: 422
+``steering_unavailable``). Steering and the engine's event stream: ``steer_stubs.py``.
 
 Every answer on the contract (any mode but ``garbage``, ``wrong_shape`` and ``bad_timeline``,
 which are off it on purpose) is checked against the real service's own response model
@@ -35,6 +36,7 @@ from pydantic import BaseModel
 from common.errors import ErrorResponse
 from engine.generation import protocol as engine_protocol
 from engine.sae import protocol as sae_protocol
+from tests.backend import steer_stubs
 from tests.support.contracts import ContractDrift, conforming
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -173,10 +175,13 @@ def engine_app(state: StubState) -> FastAPI:
             return error(state, 422, "context_length_exceeded", "prompt exceeds the context")
         if state.mode == "hostile":
             return error(state, 422, "context_length_exceeded", HOSTILE)
+        salt, refusal = steer_stubs.steer_salt(state, body)
+        if refusal is not None:
+            return refusal
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
-        out = output_token_ids(body["prompt"], body["max_tokens"])
+        out = output_token_ids(body["prompt"] + salt, body["max_tokens"])
         text = " ".join(f"t{t}" for t in out)
-        return answer(state, engine_protocol.GenerateResponse, {
+        result = {
             "request_id": body.get("request_id") or f"stub-{zlib.crc32(body['prompt'].encode())}",
             "model_id": body.get("model_id") or DEFAULT_MODEL,
             "output_text": text + "\x00" if state.mode == "nul_text" else text,
@@ -185,7 +190,11 @@ def engine_app(state: StubState) -> FastAPI:
             "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
             "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
             "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
-        })  # fmt: skip
+        }  # fmt: skip
+        if body.get("stream"):
+            texts = [("" if i == 0 else " ") + f"t{t}" for i, t in enumerate(out)]
+            return steer_stubs.sse_answer(state, result, texts)
+        return answer(state, engine_protocol.GenerateResponse, result)
 
     return app
 
@@ -317,6 +326,8 @@ def sae_app(state: StubState) -> FastAPI:
             },
             "timings_ms": {"total": 1.0},
         })  # fmt: skip
+
+    steer_stubs.add_steering_vectors(app, state)
 
     @app.post("/analyze_features")
     async def analyze(request: Request):
