@@ -5,6 +5,7 @@ import { showError } from "./error-banner.js";
 import { fmt } from "./format.js";
 import { labelOf } from "./labels.js";
 import { sparkline } from "./sparkline.js";
+import { steerButton } from "./steer-button.js";
 import { state, timeline } from "./state.js";
 
 const TOP_LIMIT = 50;
@@ -49,7 +50,7 @@ function renderTopFeatures() {
       "tr",
       { dataset: { feature: String(f.feature_id) }, class: state.selectedFeature === f.feature_id ? "selected" : null, title: "Show this feature across the run and the stored runs", tabindex: "0" },
       el("td", {}, el("span", { class: "fid" }, `#${f.feature_id}`)),
-      el("td", { class: "label-text" }, labelOf(f.feature_id)),
+      el("td", { class: "label-text" }, labelOf(f.feature_id), " ", steerButton(f.feature_id, state.run.preview.sae_id, state.run.preview.sae_layer)),
       el("td", { class: "num" }, fmt(f.max_activation)),
       el("td", { class: "num" }, fmt(f.mean_activation)),
       el("td", { class: "num" }, f.hits ?? ""),
