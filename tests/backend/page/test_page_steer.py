@@ -1,8 +1,8 @@
 """Steering from the page (real headless Chromium, real stack as test_page: the vLLM engine
 steering inside its batches, the SAE service's decoder rows): a feature added from Top
 Features, its strength set, Run steered; the steered and default answers both appear, with the
-read-back figures the API stored; the pair reopens from Recent Runs; 390 px wide, no
-horizontal scroll."""
+read-back figures the API stored; the pair reopens from Recent Runs; at 390 px the panel and
+the pair fit the width."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from tests.backend.page.test_page import api_get, open_page, run_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.vllm]
 
-NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+# Nothing of the Steer panel or the pair card reaches past the viewport (wide tables scroll
+# inside their own box). The page's other cards are not this test's business.
+PAST_THE_EDGE = """
+() => [...document.querySelectorAll('#steer-card, #steer-card *, #pair-card, #pair-card *')]
+  .filter(e => !e.closest('.table-scroll') || e.classList.contains('table-scroll'))
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .map(e => e.tagName + '.' + e.className)
+"""
 
 
 def steer_from_page(page, strength: str) -> str:
@@ -83,8 +90,7 @@ def test_the_steer_panel_and_pair_at_390_px(browser, backend_url):
         page.fill("#max-tokens", "8")
         steer_from_page(page, "-20")
         assert page.locator("#pair-card").is_visible()
-        assert page.evaluate(NO_SIDEWAYS_SCROLL), page.evaluate(
-            "[document.documentElement.scrollWidth, window.innerWidth]"
-        )
+        assert page.locator("#pair-columns .pair-col[data-role=default] .tok").count() > 0
+        assert page.evaluate(PAST_THE_EDGE) == []
     finally:
         context.close()

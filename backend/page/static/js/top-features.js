@@ -50,12 +50,12 @@ function renderTopFeatures() {
       "tr",
       { dataset: { feature: String(f.feature_id) }, class: state.selectedFeature === f.feature_id ? "selected" : null, title: "Show this feature across the run and the stored runs", tabindex: "0" },
       el("td", {}, el("span", { class: "fid" }, `#${f.feature_id}`)),
-      el("td", { class: "label-text" }, labelOf(f.feature_id), " ", steerButton(f.feature_id, state.run.preview.sae_id, state.run.preview.sae_layer)),
+      el("td", { class: "label-text" }, labelOf(f.feature_id)),
       el("td", { class: "num" }, fmt(f.max_activation)),
       el("td", { class: "num" }, fmt(f.mean_activation)),
       el("td", { class: "num" }, f.hits ?? ""),
       el("td", { class: "num" }, f.max_position ?? ""),
-      el("td", {}, sparkline(entries, f.feature_id)),
+      el("td", { class: "spark-cell" }, sparkline(entries, f.feature_id), steerButton(f.feature_id, state.run.preview.sae_id, state.run.preview.sae_layer)),
     ),
   );
   tbody.replaceChildren(...rows);
