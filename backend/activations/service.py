@@ -83,6 +83,8 @@ class ActivationService:
         start = time.perf_counter()
         plan = self._plan(req)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
+        if new_token is None:  # a re-run: no longer in a steering pair
+            await self.steering.forget_pair(plan.request_id)
         try:
             view = await self._run_claimed(req, plan, public_base_url, start)
         except ApiError as exc:
@@ -201,6 +203,8 @@ class ActivationService:
         start = time.perf_counter()
         plan = self._plan(req)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
+        if new_token is None:  # a re-run: no longer in a steering pair
+            await self.steering.forget_pair(plan.request_id)
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))
         except ApiError as exc:

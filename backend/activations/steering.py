@@ -131,12 +131,24 @@ class SteeringRuns:
         if req.compare:
             token = new_token or owner_token
             assert token is not None  # a claim without a new token matched the presented one
-            default_id = await self._claim_default(plan.request_id, token, new_ids)
+            try:
+                default_id = await self._claim_default(plan.request_id, token, new_ids)
+            except ApiError:
+                async with connection(
+                    self.service.pool, self.settings.playground_db_timeout_s
+                ) as conn:
+                    await pairs.release_claims(conn, new_ids)
+                raise
             default = replace(plan, request_id=default_id)
         seed = req.seed
         if req.compare and seed is None:  # one seed for both answers
             seed = secrets.randbelow(2**31)
         return PairPlan(plan, default, items, seed, new_token, new_ids)
+
+    async def forget_pair(self, request_id: str) -> None:
+        """Before a plain re-run of an id that was in a pair: the pair lets go of it."""
+        async with connection(self.service.pool, self.settings.playground_db_timeout_s) as conn:
+            await pairs.forget_pair(conn, request_id)
 
     async def _claim_default(self, steered_id: str, token: str, new_ids: list[str]) -> str:
         wanted = token_hash(token)

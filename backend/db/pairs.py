@@ -29,6 +29,12 @@ ON CONFLICT (request_id) DO UPDATE SET role = EXCLUDED.role,
 """
 
 
+_UNLINK_OTHERS = (
+    "UPDATE activation_run_pairs SET pair_request_id = NULL "
+    "WHERE pair_request_id = ANY($1::text[]) AND NOT request_id = ANY($1::text[])"
+)
+
+
 async def save_pair(
     conn: asyncpg.Connection,
     steered: RunRowSet,
@@ -39,10 +45,12 @@ async def save_pair(
     takes them, then the pair rows)."""
     steered_id = steered.index.request_id
     default_id = default.index.request_id if default is not None else None
+    ids = [steered_id] if default_id is None else [steered_id, default_id]
     async with conn.transaction():
         await queries.save_run(conn, steered.index, steered.preview, steered.features)
         if default is not None:
             await queries.save_run(conn, default.index, default.preview, default.features)
+        await conn.execute(_UNLINK_OTHERS, ids)  # an earlier pair of either id lets go of it
         await conn.execute(_LINK, steered_id, "steered", default_id, steering_json)
         if default_id is not None:
             await conn.execute(_LINK, default_id, "default", steered_id, None)
@@ -60,6 +68,13 @@ async def save_steered_failure(
             index.request_id,
         ):
             await conn.execute(_LINK, index.request_id, "steered", None, steering_json)
+
+
+async def forget_pair(conn: asyncpg.Connection, request_id: str) -> None:
+    """A plain re-run of ``request_id``: it is no longer in a pair (nor its partner with it)."""
+    async with conn.transaction():
+        await conn.execute(_UNLINK_OTHERS, [request_id])
+        await conn.execute("DELETE FROM activation_run_pairs WHERE request_id = $1", request_id)
 
 
 async def release_claims(conn: asyncpg.Connection, request_ids: list[str]) -> None:

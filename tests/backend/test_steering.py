@@ -364,3 +364,23 @@ async def test_an_upstream_failure_mid_pair_records_the_steered_run(client, db, 
         )
         == 0
     )
+
+
+async def test_re_runs_keep_the_links_true(client):
+    body = {"prompt": PROMPT, "steer": STEER, "compare": True, "request_id": "rerun-pair"}
+    first = (await client.post(RUN, json=body)).json()
+    token, default_id = first["owner_token"], first["pair"]["request_id"]
+    owner = {"X-Run-Owner": token}
+    # The default's id re-run as a plain run: out of the pair, and the steered run lets go.
+    plain = await client.post(RUN, json={"prompt": "x", "request_id": default_id}, headers=owner)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["pair"] is None and plain.json()["steering"] is None
+    got = (await client.get(f"/playground/activations/{default_id}")).json()
+    assert got["pair"] is None and got["steering"] is None
+    steered = (await client.get("/playground/activations/rerun-pair")).json()
+    assert steered["pair"] is None and steered["steering"] is not None
+    # The steered id re-run plain: its spec goes too.
+    again = await client.post(RUN, json={"prompt": "x", "request_id": "rerun-pair"}, headers=owner)
+    assert again.status_code == 200
+    got = (await client.get("/playground/activations/rerun-pair")).json()
+    assert got["pair"] is None and got["steering"] is None
