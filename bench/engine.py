@@ -75,8 +75,7 @@ def workload(n: int, seed: int, quick: bool) -> list[dict]:
 
 def in_mode(requests: list[dict], mode: str) -> list[dict]:
     """The workload with one mode's sampling parameters. No per-request seed, as the page sends
-    none (and vLLM 0.32.0's CPU runner fails on a seeded request whose prefill is split across
-    steps: docs/engine.md)."""
+    none by default."""
     return [{**r, **MODES[mode]} for r in requests]
 
 
