@@ -82,6 +82,14 @@ def install() -> bool:
     return True
 
 
+def uninstall() -> None:
+    runner = _runner()
+    for name in FINGERPRINTS:
+        fn = getattr(runner, name)
+        if getattr(fn, _MARK, False):
+            setattr(runner, name, fn.__wrapped__)
+
+
 def _discarded(runner: Any) -> list[int]:
     num_reqs = runner.input_batch.num_reqs
     return [int(i) for i in np.nonzero(runner.discard_request_mask.np[:num_reqs])[0]]

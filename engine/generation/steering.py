@@ -82,6 +82,11 @@ def steer_spec(
     steer: list[SteerVector], support: SteeringSupport, settings: EngineSettings, where: str = ""
 ) -> SteerSpec:
     """Check a request's steer (422 on any bound) and sum its ``scale x vector`` per layer."""
+    if settings.max_steer_vectors == 0:
+        raise InvalidRequest(
+            f"{where}steering is off on this engine (ENGINE_MAX_STEER_VECTORS=0)",
+            code="steering_unavailable",
+        )
     if len(steer) > settings.max_steer_vectors:
         raise InvalidRequest(
             f"{where}{len(steer)} steering vectors exceed this engine's bound of "

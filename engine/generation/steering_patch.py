@@ -119,6 +119,26 @@ def install() -> bool:
     return True
 
 
+def uninstall() -> None:
+    """Put vLLM's own methods back (tests; models already attached keep their buffers)."""
+    from vllm.model_executor.models.llama import LlamaDecoderLayer
+    from vllm.v1.worker.cpu_model_runner import CPUModelRunner
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+    from vllm.v1.worker.worker_base import WorkerBase
+
+    for owner, name in (
+        (LlamaDecoderLayer, "forward"),
+        (GPUModelRunner, "_model_forward"),
+        (GPUModelRunner, "load_model"),
+        (CPUModelRunner, "load_model"),
+    ):
+        fn = owner.__dict__[name]
+        if getattr(fn, _MARK, False):
+            setattr(owner, name, fn.__wrapped__)
+    if STATUS_METHOD in WorkerBase.__dict__:
+        delattr(WorkerBase, STATUS_METHOD)
+
+
 def _mark(fn: Any) -> Any:
     setattr(fn, _MARK, True)
     return fn
