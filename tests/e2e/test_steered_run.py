@@ -1,7 +1,14 @@
 """A steered pair through the whole stack, real parts only: backend -> SAE service's decoder
 rows (demo SAE) -> vLLM engine steering inside its batch (tiny model) -> SAE service -> Postgres.
-Direction: steering feature f raises f's activation over the output, more with a larger
-strength; strength 0 gives exactly the default answer (same seed)."""
+Strength 0 gives exactly the default answer (same seed); a strong steer changes the answer;
+the read-back figures are those of the stored timelines; a streamed pair equals its blocking
+twin.
+
+Direction (steering f raises f) is not asserted on the stored read-back here: the SAE service
+reads the steered *text* back through an unsteered forward, and on the random-weight tiny model
+nothing makes that text carry f (tests/engine/sae/test_steering_direction.py checks direction
+on the steered residual itself; docs/steering.md).
+"""
 
 from __future__ import annotations
 
@@ -42,29 +49,36 @@ def steered(backend_url: str, feature: int, strength: float, **extra) -> dict:
     return response.json()
 
 
-def test_steering_raises_the_feature_and_strength_zero_changes_nothing(backend_url):
+def read_back(run: dict, feature: int) -> dict:
+    outputs = [e for e in run["preview"]["feature_timeline"] if e["segment"] == "output"]
+    acts = [f["activation"] for e in outputs for f in e["features"] if f["feature_id"] == feature]
+    mean = sum(acts) / len(outputs) if outputs and acts else 0.0
+    return {"max": max(acts, default=0.0), "mean": mean, "hits": len(acts)}
+
+
+def test_strength_zero_changes_nothing_and_a_strong_steer_changes_the_answer(backend_url):
     plain = httpx.post(backend_url + RUN, json=BODY, timeout=300).json()
-    # A feature that is weak or silent in the plain answer's output.
-    top = {f["feature_id"] for f in plain["preview"]["top_features"]}
-    feature = next(f for f in range(1, 1000) if f not in top)
+    feature = plain["preview"]["top_features"][0]["feature_id"]
 
     zero = steered(backend_url, feature, 0.0)
     default = httpx.get(f"{backend_url}/playground/activations/{zero['pair']['request_id']}")
     assert zero["output"]["token_ids"] == default.json()["output"]["token_ids"]
     assert zero["output"]["token_ids"] == plain["output"]["token_ids"]  # same seed, same answer
 
-    figures = []
-    for strength in (8.0, 64.0, 300.0):
-        answer = steered(backend_url, feature, strength)
-        figure = answer["steering"]["features"][0]
-        assert figure["norm"] > 0
-        figures.append(figure)
-    print("read-back by strength:", [(f["strength"], f["steered"], f["default"]) for f in figures])
-    mid, high = figures[-2:]
-    # Raised against the default, and more with the larger strength.
-    assert high["steered"]["mean"] > high["default"]["mean"], high
-    assert high["steered"]["mean"] > mid["steered"]["mean"] >= figures[0]["steered"]["mean"]
-    assert high["steered"]["hits"] > high["default"]["hits"]
+    strong = steered(backend_url, feature, 300.0)
+    default = httpx.get(
+        f"{backend_url}/playground/activations/{strong['pair']['request_id']}"
+    ).json()
+    assert default["output"]["token_ids"] == plain["output"]["token_ids"]
+    assert strong["output"]["token_ids"] != plain["output"]["token_ids"]
+    figure = strong["steering"]["features"][0]
+    assert figure["norm"] > 0 and figure["strength"] == 300.0
+    for side, run in (("steered", strong), ("default", default)):
+        want = read_back(run, feature)
+        assert figure[side]["hits"] == want["hits"]
+        assert figure[side]["max"] == pytest.approx(want["max"])
+        assert figure[side]["mean"] == pytest.approx(want["mean"])
+    assert figure["default"]["hits"] > 0  # the plain answer's top feature: not vacuous
 
 
 def test_a_streamed_pair_matches_its_blocking_twin(backend_url):
