@@ -17,7 +17,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from backend.activations.record import RunFailure, RunRecord
-from backend.activations.steering import PairPlan, SteeringRuns, Vectors, first_error, record_of
+from backend.activations.steer_parts import PairPlan, Vectors, first_error, record_of
+from backend.activations.steering import SteeringRuns
 from backend.activations.streaming import CLIENT_CLOSED, StreamedRun
 from backend.upstreams.engine import GenerationStream
 from common import sse

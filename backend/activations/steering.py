@@ -13,22 +13,28 @@ Streamed pairs: ``steer_stream.py``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import orjson
 
 from backend.activations import storage
 from backend.activations.extraction import extract
 from backend.activations.ownership import OWNER_HEADER, token_hash
-from backend.activations.readback import read_back
 from backend.activations.record import Generation, RunFailure, RunRecord, RunTimings, pg_text
+from backend.activations.steer_parts import (
+    PairPlan,
+    SteerItem,
+    Vectors,
+    first_error,
+    record_of,
+    row_set,
+    steering_spec,
+)
 from backend.activations.views import run_view
 from backend.db import owners, pairs
 from backend.db.pool import connection
@@ -42,48 +48,6 @@ if TYPE_CHECKING:
     from backend.activations.service import ActivationService, RunPlan
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class SteerItem:
-    feature_id: int
-    strength: float
-    sae_id: str
-    layer: int
-
-
-@dataclass(frozen=True, slots=True)
-class Vectors:
-    """What the engine adds, and each item's decoder-row norm (for the answer)."""
-
-    steer: list[SteerVector]
-    norms: list[float]
-
-
-@dataclass(frozen=True, slots=True)
-class PairPlan:
-    steered: RunPlan
-    default: RunPlan | None
-    items: list[SteerItem]
-    seed: int | None
-    new_token: str | None  # a new run's owner token (both runs answer to it)
-    new_ids: list[str]  # ids this request took: released if it is refused
-
-
-async def first_error(aws: Sequence[Awaitable[T]]) -> list[T]:
-    """Every result, in order; the first failure cancels the others and raises."""
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        return [task.result() for task in tasks]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class SteeringRuns:
@@ -325,61 +289,3 @@ class SteeringRuns:
             logger.warning("steered run %s: not recorded: %s", steered_id, db_exc.message)
         if failure is not None:
             self.service.on_stored()
-
-
-def record_of(
-    req: ActivationRunRequest,
-    plan: RunPlan,
-    generation: Generation | None,
-    extraction: Any,
-    timings: RunTimings,
-) -> RunRecord:
-    return RunRecord(
-        request_id=plan.request_id,
-        created_at=plan.created_at,
-        model_id=generation.model_id if generation is not None else plan.model_id,
-        prompt=req.prompt,
-        status="ok",
-        generation=generation,
-        extraction=extraction,
-        failure=None,
-        timings=timings,
-        parse_special_tokens=req.parse_special_tokens,
-    )
-
-
-def row_set(record: RunRecord) -> pairs.RunRowSet:
-    rows = storage.rows(record)
-    return pairs.RunRowSet(rows.index, rows.preview, rows.features)
-
-
-def _read(record: RunRecord | None, item: SteerItem) -> dict[str, Any] | None:
-    ext = record.extraction if record is not None else None
-    if ext is None or (ext.sae_id, ext.sae_layer) != (item.sae_id, item.layer):
-        return None
-    return dict(read_back(ext.timeline, item.feature_id))
-
-
-def steering_spec(
-    pair: PairPlan,
-    vectors: Vectors | None,
-    steered: RunRecord | None,
-    default: RunRecord | None,
-) -> dict[str, Any]:
-    """What is stored on the steered run and answered for both: each feature, its strength
-    and decoder-row norm, and its read-back in each run (the seed both answers used)."""
-    return {
-        "features": [
-            {
-                "feature_id": item.feature_id,
-                "strength": item.strength,
-                "sae_id": item.sae_id,
-                "layer": item.layer,
-                "norm": vectors.norms[i] if vectors is not None else None,
-                "steered": _read(steered, item),
-                "default": _read(default, item),
-            }
-            for i, item in enumerate(pair.items)
-        ],
-        "seed": pair.seed,
-    }
