@@ -384,3 +384,37 @@ async def test_re_runs_keep_the_links_true(client):
     assert again.status_code == 200
     got = (await client.get("/playground/activations/rerun-pair")).json()
     assert got["pair"] is None and got["steering"] is None
+
+
+@pytest.mark.parametrize("mode", ["ok", "no_steer", "error500"])
+async def test_the_steering_stubs_answer_on_contract(stub_urls, stub_states, mode):
+    """The stubs' steering routes, held to the real models (tests/backend/steer_stubs.py)."""
+    for state in stub_states.values():
+        state.mode = mode
+    rows = {"sae_id": stubs.SAE_ID, "layer": stubs.SAE_LAYER, "feature_ids": [3, 7]}
+    async with httpx.AsyncClient(timeout=30) as http:
+        vectors = await http.post(stub_urls["sae"] + "/steering_vectors", json=rows)
+        too_far = await http.post(
+            stub_urls["sae"] + "/steering_vectors", json={**rows, "feature_ids": [stubs.D_SAE]}
+        )
+        steer = [{"layer": 16, "vector_b64": v["vector_b64"], "scale": 2.0}
+                 for v in vectors.json().get("vectors", [])]  # fmt: skip
+        generate = {"prompt": "hi", "max_tokens": 4, "temperature": 0.0, "top_p": 1.0,
+                    "top_k": 0, "steer": steer or None}  # fmt: skip
+        steered = await http.post(stub_urls["engine"] + "/generate", json=generate)
+        streamed = await http.post(
+            stub_urls["engine"] + "/generate", json={**generate, "stream": True}
+        )
+    assert [d for state in stub_states.values() for d in state.drifts] == []
+    if mode == "ok":
+        assert [r.status_code for r in (vectors, too_far, steered, streamed)] == [
+            200,
+            422,
+            200,
+            200,
+        ]
+        names = [name for name, _ in sse.parse(streamed.text.splitlines())]
+        assert names[0] == "prompt" and names[-1] == "done" and "token" in names
+    if mode == "no_steer":
+        assert steered.status_code == 422
+        assert steered.json()["error"]["code"] == "steering_unavailable"
