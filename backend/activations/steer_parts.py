@@ -5,9 +5,9 @@ spec with its read-back figures, and waiting on both runs at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from backend.activations import storage
 from backend.activations.readback import read_back
@@ -16,10 +16,33 @@ from backend.db import pairs
 from backend.upstreams.engine import SteerVector
 
 if TYPE_CHECKING:
+    import asyncpg
+
+    from backend.activations.ownership import RunOwnership
     from backend.activations.protocol import ActivationRunRequest
     from backend.activations.service import RunPlan
+    from backend.settings import Settings
+    from backend.upstreams.engine import EngineClient, GenerateRequest
+    from backend.upstreams.sae import SaeClient
 
 T = TypeVar("T")
+
+
+class SteeringHost(Protocol):
+    """What steered runs use of the activations service (a protocol, so that they never import
+    the service that dispatches to them)."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    engine: EngineClient
+    sae: SaeClient
+    ownership: RunOwnership
+    background: set[asyncio.Task[None]]
+    on_stored: Callable[[], None]
+
+    def engine_request(self, req: ActivationRunRequest, plan: RunPlan) -> GenerateRequest: ...
+
+    def _plan(self, req: ActivationRunRequest) -> RunPlan: ...
 
 
 @dataclass(frozen=True, slots=True)

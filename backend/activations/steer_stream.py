@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from backend.activations.record import RunFailure, RunRecord
 from backend.activations.steer_parts import PairPlan, Vectors, first_error, record_of
@@ -39,7 +39,7 @@ class PairLeg(StreamedRun):
     def __init__(
         self, steering: SteeringRuns, role: str, sink: asyncio.Queue[bytes | None], **kwargs: Any
     ) -> None:
-        super().__init__(steering.service, **kwargs)
+        super().__init__(cast(Any, steering.service), **kwargs)
         self.role = role
         self.frames_out = sink
 

@@ -28,6 +28,7 @@ from backend.activations.ownership import OWNER_HEADER, token_hash
 from backend.activations.record import Generation, RunFailure, RunRecord, RunTimings, pg_text
 from backend.activations.steer_parts import (
     PairPlan,
+    SteeringHost,
     SteerItem,
     Vectors,
     first_error,
@@ -45,13 +46,13 @@ from common.timing import elapsed_ms
 if TYPE_CHECKING:
     from backend.activations.protocol import ActivationRunRequest
     from backend.activations.results import RunView
-    from backend.activations.service import ActivationService, RunPlan
+    from backend.activations.service import RunPlan
 
 logger = logging.getLogger(__name__)
 
 
 class SteeringRuns:
-    def __init__(self, service: ActivationService) -> None:
+    def __init__(self, service: SteeringHost) -> None:
         self.service = service
         self.settings = service.settings
 
