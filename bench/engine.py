@@ -306,6 +306,7 @@ COLUMNS = [
     harness.Column("vs_greedy", "vs greedy", ".2f"),
     harness.Column("vs_offline", "vs offline", ".2f"),
     harness.Column("vs_plain", "vs plain", ".2f"),
+    harness.Column("vs_plain_cpu", "vs plain (CPU s)", ".2f"),
 ]
 
 
@@ -387,7 +388,9 @@ def main() -> int:
             asyncio.run(run_http(url, in_mode(requests[:2], mode), 2))
         rows, outputs = run_http_levels(url, requests, modes, levels, args.repeats)
         steer_rows = (
-            engine_steer.run_rows(url, requests, args.model, args.steer_concurrency, args.repeats)
+            engine_steer.run_rows(
+                url, service.proc.pid, requests, args.model, args.steer_concurrency, args.repeats
+            )
             if args.steer_concurrency
             else []
         )
@@ -426,6 +429,7 @@ def main() -> int:
         },
         "greedy_http_outputs_equal_offline": same_as_offline,
         "steering_vs_plain": {r["transport"]: r["vs_plain"] for r in steer_rows},
+        "steering_vs_plain_cpu": {r["transport"]: r["vs_plain_cpu"] for r in steer_rows},
     }
     config = {
         "model": args.model,
@@ -454,6 +458,7 @@ def main() -> int:
         "top_k_vs_greedy",
         "greedy_http_outputs_equal_offline",
         "steering_vs_plain",
+        "steering_vs_plain_cpu",
     ):
         print(f"{name}: {summary[name]}")
     harness.write_report(results, tag="quick" if args.quick else "", out_dir=args.out)
