@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # most every PLAYGROUND_DATABASE_SIZE_CHECK_S); reads keep working. Prune frees it.
     playground_max_database_bytes: int = Field(16 << 30, ge=1 << 20, le=1 << 50)
     playground_database_size_check_s: float = Field(30.0, ge=0, le=3600)
+    # Steering (docs/steering.md): features per run, and |strength| (x the decoder row).
+    playground_max_steer_features: int = Field(8, ge=1, le=8)
+    playground_max_steer_strength: float = Field(300.0, gt=0, le=1000)
 
     # The feature fold (backend/features/fold.py): run in the background of this process
     # (several processes may; one folds at a time), this many queued runs per transaction,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import harness
+from bench import engine_steer, harness
 from common.services import Service, free_port
 from engine.generation.protocol import GenerateRequest
 from engine.generation.sampling_patch import PLUGIN_NAME
@@ -75,8 +75,7 @@ def workload(n: int, seed: int, quick: bool) -> list[dict]:
 
 def in_mode(requests: list[dict], mode: str) -> list[dict]:
     """The workload with one mode's sampling parameters. No per-request seed, as the page sends
-    none (and vLLM 0.32.0's CPU runner fails on a seeded request whose prefill is split across
-    steps: docs/engine.md)."""
+    none by default."""
     return [{**r, **MODES[mode]} for r in requests]
 
 
@@ -306,6 +305,8 @@ COLUMNS = [
     harness.Column("decode_ms_per_token_p50", "ms/token", ".1f"),
     harness.Column("vs_greedy", "vs greedy", ".2f"),
     harness.Column("vs_offline", "vs offline", ".2f"),
+    harness.Column("vs_plain", "vs plain", ".2f"),
+    harness.Column("vs_plain_cpu", "vs plain (CPU s)", ".2f"),
 ]
 
 
@@ -345,6 +346,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="best of N per row")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--skip-offline", action="store_true")
+    parser.add_argument(
+        "--steer-concurrency",
+        type=int,
+        default=32,
+        help="level of the steering rows (plain, 1 in 32 steered, all steered); 0: none",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder (default bench/results)")
     args = parser.parse_args()
@@ -380,6 +387,13 @@ def main() -> int:
         for mode in modes:  # warm-up
             asyncio.run(run_http(url, in_mode(requests[:2], mode), 2))
         rows, outputs = run_http_levels(url, requests, modes, levels, args.repeats)
+        steer_rows = (
+            engine_steer.run_rows(
+                url, service.proc.pid, requests, args.model, args.steer_concurrency, args.repeats
+            )
+            if args.steer_concurrency
+            else []
+        )
     finally:
         service.stop(grace_s=60)
     patch_in_engine = "sort-free top-k/top-p installed" in service.log_tail(10**7)
@@ -397,6 +411,7 @@ def main() -> int:
         outputs |= offline_outputs
     rows += hf_rows
     add_ratios(rows)
+    rows += steer_rows
 
     same_as_offline = {  # greedy only: sampled answers carry no seed
         f"c={level}": f"{sum(outs[k] == outputs[('offline', level, mode)][k] for k in outs)}"
@@ -413,6 +428,8 @@ def main() -> int:
             f"{t} c={c}": r["vs_greedy"] for (t, c, m), r in by_key.items() if m == "top-k"
         },
         "greedy_http_outputs_equal_offline": same_as_offline,
+        "steering_vs_plain": {r["transport"]: r["vs_plain"] for r in steer_rows},
+        "steering_vs_plain_cpu": {r["transport"]: r["vs_plain_cpu"] for r in steer_rows},
     }
     config = {
         "model": args.model,
@@ -436,7 +453,13 @@ def main() -> int:
     print()
     harness.print_table(rows, COLUMNS)
     print(f"\nsort-free top-k/top-p plugin: {patch} (engine log says installed: {patch_in_engine})")
-    for name in ("defaults_vs_greedy", "top_k_vs_greedy", "greedy_http_outputs_equal_offline"):
+    for name in (
+        "defaults_vs_greedy",
+        "top_k_vs_greedy",
+        "greedy_http_outputs_equal_offline",
+        "steering_vs_plain",
+        "steering_vs_plain_cpu",
+    ):
         print(f"{name}: {summary[name]}")
     harness.write_report(results, tag="quick" if args.quick else "", out_dir=args.out)
     return 0

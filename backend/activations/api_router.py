@@ -7,6 +7,7 @@ the models document the schema and the tests validate every answer against them.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -33,6 +34,7 @@ from backend.activations.service import ActivationService
 from backend.deps import PublicBaseDep
 from backend.features.explorer import FeatureExplorer
 from backend.health import HealthService
+from backend.limits.extra import ExtraRuns
 from common import sse
 from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
 from common.responses import OrjsonResponse
@@ -88,8 +90,8 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses={**OWNED_RESPONSES, **STREAM_RESPONSE},
 )
 async def run(
-    request: Request,
     body: ActivationRunRequest,
+    request: Request,
     service: ActivationsDep,
     base_url: PublicBaseDep,
     owner: OwnerToken = None,
@@ -99,13 +101,19 @@ async def run(
     answer. A new run's answer carries its ``owner_token`` (once); an existing id needs it as
     ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call). Streamed as events
     when the client accepts ``text/event-stream`` (the token in ``started``)."""
-    if sse.wants_events(accept):
-        return sse.event_stream(await service.open_stream(body, base_url, owner))
-    try:  # a client that leaves cancels its run (the engine aborts it)
-        view = await unless_client_leaves(request, service.run(body, base_url, owner))
-    except ClientLeft:
-        return Response(status_code=499)  # nobody reads it; the server drops it
-    return OrjsonResponse(view)
+    # A steered run's default is a second run: admitted (limits) as one.
+    extra = ExtraRuns(request, 1 if body.steer and body.compare else 0)
+    async with AsyncExitStack() as held:
+        await held.enter_async_context(extra)
+        if sse.wants_events(accept):
+            frames = await service.open_stream(body, base_url, owner)
+            held.pop_all()  # the stream holds them now
+            return sse.event_stream(extra.around(frames))
+        try:  # a client that leaves cancels its run (the engine aborts it)
+            view = await unless_client_leaves(request, service.run(body, base_url, owner))
+        except ClientLeft:
+            return Response(status_code=499)  # nobody reads it; the server drops it
+        return OrjsonResponse(view)
 
 
 MAX_FEATURE_PAGE = 100

@@ -7,6 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.activations.steer_protocol import (
+    MAX_STEER_FEATURES,
+    PairRef,
+    SteerFeature,
+    Steering,
+)
+
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,199}$"
 MAX_PROMPT_CHARS = 32_000
@@ -40,11 +47,24 @@ class ActivationRunRequest(BaseModel):
     sae_layer: int | None = Field(None, ge=0, le=MAX_SAE_LAYER)
     sae_top_k: int = Field(20, ge=1, le=MAX_SAE_TOP_K)
     request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN)
+    steer: list[SteerFeature] | None = Field(
+        None,
+        max_length=MAX_STEER_FEATURES,
+        description="features to steer with (docs/steering.md); at most "
+        "PLAYGROUND_MAX_STEER_FEATURES",
+    )
+    compare: bool = Field(
+        False,
+        description="with steer: also generate the default (unsteered) answer with the same "
+        "seed and settings, concurrently, stored and linked as the pair",
+    )
 
     @model_validator(mode="after")
     def _raw_only(self) -> ActivationRunRequest:
         if self.chat and self.parse_special_tokens:
             raise ValueError("parse_special_tokens needs chat: false (chat text is never parsed)")
+        if self.compare and not self.steer:
+            raise ValueError("compare needs steer (the default is the unsteered answer)")
         return self
 
     @field_validator("request_id")
@@ -141,8 +161,12 @@ class ActivationRunResponse(BaseModel):
     owner_token: str | None = Field(
         None,
         description="only in the answer that created the run (once): send it as X-Run-Owner to "
-        "re-run or delete this request_id",
+        "re-run or delete this request_id (and its pair's default run)",
     )
+    steering: Steering | None = Field(
+        None, description="a steered run and its default: the steering spec and its read-back"
+    )
+    pair: PairRef | None = Field(None, description="a run of a steered/default pair")
 
 
 class ActivationRow(BaseModel):

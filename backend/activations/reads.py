@@ -9,7 +9,8 @@ import orjson
 
 from backend.activations import cursor as runs_cursor
 from backend.activations import derive, packed, results, views
-from backend.db import queries
+from backend.activations.steering_views import with_pair
+from backend.db import pairs, queries
 from backend.db.pool import connection
 from backend.settings import Settings
 from common.errors import Gone, NotFound
@@ -44,16 +45,17 @@ class RunReader:
     async def get_run(self, request_id: str, public_base_url: str) -> results.RunView:
         async with self._conn() as conn:
             row = await queries.get_run(conn, request_id)
+            pair = await pairs.get_pair(conn, request_id) if row is not None else None
         if row is None:
             raise NotFound(f"no run {request_id!r}")
         if row["status"] == "failed":
-            return views.failed_run_view(row, public_base_url)
+            return with_pair(views.failed_run_view(row, public_base_url), pair)
         if row["pruned_at"] is not None or not row["stored"]:
             raise Gone(f"run {request_id!r}: its preview was pruned")
         timeline = None
         if row["p_sae_id"] is not None:
             timeline = load_timeline(row["timeline_packed"], row["feature_timeline"])
-        return views.stored_run_view(row, timeline, public_base_url)
+        return with_pair(views.stored_run_view(row, timeline, public_base_url), pair)
 
     async def _timeline(self, request_id: str, *, with_tokens: bool) -> StoredTimeline:
         async with self._conn() as conn:

@@ -55,6 +55,8 @@ class RunView(TypedDict):
     actions: list[dict[str, Any]]
     timings_ms: TimingsView
     owner_token: NotRequired[str | None]  # the creating POST's answer only
+    steering: dict[str, Any] | None  # steer_protocol.Steering
+    pair: dict[str, Any] | None  # steer_protocol.PairRef
 
 
 class RowsView(TypedDict):

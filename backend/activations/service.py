@@ -27,6 +27,8 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.results import RunView
+from backend.activations.steer_stream import open_pair_stream
+from backend.activations.steering import SteeringRuns
 from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.activations.writer import RunWriter
@@ -57,6 +59,7 @@ class ActivationService:
         self.writer = RunWriter(pool, settings.playground_db_timeout_s, on_stored)
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
+        self.steering = SteeringRuns(self)
         # Raises (404 sae_not_found) for an SAE the catalog does not know: set by the app to
         # the SAE catalog's resolve, so a bad sae_id/layer is refused before any generation.
         self.check_sae: Callable[[str, int], Awaitable[object]] | None = None
@@ -70,10 +73,14 @@ class ActivationService:
     ) -> RunView:
         """Plan (caps: 422), claim the id (409 ``run_owned`` for a foreign one), generate,
         extract, store. Nothing upstream is called before the claim holds."""
+        if req.steer:  # steered, and with compare its default beside it (steering.py)
+            return await self.steering.run(req, public_base_url, owner_token)
         start = time.perf_counter()
         plan = self._plan(req)
         await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
+        if new_token is None:  # a re-run: no longer in a steering pair
+            await self.steering.forget_pair(plan.request_id)
         try:
             view = await self._run_claimed(req, plan, public_base_url, start)
         except ApiError as exc:
@@ -184,10 +191,14 @@ class ActivationService:
         claim's 409, the engine's own 422) raises here, to be answered as plain HTTP, exactly
         as the blocking run answers it (a new run's owner token in ``X-Run-Owner``); the rest
         streams, the new run's owner token in ``started`` and ``done``."""
+        if req.steer:  # steered, and with compare its default beside it (steer_stream.py)
+            return await open_pair_stream(self.steering, req, public_base_url, owner_token)
         start = time.perf_counter()
         plan = self._plan(req)
         await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
+        if new_token is None:  # a re-run: no longer in a steering pair
+            await self.steering.forget_pair(plan.request_id)
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))
         except ApiError as exc:

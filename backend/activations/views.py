@@ -80,6 +80,8 @@ def _run_view(
         "events": [],
         "actions": [],
         "timings_ms": timings,
+        "steering": None,
+        "pair": None,
     }
 
 

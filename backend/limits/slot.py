@@ -24,6 +24,12 @@ class Slot:
         # Set by the middleware when it drops a client that stopped reading: the run behind
         # the response finishes and is stored instead of being cancelled as for a departure.
         self.client_dropped = False
+        # Further slots of the same request (a steered run's default: backend/limits/extra.py),
+        # given back with this one.
+        self._bundled: list[Slot] = []
+
+    def bundle(self, other: Slot) -> None:
+        self._bundled.append(other)
 
     @property
     def released(self) -> bool:
@@ -34,6 +40,8 @@ class Slot:
             return
         self._released = True
         await asyncio.shield(self._release())
+        for other in self._bundled:
+            await other.release()
 
 
 current: ContextVar[Slot | None] = ContextVar("playground_gpu_slot", default=None)

@@ -27,6 +27,9 @@ T = TypeVar("T")
 
 # Upstream 4xx that mean "your input is wrong" rather than "we called it wrongly".
 _CALLER_ERRORS = {400, 404, 422}
+# Upstream error codes the caller sees as they are (the upstream's word is the clearest);
+# any other caller error is ``upstream_rejected``.
+PASSED_CODES = frozenset({"steering_unavailable"})
 
 
 def new_http_client(
@@ -45,29 +48,31 @@ def new_http_client(
     )
 
 
-def _upstream_message(response: httpx.Response) -> str:
-    """The upstream's own error message when it speaks our error shape, else a snippet."""
+def _upstream_error(response: httpx.Response) -> tuple[str | None, str]:
+    """The upstream's own error code and message when it speaks our error shape, else
+    (None, a snippet)."""
     try:
         body = orjson.loads(response.content)
         if isinstance(body, dict):
             error = body.get("error")
             if isinstance(error, dict) and isinstance(error.get("message"), str):
-                return error["message"]
+                code = error.get("code")
+                return (code if isinstance(code, str) else None), error["message"]
             if isinstance(body.get("detail"), str):
-                return body["detail"]
+                return None, body["detail"]
     except orjson.JSONDecodeError:
         pass
-    return response.text[:200]
+    return None, response.text[:200]
 
 
 def raise_for_status(name: str, response: httpx.Response) -> None:
     if response.status_code < 400:
         return
-    message = _upstream_message(response)
+    code, message = _upstream_error(response)
     if response.status_code in _CALLER_ERRORS:
         raise InvalidRequest(
             f"{name} rejected the request ({response.status_code}): {message}",
-            code="upstream_rejected",
+            code=code if code in PASSED_CODES else "upstream_rejected",
             upstream=name,
         )
     raise UpstreamError(f"{name} answered {response.status_code}: {message}", upstream=name)

@@ -13,6 +13,16 @@ from common.errors import UpstreamError
 NAME = "engine"
 
 
+class SteerVector(BaseModel):
+    """``scale x vector`` added after decoder block ``layer`` (contracts.md, "Steering")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layer: int
+    vector_b64: str
+    scale: float
+
+
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +36,8 @@ class GenerateRequest(BaseModel):
     chat: bool = True
     parse_special_tokens: bool = False
     request_id: str | None = None
+    # contracts.md "Steering (engine)"; None: not sent.
+    steer: list[SteerVector] | None = None
 
 
 # Bounded so that whatever passes can be stored (BIGINT[], TEXT) without a database error.
@@ -61,6 +73,8 @@ class TokenEvent(BaseModel):
     text: str
 
 
+# An unsteered request's body is what it was before steering existed.
+_UNSTEERED = {"steer"}
 StreamEvent = PromptEvent | TokenEvent | GenerateResponse
 _RESPONSE = TypeAdapter(GenerateResponse)
 _EVENTS: dict[str, type[BaseModel]] = {
@@ -107,11 +121,14 @@ class EngineClient:
         self.upstream = upstream
 
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
-        body = request.model_dump()
+        body = request.model_dump(exclude=_UNSTEERED if request.steer is None else None)
         result, _ = await self.upstream.call("POST", "/generate", _RESPONSE, json=body)
         return result
 
     async def open_stream(self, request: GenerateRequest) -> GenerationStream:
         """Start a streamed generation; the engine's up-front errors raise here."""
-        body = {**request.model_dump(), "stream": True}
+        body = {
+            **request.model_dump(exclude=_UNSTEERED if request.steer is None else None),
+            "stream": True,
+        }
         return GenerationStream(await open_event_stream(self.upstream, "/generate", json=body))

@@ -124,7 +124,27 @@ class FeatureInfo(BaseModel):
     examples: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class SteeringVector(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    feature_id: int
+    vector_b64: str = Field(min_length=4, max_length=1 << 20)
+    norm: float
+
+
+class SteeringVectors(BaseModel):
+    """``POST /steering_vectors``: decoder rows in the model's residual units."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sae_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    layer: int = Field(ge=0, le=100_000)
+    d_in: int = Field(ge=1, le=1 << 18)
+    vectors: list[SteeringVector]
+
+
 _ENVELOPE = TypeAdapter(ExtractEnvelope)
+_STEERING = TypeAdapter(SteeringVectors)
 _LABELS = TypeAdapter(SaeLabels)
 _FEATURE = TypeAdapter(FeatureInfo)
 _SAE_LIST = TypeAdapter(SaeList)
@@ -147,6 +167,13 @@ class SaeClient:
     async def analyze(self, body: dict[str, Any]) -> tuple[AnalyzeEnvelope, dict[str, Any]]:
         """Returns the checked envelope and the raw body (what the caller passes on)."""
         return await self.upstream.call("POST", "/analyze_features", _ANALYSIS, json=body)
+
+    async def steering_vectors(
+        self, sae_id: str, layer: int, feature_ids: list[int]
+    ) -> SteeringVectors:
+        body = {"sae_id": sae_id, "layer": layer, "feature_ids": feature_ids}
+        result, _ = await self.upstream.call("POST", "/steering_vectors", _STEERING, json=body)
+        return result
 
     async def list_saes(self) -> SaeList:
         result, _ = await self.upstream.call("GET", "/saes", _SAE_LIST)

@@ -21,7 +21,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_engine(settings) as engine:
             app.state.settings = settings
-            app.state.generation = GenerationService.from_engine(engine, settings)
+            app.state.generation = await GenerationService.from_engine(engine, settings)
             yield
 
     return create_service_app(

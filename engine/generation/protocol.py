@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # length) come from EngineSettings and are checked by the service with a structured 422.
 MAX_PROMPT_CHARS = 400_000
 MAX_BATCH_HARD = 1024
+# Steering (docs/engine.md "Steering"): the wire's outer bounds; EngineSettings holds the
+# deployment's (max_steer_vectors, max_steer_scale) and the model fixes d_model.
+MAX_STEER_VECTORS = 8
+MAX_D_MODEL_ON_WIRE = 32768
+MAX_STEER_B64_CHARS = 4 * ((4 * MAX_D_MODEL_ON_WIRE + 2) // 3)
 
 
 class _Request(BaseModel):
@@ -31,6 +36,22 @@ class _SpecialTokens(_Request):
         return self
 
 
+class SteerVector(_Request):
+    """``scale x vector`` added to the residual stream after decoder block ``layer`` (the point
+    the SAE reads) at every position of this request, prompt and output."""
+
+    layer: int = Field(..., ge=0, le=1000, description="decoder block index (0-based)")
+    vector_b64: str = Field(
+        ...,
+        min_length=4,
+        max_length=MAX_STEER_B64_CHARS,
+        description="base64 of d_model little-endian float32 values (finite)",
+    )
+    scale: float = Field(
+        1.0, allow_inf_nan=False, description="multiplies the vector; bound: ENGINE_MAX_STEER_SCALE"
+    )
+
+
 class GenerateRequest(_SpecialTokens):
     prompt: str = Field(..., max_length=MAX_PROMPT_CHARS)
     model_id: str | None = Field(
@@ -44,6 +65,12 @@ class GenerateRequest(_SpecialTokens):
     request_id: str | None = Field(None, min_length=1, max_length=128)
     stream: bool = Field(
         False, description="answer Server-Sent Events: `token` per output token, then `done`"
+    )
+    steer: list[SteerVector] | None = Field(
+        None,
+        max_length=MAX_STEER_VECTORS,
+        description="vectors added to this request's residual stream (none: unsteered); 422 "
+        "`steering_unavailable` where this engine cannot steer",
     )
 
 

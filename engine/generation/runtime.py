@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -61,10 +62,23 @@ def engine_args(settings: EngineSettings) -> AsyncEngineArgs:
     return AsyncEngineArgs(**engine_kwargs(settings))
 
 
+# vLLM 0.32 picks its Model Runner V2 wherever Triton is (GPUs); per-request steering patches
+# the V1 runner (engine.generation.steering_patch), so a steering engine asks for V1 unless the
+# operator chose. Without this, steering reports itself unavailable there (422), never wrong.
+V2_RUNNER_ENV = "VLLM_USE_V2_MODEL_RUNNER"
+
+
+def prefer_steerable_runner(settings: EngineSettings) -> None:
+    if settings.max_steer_vectors > 0 and V2_RUNNER_ENV not in os.environ:
+        os.environ[V2_RUNNER_ENV] = "0"  # inherited by the engine-core process
+        logger.info("%s=0: steering needs vLLM's V1 model runner", V2_RUNNER_ENV)
+
+
 @asynccontextmanager
 async def open_engine(settings: EngineSettings) -> AsyncIterator[AsyncLLM]:
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    prefer_steerable_runner(settings)
     engine = AsyncLLM.from_engine_args(engine_args(settings))
     try:
         yield engine

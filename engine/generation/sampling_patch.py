@@ -39,8 +39,14 @@ logger = logging.getLogger("vllm.plugins.activations_playground")
 
 
 def register() -> None:
-    """The entry point vLLM calls (possibly several times per process)."""
+    """The entry point vLLM calls (possibly several times per process). The project's other
+    vLLM patches ride on it too (the installed entry-point metadata names only this one):
+    per-request steering and the CPU seed rewind."""
+    from engine.generation import seed_patch, steering_patch
+
     install()
+    steering_patch.install()
+    seed_patch.install()
 
 
 def source_digest(fn: Callable[..., Any] | None) -> str | None:

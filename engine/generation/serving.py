@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from common import sse
 from common.errors import ApiError, ErrorResponse, InvalidRequest, ServiceUnavailable
+from engine.generation import steering
 from engine.generation.prompts import PromptEncoder
 from engine.generation.protocol import (
     BatchRequest,
@@ -28,6 +29,7 @@ from engine.generation.protocol import (
 )
 from engine.generation.runtime import device_name
 from engine.generation.settings import EngineSettings
+from engine.generation.steering import SteeringSupport, SteerSpec
 from engine.generation.token_text import TokenTexts
 
 if TYPE_CHECKING:
@@ -60,7 +62,13 @@ def _eos_ids(settings: EngineSettings, tokenizer: Any) -> list[int]:
 class GenerationService:
     """Owns the engine's use: tokenization, bounds, sampling parameters and answer shaping."""
 
-    def __init__(self, engine: AsyncLLM, tokenizer: Any, settings: EngineSettings) -> None:
+    def __init__(
+        self,
+        engine: AsyncLLM,
+        tokenizer: Any,
+        settings: EngineSettings,
+        steering: SteeringSupport | None = None,
+    ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.prompts = PromptEncoder(tokenizer)
@@ -68,11 +76,13 @@ class GenerationService:
         self.eos_ids = _eos_ids(settings, tokenizer)
         self.device = device_name()
         self.aborted = 0  # requests cancelled before they finished (health shows it)
+        # Whether the vLLM workers attached steering (steering.probe); unknown: refused.
+        self.steering = steering or SteeringSupport(False, "not probed")
 
     @classmethod
-    def from_engine(cls, engine: AsyncLLM, settings: EngineSettings) -> GenerationService:
+    async def from_engine(cls, engine: AsyncLLM, settings: EngineSettings) -> GenerationService:
         # The engine's own tokenizer: our prompt IDs are tokenized exactly as vLLM would.
-        return cls(engine, engine.get_tokenizer(), settings)
+        return cls(engine, engine.get_tokenizer(), settings, await steering.probe(engine))
 
     # -- tokenization ------------------------------------------------------------------------
 
@@ -94,6 +104,8 @@ class GenerationService:
 
     def check_request(self, request: GenerateRequest, where: str = "") -> None:
         """Bounds known before tokenizing (cheap): checked for every request of a batch first."""
+        if request.steer:  # bounds, vectors and support: 422 before anything runs
+            self.steer_spec(request, where)
         if request.max_tokens > self.settings.max_output_tokens:
             raise InvalidRequest(
                 f"{where}max_tokens {request.max_tokens} exceeds this engine's bound of "
@@ -116,6 +128,11 @@ class GenerationService:
                 f"exceeds the model's context of {limit} tokens",
                 code="context_length_exceeded",
             )
+
+    def steer_spec(self, request: GenerateRequest, where: str = "") -> SteerSpec | None:
+        if not request.steer:
+            return None
+        return steering.steer_spec(request.steer, self.steering, self.settings, where)
 
     def sampling_params(self, request: GenerateRequest):
         from vllm import SamplingParams
@@ -154,10 +171,13 @@ class GenerationService:
         params = self.sampling_params(request)
         if delta:
             params.output_kind = RequestOutputKind.DELTA
+        prompt = TokensPrompt(prompt_token_ids=prompt_ids)
+        spec = self.steer_spec(request)
+        if spec is not None:
+            params.extra_args = spec.extra_args
+            prompt["cache_salt"] = spec.cache_salt
         try:
-            async for output in self.engine.generate(
-                TokensPrompt(prompt_token_ids=prompt_ids), params, request_id=engine_id
-            ):
+            async for output in self.engine.generate(prompt, params, request_id=engine_id):
                 yield output
         except (asyncio.CancelledError, GeneratorExit):
             # The caller left (a cancelled wait, or a stream closed early): vLLM aborts the

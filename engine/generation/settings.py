@@ -39,6 +39,12 @@ class EngineSettings(BaseSettings):
     seed: int = Field(0, description="engine seed (requests without a seed)")
     max_batch_requests: int = Field(64, ge=1, le=1024, description="bound on /generate/batch")
     max_output_tokens: int = Field(4096, ge=1, description="bound on max_tokens")
+    max_steer_vectors: int = Field(
+        8, ge=0, le=8, description="bound on a request's `steer` vectors (0: steering off)"
+    )
+    max_steer_scale: float = Field(
+        1000.0, gt=0.0, le=1e6, description="bound on |scale| of a steering vector"
+    )
     api_token: SecretStr | None = Field(
         None,
         description="bearer token every route but /health requires (unset: no auth, only "

@@ -22,6 +22,8 @@ from engine.sae.protocol import (
     HealthResponse,
     LabelsResponse,
     SaesResponse,
+    SteeringVectorsRequest,
+    SteeringVectorsResponse,
     StreamCacheHealth,
 )
 from engine.sae.serving import SaeService
@@ -58,6 +60,14 @@ async def analyze_features(body: AnalyzeRequest, request: Request, service: Serv
         return OrjsonResponse(await cancel_on_disconnect(request, service.analyze(body)))
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED)
+
+
+@router.post("/steering_vectors", response_model=SteeringVectorsResponse, responses=ERROR_RESPONSES)
+async def steering_vectors(
+    body: SteeringVectorsRequest, service: ServiceDep
+) -> SteeringVectorsResponse:
+    """Decoder rows in the model's residual units, to add with the engine's ``steer``."""
+    return await asyncio.to_thread(service.steering_vectors, body)
 
 
 @router.get("/saes", response_model=SaesResponse)

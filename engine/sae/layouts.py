@@ -36,6 +36,8 @@ class Layout:
     detect: Callable[[Path], bool]
     read_meta: Callable[[Path], SaeMeta]
     load_weights: Callable[[SaeMeta], SaeWeights]
+    # (meta, feature ids) -> those rows of W_dec [n, d_in], as stored (SAE input units)
+    decoder_rows: Callable[[SaeMeta, list[int]], torch.Tensor]
 
 
 LAYOUTS: dict[str, Layout] = {}
@@ -67,6 +69,15 @@ def load_weights(meta: SaeMeta) -> SaeWeights:
     return LAYOUTS[meta.layout].load_weights(meta)
 
 
+def decoder_rows(meta: SaeMeta, feature_ids: list[int]) -> torch.Tensor:
+    """Rows of W_dec [len(feature_ids), d_in] as the file stores them (read row by row, not
+    the whole decoder)."""
+    rows = LAYOUTS[meta.layout].decoder_rows(meta, feature_ids)
+    if tuple(rows.shape) != (len(feature_ids), meta.d_in):
+        raise ValueError(f"{meta.folder}: decoder rows are {tuple(rows.shape)}")
+    return rows
+
+
 def layer_of_hook(hook_name: str | None, folder: Path) -> int:
     match = _RESID_POST.match(hook_name or "")
     if match is None:
@@ -86,6 +97,15 @@ def _apply_sidecar(meta: SaeMeta) -> SaeMeta:
     if meta.layout == "saelens":  # Llama Scope's factor comes from its own hyperparameters
         allowed.add("norm_scaling_factor")
     return replace(meta, **{k: v for k, v in extra.items() if k in allowed})
+
+
+def _rows(path: Path, name: str, ids: list[int], *, transposed: bool) -> torch.Tensor:
+    """``tensor[ids]`` (or ``tensor[:, ids].T`` for a transposed decoder) via safetensors
+    slices, without reading the rest of the tensor."""
+    with safe_open(str(path), framework="pt") as handle:
+        view = handle.get_slice(name)
+        parts = [view[:, i : i + 1].T if transposed else view[i : i + 1] for i in ids]
+    return torch.cat(parts).to(torch.float32)
 
 
 def _tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
@@ -177,6 +197,10 @@ def _saelens_load(meta: SaeMeta) -> SaeWeights:
     return SaeWeights(W_enc=t["W_enc"], b_enc=t["b_enc"], b_dec=t["b_dec"], threshold=threshold)
 
 
+def _saelens_decoder_rows(meta: SaeMeta, ids: list[int]) -> torch.Tensor:
+    return _rows(meta.folder / SAELENS_WEIGHTS, "W_dec", ids, transposed=False)
+
+
 # --- Llama Scope released layout ------------------------------------------------------------
 
 LLAMA_SCOPE_HPARAMS = "hyperparams.json"
@@ -248,5 +272,20 @@ def _llama_scope_load(meta: SaeMeta) -> SaeWeights:
     )
 
 
-register(Layout("saelens", _saelens_detect, _saelens_read_meta, _saelens_load))
-register(Layout("llama_scope", _llama_scope_detect, _llama_scope_read_meta, _llama_scope_load))
+def _llama_scope_decoder_rows(meta: SaeMeta, ids: list[int]) -> torch.Tensor:
+    # decoder.weight is [d_in, d_sae]: feature f is column f.
+    return _rows(meta.folder / LLAMA_SCOPE_WEIGHTS, "decoder.weight", ids, transposed=True)
+
+
+register(
+    Layout("saelens", _saelens_detect, _saelens_read_meta, _saelens_load, _saelens_decoder_rows)
+)
+register(
+    Layout(
+        "llama_scope",
+        _llama_scope_detect,
+        _llama_scope_read_meta,
+        _llama_scope_load,
+        _llama_scope_decoder_rows,
+    )
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,7 @@ MAX_TOKENS_ON_WIRE = 131072
 MAX_TOP_K_ON_WIRE = 4096
 MAX_FEATURE_IDS_ON_WIRE = 4096
 MAX_FEATURE_ID_ON_WIRE = 1 << 24  # d_sae of any released SAE is far below
+MAX_STEERING_FEATURES_ON_WIRE = 64
 
 Segment = Literal["prompt", "output"]
 
@@ -44,6 +45,34 @@ class ExtractRequest(_Request):
 
 class AnalyzeRequest(_Request):
     feature_ids: list[int] = Field(min_length=1, max_length=MAX_FEATURE_IDS_ON_WIRE)
+
+
+class SteeringVectorsRequest(BaseModel):
+    """Decoder rows to steer with (``sae_id``/``layer`` None -> the default SAE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sae_id: str | None = Field(default=None, min_length=1, max_length=200)
+    layer: int | None = Field(default=None, ge=0, le=1000)
+    feature_ids: list[Annotated[int, Field(ge=0, le=MAX_FEATURE_ID_ON_WIRE)]] = Field(
+        min_length=1, max_length=MAX_STEERING_FEATURES_ON_WIRE
+    )
+
+
+class SteeringVector(BaseModel):
+    feature_id: int
+    vector_b64: str = Field(
+        description="base64 of d_in little-endian float32 values: the feature's decoder row in "
+        "the model's residual units (any input scaling of the SAE undone)"
+    )
+    norm: float = Field(description="the row's L2 norm (in the same units)")
+
+
+class SteeringVectorsResponse(BaseModel):
+    sae_id: str
+    layer: int
+    d_in: int
+    vectors: list[SteeringVector] = Field(description="in the order of feature_ids")
 
 
 class FeatureActivation(BaseModel):

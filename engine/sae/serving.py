@@ -5,6 +5,7 @@ become the wire's errors."""
 from __future__ import annotations
 
 from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
+from engine.sae import steering
 from engine.sae.batching import Batcher, QueueFull
 from engine.sae.encode_batch import EncodeJob, EncodeResult, StreamChunk
 from engine.sae.encoder import SaeMeta
@@ -16,6 +17,8 @@ from engine.sae.protocol import (
     SaeInfo,
     SaeRef,
     SaesResponse,
+    SteeringVectorsRequest,
+    SteeringVectorsResponse,
 )
 from engine.sae.registry import SaeLoadFailed, SaeRegistry, UnknownSae, UnknownSaeLayer
 from engine.sae.residual import ResidualModel
@@ -231,3 +234,17 @@ class SaeService:
 
     def loaded(self) -> list[SaeRef]:
         return [SaeRef(sae_id=s, layer=lay) for s, lay in self.registry.loaded()]
+
+    def steering_vectors(self, req: SteeringVectorsRequest) -> SteeringVectorsResponse:
+        """Decoder rows to steer with (engine ``steer``), read from the SAE's file."""
+        meta = self._resolve(req.sae_id, req.layer)
+        for feature_id in req.feature_ids:
+            self._check_feature_id(meta, feature_id)
+        try:
+            return steering.steering_vectors(meta, req.feature_ids)
+        except Exception as exc:  # unreadable or inconsistent weights (safetensors' own errors)
+            raise ServiceUnavailable(
+                f"SAE {meta.sae_id!r} layer {meta.layer}: decoder rows could not be read "
+                f"({type(exc).__name__})",
+                code="sae_load_failed",
+            ) from exc

@@ -15,7 +15,7 @@ re-chains 0018)
 from alembic import op
 
 revision = "0019_tombstones_and_quotas"
-down_revision = "0017_maintain_run_counts"
+down_revision = "0018_steering_pairs"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,8 @@ token id past 64 bits), ``nul_text`` (a NUL character in the output text and a t
 ``reject`` (engine only: 422 ``context_length_exceeded``, as the real engine answers a prompt
 too long for its context), ``short``/``long`` (SAE only: one position fewer/more than the tokens
 asked about, in extract and analyze), ``hostile`` (HTML and script in the text the page shows: the
-engine's rejection message, the SAE's description).
+engine's rejection message, the SAE's description), ``no_steer`` (engine only: 422
+``steering_unavailable``). Steering and the engine's event stream: ``steer_stubs.py``.
 
 Every answer on the contract (any mode but ``garbage``, ``wrong_shape`` and ``bad_timeline``,
 which are off it on purpose) is checked against the real service's own response model
@@ -37,6 +38,7 @@ from common import sse
 from common.errors import ErrorResponse
 from engine.generation import protocol as engine_protocol
 from engine.sae import protocol as sae_protocol
+from tests.backend import steer_stubs
 from tests.support.contracts import ContractDrift, conforming
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -186,14 +188,13 @@ def engine_app(state: StubState) -> FastAPI:
             return error(state, 422, "context_length_exceeded", "prompt exceeds the context")
         if state.mode == "hostile":
             return error(state, 422, "context_length_exceeded", HOSTILE)
+        salt, refusal = steer_stubs.steer_salt(state, body)
+        if refusal is not None:
+            return refusal
         prompt_ids = prompt_token_ids(body["prompt"], body.get("chat", True))
-        out = output_token_ids(body["prompt"], body["max_tokens"], state.output_len)
+        out = output_token_ids(body["prompt"] + salt, body["max_tokens"], state.output_len)
         text = " ".join(f"t{t}" for t in out)
-        if body.get("stream"):
-            return StreamingResponse(
-                _engine_events(state, body, prompt_ids, out), media_type="text/event-stream"
-            )
-        return answer(state, engine_protocol.GenerateResponse, {
+        result = {
             "request_id": body.get("request_id") or f"stub-{zlib.crc32(body['prompt'].encode())}",
             "model_id": body.get("model_id") or DEFAULT_MODEL,
             "output_text": text + "\x00" if state.mode == "nul_text" else text,
@@ -202,35 +203,28 @@ def engine_app(state: StubState) -> FastAPI:
             "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
             "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
             "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
-        })  # fmt: skip
+        }  # fmt: skip
+        if body.get("stream"):
+            return StreamingResponse(_engine_events(state, result), media_type=sse.MEDIA_TYPE)
+        return answer(state, engine_protocol.GenerateResponse, result)
 
     return app
 
 
-async def _engine_events(
-    state: StubState, body: dict[str, Any], prompt_ids: list[int], out: list[int]
-) -> AsyncIterator[bytes]:
-    """The engine's stream (``prompt``, ``token`` ..., ``done``), each event held to the real
-    engine's model; ``stream_gap_s`` apart (tests of slow or unread streams)."""
-    request_id = body.get("request_id") or "stub-stream"
-    model_id = body.get("model_id") or DEFAULT_MODEL
+async def _engine_events(state: StubState, result: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The engine's stream of ``result`` (``prompt``, ``token`` ..., ``done``), each event held
+    to the real engine's model; ``stream_gap_s`` apart (tests of slow or unread streams)."""
     yield sse.frame("prompt", _conform(state, engine_protocol.PromptEvent, {
-        "request_id": request_id, "model_id": model_id, "prompt_token_ids": prompt_ids,
-        "tokens": [f"p{t}" for t in prompt_ids],
+        "request_id": result["request_id"], "model_id": result["model_id"],
+        "prompt_token_ids": result["prompt_token_ids"],
+        "tokens": [f"p{t}" for t in result["prompt_token_ids"]],
     }))  # fmt: skip
-    for step, token_id in enumerate(out):
+    for step, token_id in enumerate(result["output_token_ids"]):
         await asyncio.sleep(state.stream_gap_s)
         text = ("" if step == 0 else " ") + f"t{token_id}"
         event = {"step": step, "token_id": token_id, "text": text}
         yield sse.frame("token", _conform(state, engine_protocol.TokenEvent, event))
-    yield sse.frame("done", _conform(state, engine_protocol.GenerateResponse, {
-        "request_id": request_id, "model_id": model_id,
-        "output_text": " ".join(f"t{t}" for t in out), "output_token_ids": out,
-        "prompt_token_ids": prompt_ids,
-        "finish_reason": "length" if len(out) == body["max_tokens"] else "stop",
-        "usage": {"prompt_tokens": len(prompt_ids), "output_tokens": len(out)},
-        "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
-    }))  # fmt: skip
+    yield sse.frame("done", _conform(state, engine_protocol.GenerateResponse, result))
 
 
 def _conform(state: StubState, model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +369,8 @@ def sae_app(state: StubState) -> FastAPI:
             },
             "timings_ms": {"total": 1.0},
         })  # fmt: skip
+
+    steer_stubs.add_steering_vectors(app, state)
 
     @app.post("/analyze_features")
     async def analyze(request: Request):

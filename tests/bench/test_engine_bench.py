@@ -44,3 +44,12 @@ def test_ratios_against_greedy_at_the_same_level_and_offline_of_the_same_mode():
     bench_engine.add_ratios(rows)
     assert [r["vs_greedy"] for r in rows] == [1.0, 0.8, 1.0, 0.5, None]
     assert [r["vs_offline"] for r in rows] == [0.5, 0.8, None, None, None]
+
+
+def test_steering_rows_steer_none_one_in_32_and_all(tiny_model_dir):
+    from bench import engine_steer
+
+    steer = engine_steer.steer_for(str(tiny_model_dir), 0)
+    body = GenerateRequest(prompt="x", steer=steer)
+    assert body.steer is not None and body.steer[0].layer == 16
+    assert [sum(map(pick, range(64))) for pick in engine_steer.MIXES.values()] == [0, 2, 64]

@@ -6,6 +6,7 @@ import { api, query } from "./api.js";
 import { $, el } from "./dom.js";
 import { displayToken, fmt, formatTime } from "./format.js";
 import { state } from "./state.js";
+import { steerButton } from "./steer-button.js";
 
 const FEATURES = "/playground/features";
 const SVG = "http://www.w3.org/2000/svg";
@@ -131,6 +132,7 @@ function renderFeature(body) {
       el("h3", {}, el("span", { class: "fid" }, `#${body.feature_id}`), " ", el("span", { class: "feature-label" }, body.label || "no label")),
       el("span", { class: "muted" }, `${body.sae_id} · layer ${body.layer} · d_sae ${body.d_sae}`),
       ...links,
+      steerButton(body.feature_id, body.sae_id, body.layer),
     ),
     el(
       "p",
@@ -213,6 +215,7 @@ async function search(event) {
               el("span", { class: "feature-label" }, r.label || "no label"),
               el("span", { class: "muted" }, ` · ${r.runs_fired} runs`),
             ),
+            steerButton(r.feature_id, r.sae_id, r.layer),
           ),
         )
       : [el("li", { class: "muted" }, "No feature label matches.")]),

@@ -10,7 +10,9 @@ import { loadLabels } from "./labels.js";
 import { loadRuns, markActiveRun, wireRecentRuns } from "./recent-runs.js";
 import { clearRows, filterRowsToFeature, loadRows, wireRows } from "./rows.js";
 import { loadSaes, wireRunForm } from "./run-form.js";
+import { hidePair, showPairOf } from "./pair-view.js";
 import { state, timeline } from "./state.js";
+import { wireSteer } from "./steer.js";
 import { clearTopFeatures, highlightTopRow, loadTopFeatures, wireTopFeatures } from "./top-features.js";
 
 // runOrId: a run answer, or the id of a stored run to fetch.
@@ -33,6 +35,7 @@ async function openRun(runOrId) {
   state.labels = run.preview ? await loadLabels(run.preview.sae_id, run.preview.sae_layer) : new Map();
   showRunInLocation(run.request_id);
   renderSummary(run);
+  showPairOf(run, openRun);
   renderTokens();
   renderTokenDetail(null);
   renderFeatureFocus();
@@ -58,6 +61,7 @@ function showLive(run) {
     const live = state.run;
     if (!live || !live.streaming) return;
     if (!document.body.dataset.streaming) {
+      hidePair();
       state.selectedFeature = null;
       state.pinnedPosition = null;
       clearTopFeatures("Streaming: the table follows when the run is stored.");
@@ -113,6 +117,13 @@ function wire() {
   wireTopFeatures({ onSelectFeature: selectFeature });
   wireRows({ onSelectFeature: selectFeature, onFilterFeature: showFeature });
   wireRecentRuns({ onOpen: openRun });
+  wireSteer({
+    onDone: async (run) => {
+      await openRun(run);
+      await loadRuns(true);
+    },
+    onFailed: () => loadRuns(true),
+  });
   wireFeatureView({ onOpen: openRun });
 }
 

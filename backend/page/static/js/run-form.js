@@ -58,7 +58,7 @@ function numberField(id) {
   return raw === "" ? null : Number(raw);
 }
 
-function runRequest() {
+export function runRequest() {
   const body = {
     prompt: $("prompt").value,
     model_id: $("model-id").value.trim() || null,

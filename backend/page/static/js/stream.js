@@ -4,7 +4,7 @@
 import { ApiError } from "./api.js";
 
 // Events of one response body: calls onEvent(name, data) per frame.
-async function readEvents(response, onEvent) {
+export async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -28,7 +28,7 @@ async function readEvents(response, onEvent) {
 }
 
 // The provisional run: the shape openRun draws (a timeline of entries by position).
-function liveRun(body, started) {
+export function liveRun(body, started) {
   const entries = started.prompt_tokens.map((t) => ({
     position: t.position,
     token_id: t.token_id,

@@ -5,6 +5,7 @@ import { showError } from "./error-banner.js";
 import { fmt } from "./format.js";
 import { labelOf } from "./labels.js";
 import { sparkline } from "./sparkline.js";
+import { steerButton } from "./steer-button.js";
 import { state, timeline } from "./state.js";
 
 const TOP_LIMIT = 50;
@@ -54,7 +55,7 @@ function renderTopFeatures() {
       el("td", { class: "num" }, fmt(f.mean_activation)),
       el("td", { class: "num" }, f.hits ?? ""),
       el("td", { class: "num" }, f.max_position ?? ""),
-      el("td", {}, sparkline(entries, f.feature_id)),
+      el("td", { class: "spark-cell" }, sparkline(entries, f.feature_id), steerButton(f.feature_id, state.run.preview.sae_id, state.run.preview.sae_layer)),
     ),
   );
   tbody.replaceChildren(...rows);
