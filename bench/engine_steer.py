@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bench.engine_http import best_of_modes, in_mode, run_http
+
 # Which requests carry steer: none, one in 32, all.
 MIXES: dict[str, Callable[[int], bool]] = {
     "plain": lambda i: False,
@@ -50,8 +52,6 @@ def cpu_seconds(pid: int) -> float:
 def run_rows(
     url: str, pid: int, requests: list[dict], model: str, level: int, repeats: int
 ) -> list[dict]:
-    from bench.engine import best_of_modes, in_mode, run_http
-
     steer = steer_for(model, 0)
     greedy = in_mode(requests, "greedy")
     bodies = {

@@ -17,15 +17,13 @@ and only:
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from engine.generation.vllm_pin import PINNED_TORCH, PINNED_VLLM, source_digest
+
 PLUGIN_NAME = "cpu_sort_free_topp"
-PINNED_VLLM = "0.32.0"
-PINNED_TORCH = "2.13."
 # sha256 of the sources this patch stands in for (apply_top_k_top_p_pytorch) and relies on
 # (apply_top_k_top_p: on CPU it calls apply_top_k_top_p_pytorch, looked up in the module).
 FINGERPRINTS = {
@@ -47,15 +45,6 @@ def register() -> None:
     install()
     steering_patch.install()
     seed_patch.install()
-
-
-def source_digest(fn: Callable[..., Any] | None) -> str | None:
-    if fn is None:
-        return None
-    try:
-        return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
-    except (OSError, TypeError):
-        return None
 
 
 def _why_not() -> str | None:

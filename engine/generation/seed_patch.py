@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.generation.sampling_patch import PINNED_VLLM, source_digest
+from engine.generation.vllm_pin import PINNED_VLLM, source_digest
 
 FINGERPRINTS = {
     "_sample": "5cb5c1da02cfdc689acb7bab51ca7eb56e2ef3b19bea4b92fc6ca4370be2cf5a",

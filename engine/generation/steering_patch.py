@@ -22,8 +22,8 @@ import functools
 import logging
 from typing import Any
 
-from engine.generation.sampling_patch import PINNED_VLLM, source_digest
 from engine.generation.steering_buffers import SteeringBuffers
+from engine.generation.vllm_pin import PINNED_VLLM, source_digest
 
 STATUS_METHOD = "playground_steering_status"
 # Vectors per request (protocol.MAX_STEER_VECTORS): rows a request can take in one step.

@@ -4,24 +4,25 @@ requests, and each row's ratios are taken against the right baseline."""
 from __future__ import annotations
 
 from bench import engine as bench_engine
+from bench import engine_http
 from engine.generation.protocol import GenerateRequest
 
 
 def test_modes_use_the_apis_defaults():
     defaults = GenerateRequest(prompt="x")
-    assert bench_engine.MODES["defaults"] == {
+    assert engine_http.MODES["defaults"] == {
         "temperature": defaults.temperature,
         "top_p": defaults.top_p,
     }
-    assert bench_engine.MODES["greedy"]["temperature"] == 0
-    assert bench_engine.MODES["top-k"]["top_p"] == 1.0
+    assert engine_http.MODES["greedy"]["temperature"] == 0
+    assert engine_http.MODES["top-k"]["top_p"] == 1.0
 
 
 def test_requests_in_a_mode_are_valid_api_bodies():
     requests = bench_engine.workload(5, seed=3, quick=True)
-    for mode in bench_engine.MODES:
-        for body in bench_engine.in_mode(requests, mode):
-            assert GenerateRequest(**body).temperature == bench_engine.MODES[mode]["temperature"]
+    for mode in engine_http.MODES:
+        for body in engine_http.in_mode(requests, mode):
+            assert GenerateRequest(**body).temperature == engine_http.MODES[mode]["temperature"]
             assert "seed" not in body
 
 
