@@ -46,7 +46,7 @@ class RunReader:
             row = await queries.get_run(conn, request_id)
         if row is None:
             raise NotFound(f"no run {request_id!r}")
-        if row["status"] == "failed":
+        if row["status"] == "failed" or (row["status"] == "stopped" and not row["stored"]):
             return views.failed_run_view(row, public_base_url)
         if row["pruned_at"] is not None or not row["stored"]:
             raise Gone(f"run {request_id!r}: its preview was pruned")
@@ -60,8 +60,9 @@ class RunReader:
             row = await queries.get_timeline(conn, request_id, with_tokens=with_tokens)
         if row is None:
             raise NotFound(f"no run {request_id!r}")
-        if row["status"] == "failed":
-            raise NotFound(f"run {request_id!r} failed: it has no preview", code="no_preview")
+        if row["status"] == "failed" or (row["status"] == "stopped" and not row["stored"]):
+            status = row["status"]
+            raise NotFound(f"run {request_id!r} {status}: it has no preview", code="no_preview")
         if row["pruned_at"] is not None or not row["stored"]:
             raise Gone(f"run {request_id!r}: its preview was pruned")
         if not row["collected"]:

@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 
 from backend.activations import derive, packed
-from backend.activations.record import RunRecord, RunStatus, RunTimings
+from backend.activations.record import KEEPS_OUTPUT, RunRecord, RunStatus, RunTimings
 from backend.activations.results import (
     ErrorView,
     OutputView,
@@ -100,7 +100,7 @@ def run_view(record: RunRecord, public_base_url: str) -> RunView:
                 "prompt_token_ids": gen.prompt_token_ids,
                 "finish_reason": gen.finish_reason,
             }
-            if gen is not None and record.status == "ok"
+            if gen is not None and record.status in KEEPS_OUTPUT
             else None
         ),
         preview=(
@@ -132,12 +132,13 @@ def stored_error(row: asyncpg.Record) -> ErrorView | None:
 
 
 def failed_run_view(row: asyncpg.Record, public_base_url: str) -> RunView:
-    """A stored failure: no output, the prompt's stored preview, the error."""
+    """A stored failure (or a run stopped before it had an answer): no output, the prompt's
+    stored preview, the error."""
     return _run_view(
         public_base_url=public_base_url,
         request_id=row["request_id"],
         created_at=row["created_at"],
-        status="failed",
+        status=row["status"],
         model_id=row["model_id"],
         prompt=row["prompt_preview"],
         output=None,
@@ -150,7 +151,8 @@ def failed_run_view(row: asyncpg.Record, public_base_url: str) -> RunView:
 def stored_run_view(
     row: asyncpg.Record, timeline: packed.Timeline | None, public_base_url: str
 ) -> RunView:
-    """A stored successful run, its preview derived from ``timeline`` when it has one."""
+    """A stored successful (or stopped) run, its preview derived from ``timeline`` when it
+    has one; a stopped run also names why it ended (``client_closed``)."""
     preview = None
     if timeline is not None:
         preview = preview_view(
@@ -164,7 +166,7 @@ def stored_run_view(
         public_base_url=public_base_url,
         request_id=row["request_id"],
         created_at=row["created_at"],
-        status="ok",
+        status=row["status"],
         model_id=row["model_id"],
         prompt=row["prompt"],
         output={
@@ -174,7 +176,7 @@ def stored_run_view(
             "finish_reason": row["p_finish_reason"],
         },
         preview=preview,
-        error=None,
+        error=stored_error(row),
         timings=_stored_timings(row),
     )
 
