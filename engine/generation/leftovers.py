@@ -74,5 +74,7 @@ def reap(pids: list[int], grace_s: float = 3.0) -> list[int]:
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
     if killed:
-        logger.warning("engine shutdown: killed %d process(es) left behind: %s", len(killed), killed)
+        logger.warning(
+            "engine shutdown: killed %d process(es) left behind: %s", len(killed), killed
+        )
     return killed
