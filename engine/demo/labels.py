@@ -6,7 +6,7 @@ same windows the examples file keeps), or from a committed examples file alone
 Candidate patterns, each scored by the share of the feature's activations it names:
 - the tokens themselves (up to three, most frequent first: "room / hall / house");
 - a token class, when the tokens share one: digits, punctuation, line breaks and spaces,
-  initials, place names, capitalised words (names), ALL-CAPS words, word endings ("-ing");
+  initials, place names, names and title-case words, ALL-CAPS words, word endings ("-ing");
 - the word just before ("after “the”");
 - a common word of the windows ("near “sea”": in most windows, not the token itself).
 
@@ -20,18 +20,23 @@ by what it says (``Label.names``).
 from __future__ import annotations
 
 import collections
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 MIN_HITS = 3  # a feature active fewer times gets no label
 MAX_NAMES = 3
-STRONG = 0.5  # a pattern naming at least half of the activations labels alone
+STRONG = 0.8  # a pattern naming this share of the activations labels alone
 WEAK = 0.25  # activations under this share of the feature's strongest are left out
 NAME_SHARE = 0.1  # a token named in a tokens pattern carries at least this share
-CONTEXT_SHARE = 0.6  # a context word in at least 60 % of the windows is mentioned
+CONTEXT_SHARE = 0.4  # a context word in at least 40 % of the windows is mentioned
 MIN_SUFFIX = 2
+COMMON_SHARE = 0.01  # a word around more than 1 % of the features is no feature's context
 
 _STOPWORDS = """
     a an the and or but if of to in on at by for with from as is are was were be been being
@@ -131,7 +136,7 @@ CLASSES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("place names", lambda s: s.lower() in PLACES),
     ("ALL-CAPS words", lambda s: len(s) >= 2 and s.isalpha() and s.isupper()),
     (
-        "capitalised words (names)",
+        "names and title-case words",
         lambda s: len(s) >= 2 and s[0].isupper() and s[1:].islower() and s.isalpha(),
     ),
 )
@@ -164,7 +169,7 @@ def _weighted_share(hits: Sequence[Hit], pattern: Pattern) -> float:
 
 
 def _tokens_pattern(hits: Sequence[Hit]) -> tuple[Pattern, frozenset[str]]:
-    weights: collections.Counter[str] = collections.Counter()
+    weights: dict[str, float] = collections.defaultdict(float)
     first_seen: dict[str, str] = {}
     for h in hits:
         weights[token_key(h.token)] += h.activation
@@ -235,7 +240,11 @@ def _window_words(tokens: Sequence[str], index: int) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)} - STOPWORDS
 
 
-def _context_pattern(hits: Sequence[Hit]) -> tuple[Pattern, float] | None:
+def _context_pattern(
+    hits: Sequence[Hit], common: frozenset[str] = frozenset()
+) -> tuple[Pattern, float] | None:
+    """The words most of the windows share (not the tokens themselves): up to two, each in
+    at least CONTEXT_SHARE of them; the share is the first's."""
     windows: dict[int, set[str]] = {}
     for h in hits:
         windows.setdefault(h.window, set()).update(_window_words(h.tokens, h.index))
@@ -243,19 +252,22 @@ def _context_pattern(hits: Sequence[Hit]) -> tuple[Pattern, float] | None:
         return None
     counts = collections.Counter(w for words in windows.values() for w in words)
     own = {token_key(h.token) for h in hits}
-    ranked = [(n, w) for w, n in counts.items() if w not in own]
+    ranked = [(n, w) for w, n in counts.items() if w not in own and w not in common]
     if not ranked:
         return None
-    n, word = max(ranked, key=lambda item: (item[0], len(item[1]), item[1]))
-    share = n / len(windows)
+    ranked.sort(key=lambda item: (-item[0], -len(item[1]), item[1]))
+    words = [w for n, w in ranked[:2] if n >= CONTEXT_SHARE * len(windows)] or [ranked[0][1]]
     pattern = Pattern(
-        "context", f"near “{word}”", lambda tokens, i: word in _window_words(tokens, i)
+        "context",
+        "near " + ", ".join(f"“{w}”" for w in words),
+        lambda tokens, i: bool(_window_words(tokens, i) & set(words)),
     )
-    return pattern, share
+    return pattern, ranked[0][0] / len(windows)
 
 
-def make_label(hits: Sequence[Hit]) -> Label | None:
-    """The label of a feature from its activations, strongest first (see the module doc)."""
+def make_label(hits: Sequence[Hit], common: frozenset[str] = frozenset()) -> Label | None:
+    """The label of a feature from its activations, strongest first (see the module doc).
+    ``common``: words too frequent around every feature to say anything (``common_words``)."""
     if len(hits) < MIN_HITS:
         return None
     peak = max(h.activation for h in hits)
@@ -272,7 +284,7 @@ def make_label(hits: Sequence[Hit]) -> Label | None:
         ((_weighted_share(hits, p), p) for p in candidates),
         key=lambda item: (-round(item[0], 2), order[item[1].kind]),
     )
-    context = _context_pattern(hits)
+    context = _context_pattern(hits, common)
     best_share, best = scored[0]
     if best_share >= STRONG:
         chosen = [best]
@@ -300,11 +312,41 @@ def hits_from_examples(examples: Sequence[dict]) -> list[Hit]:
     return sorted(hits, key=lambda h: -h.activation)
 
 
+def common_words(hits_by_feature: Sequence[Sequence[Hit]]) -> frozenset[str]:
+    """Words in the contexts of more than COMMON_SHARE of the features: a context word must
+    tell a feature apart (a fortune repeated across the corpus puts "horses" near hundreds)."""
+    spread: collections.Counter[str] = collections.Counter()
+    for hits in hits_by_feature:
+        spread.update(set().union(*(_window_words(h.tokens, h.index) for h in hits)))
+    limit = COMMON_SHARE * max(1, len(hits_by_feature))
+    return frozenset(w for w, n in spread.items() if n > limit)
+
+
 def labels_from_examples(records: Sequence[dict]) -> dict[int, Label]:
     """Labels for every feature of an examples file's records (``{feature_id, examples}``)."""
+    hits_by_feature = [hits_from_examples(record["examples"]) for record in records]
+    common = common_words(hits_by_feature)
     labels = {}
-    for record in records:
-        label = make_label(hits_from_examples(record["examples"]))
+    for record, hits in zip(records, hits_by_feature, strict=True):
+        label = make_label(hits, common)
         if label is not None:
             labels[int(record["feature_id"])] = label
     return labels
+
+
+def relabel_from_examples(sae_dir: Path) -> int:
+    """Rewrite an SAE folder's labels.json from its examples file alone (the weights are not
+    read): how the committed demo SAE's labels were made. Returns how many features it labels."""
+    lines = (sae_dir / EXAMPLES_FILENAME).read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines[1:] if line.strip()]  # after the header
+    labels = labels_from_examples(records)
+    text = json.dumps({str(f): label.text for f, label in sorted(labels.items())}, indent=0)
+    (sae_dir / LABELS_FILENAME).write_text(text + "\n", encoding="utf-8")
+    return len(labels)
+
+
+if __name__ == "__main__":  # python -m engine.demo.labels <sae folder>
+    import sys
+
+    folder = Path(sys.argv[1])
+    print(f"{relabel_from_examples(folder)} labels written to {folder / LABELS_FILENAME}")
