@@ -5,14 +5,14 @@ same windows the examples file keeps), or from a committed examples file alone
 
 Candidate patterns, each scored by the share of the feature's activations it names:
 - the tokens themselves (up to three, most frequent first: "room / hall / house");
-- a token class, when the tokens share one: digits, punctuation, line breaks and spaces,
+- a token class, when the tokens share one: numbers, punctuation, line breaks and spaces,
   initials, place names, names and title-case words, ALL-CAPS words, word endings ("-ing");
 - the word just before ("after “the”");
 - a common word of the windows ("near “sea”": in most windows, not the token itself).
 
 The label is the best pattern when it names at least half of the activations, with the common
 context word added when there is one (so that a label search finds "sea" on a feature about
-waves); otherwise the two strongest patterns joined ("digits · after “chapter”"), never the
+waves); otherwise the two strongest patterns joined ("numbers · after “chapter”"), never the
 old "mixed: ...". Each label keeps its patterns, so its precision on held-out text is measured
 by what it says (``Label.names``).
 """
@@ -126,7 +126,7 @@ def _is_punct(s: str) -> bool:
 # Token classes, most specific first: (words, test on the stripped token).
 CLASSES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     (
-        "digits",
+        "numbers",
         lambda s: (
             bool(s) and any(c.isdigit() for c in s) and all(c.isdigit() or c in ",." for c in s)
         ),

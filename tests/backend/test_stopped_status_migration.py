@@ -10,9 +10,9 @@ from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
 from tests.support.databases import create_database
 
 PREVIEW = (
-    "INSERT INTO activation_run_previews (request_id, model_id, prompt, output_text,"
-    " output_token_ids, prompt_token_ids, feature_timeline) VALUES ($1, 'm', 'p', 'o',"
-    " '{1}', '{2}', '[]')"
+    "INSERT INTO activation_run_previews (request_id, created_at, updated_at, model_id, prompt,"
+    " output_text, output_token_ids, prompt_token_ids, feature_timeline)"
+    " VALUES ($1, now(), now(), 'm', 'p', 'o', '{1}', '{2}', '[]')"
 )
 
 

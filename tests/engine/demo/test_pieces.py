@@ -97,7 +97,7 @@ def test_labels_name_the_strongest_top_tokens():
 
 def test_labels_say_the_class_the_tokens_share():
     digits = make_label(hits("7", " 12", "5", "1999"))
-    assert digits.text == "digits (7, 12, 5)"
+    assert digits.text == "numbers (7, 12, 5)"
     assert digits.names(["3"], 0) and not digits.names([" seven"], 0)
     places = make_label(hits(" Paris", " London", " France", " Tokyo"))
     assert places.text.startswith("place names (Paris, London, France)")
@@ -128,7 +128,7 @@ def test_labels_from_an_examples_file_record():
             {"tokens": [" d", "12"], "activations": [0.0, 7.5]},
         ],
     }
-    assert labels_from_examples([record])[4].text == "digits (7, 3, 12)"
+    assert labels_from_examples([record])[4].text == "numbers (7, 3, 12)"
 
 
 def test_label_precision_is_the_share_of_heldout_activations_named():
