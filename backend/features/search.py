@@ -19,8 +19,8 @@ _WORD = re.compile(r"\w+")
 
 
 # British spellings and their American forms (the labels are the corpus's words, American in
-# the demo's): a British spelling finds both. Endings only: "colour" -> "color", "centre" -> "center", "organise" ->
-# "organize".
+# the demo's): a British spelling finds both. Endings only: "colour" -> "color", "centre" ->
+# "center", "organise" -> "organize".
 _SPELLINGS = ((re.compile(r"(\w{2,})our$"), r"\1or"), (re.compile(r"(\w{3,})re$"), r"\1er"),
               (re.compile(r"(\w{3,})is(e|ed|ing)$"), r"\1iz\2"))  # fmt: skip
 
