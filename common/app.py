@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from common.auth import require_token
 from common.body_limit import limit_body
+from common.docs import serve_docs
 from common.errors import install_error_handlers
 from common.responses import OrjsonResponse
 
@@ -37,8 +38,11 @@ def create_service_app(
         version=version,
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        docs_url=None,  # served from the packaged Swagger UI below, not a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
+    serve_docs(app)
     for router in routers:
         app.include_router(router)
     # The last middleware added is the outermost.

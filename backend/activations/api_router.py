@@ -125,7 +125,7 @@ async def runs(
     explorer: ExplorerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-    status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
+    status: Annotated[Literal["ok", "failed", "stopped"] | None, Query()] = None,
     sae_id: Annotated[str | None, Query(pattern=SAE_ID_PATTERN, max_length=200)] = None,
     sae_layer: Annotated[int | None, Query(ge=0, le=MAX_SAE_LAYER)] = None,
     feature_id: Annotated[int | None, Query(ge=0, le=MAX_FEATURE_ID)] = None,

@@ -16,8 +16,6 @@ from backend.activations.steer_protocol import (
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,199}$"
-MAX_PROMPT_CHARS = 32_000
-MAX_TOKENS = 8192
 MAX_SAE_TOP_K = 128
 MAX_SAE_LAYER = 255
 MAX_PAGE = 1000
@@ -28,9 +26,12 @@ RESERVED_REQUEST_IDS = frozenset({"run", "runs", "summary", "health"})
 class ActivationRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    # The prompt's length and max_tokens are bounded by the deployment's caps
+    # (PLAYGROUND_MAX_PROMPT_CHARS, PLAYGROUND_MAX_TOKENS; backend/activations/limits.py),
+    # checked before any work, so that the 422 names the one number the page shows too.
+    prompt: str = Field(min_length=1, description="at most PLAYGROUND_MAX_PROMPT_CHARS characters")
     model_id: str | None = Field(None, max_length=200, description="empty/unknown: the default")
-    max_tokens: int = Field(128, ge=1, le=MAX_TOKENS)
+    max_tokens: int = Field(128, ge=1, description="at most PLAYGROUND_MAX_TOKENS")
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, le=1000, description="0 disables top-k sampling")
@@ -79,6 +80,8 @@ class ActivationRunRequest(BaseModel):
     @classmethod
     def _storable(cls, value: str) -> str:
         # Postgres TEXT holds neither NUL nor lone surrogates; refuse them here, not with a 500.
+        if not value.strip():
+            raise ValueError("must contain more than whitespace")
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
         try:
@@ -149,7 +152,7 @@ class ActivationRunResponse(BaseModel):
         "the request's origin)"
     )
     created_at: datetime
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "stopped"]
     model_id: str
     prompt: str
     output: RunOutput | None
@@ -200,7 +203,7 @@ class RunSummary(BaseModel):
     updated_at: datetime
     model_id: str
     prompt_preview: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "stopped"]
     error: RunError | None
     prompt_tokens: int | None
     output_tokens: int | None

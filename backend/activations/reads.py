@@ -48,7 +48,7 @@ class RunReader:
             pair = await pairs.get_pair(conn, request_id) if row is not None else None
         if row is None:
             raise NotFound(f"no run {request_id!r}")
-        if row["status"] == "failed":
+        if row["status"] == "failed" or (row["status"] == "stopped" and not row["stored"]):
             return with_pair(views.failed_run_view(row, public_base_url), pair)
         if row["pruned_at"] is not None or not row["stored"]:
             raise Gone(f"run {request_id!r}: its preview was pruned")
@@ -62,8 +62,9 @@ class RunReader:
             row = await queries.get_timeline(conn, request_id, with_tokens=with_tokens)
         if row is None:
             raise NotFound(f"no run {request_id!r}")
-        if row["status"] == "failed":
-            raise NotFound(f"run {request_id!r} failed: it has no preview", code="no_preview")
+        if row["status"] == "failed" or (row["status"] == "stopped" and not row["stored"]):
+            status = row["status"]
+            raise NotFound(f"run {request_id!r} {status}: it has no preview", code="no_preview")
         if row["pruned_at"] is not None or not row["stored"]:
             raise Gone(f"run {request_id!r}: its preview was pruned")
         if not row["collected"]:

@@ -13,7 +13,10 @@ from backend.activations.packed import Timeline
 if TYPE_CHECKING:
     from backend.upstreams.engine import GenerateResponse
 
-RunStatus = Literal["ok", "failed"]
+# ``stopped``: a streamed run its client stopped; it keeps its partial answer and features.
+RunStatus = Literal["ok", "failed", "stopped"]
+# Statuses whose runs keep their output (a preview row) and features.
+KEEPS_OUTPUT: frozenset[str] = frozenset({"ok", "stopped"})
 
 
 def pg_text(text: str) -> str:

@@ -15,6 +15,7 @@ import asyncpg
 
 from backend.activations.budget import check_timeline_budget
 from backend.activations.extraction import extract
+from backend.activations.limits import check_run_limits
 from backend.activations.ownership import OWNER_HEADER, RunOwnership
 from backend.activations.pacing import FramePacing
 from backend.activations.plan import RunPlan
@@ -35,7 +36,7 @@ from backend.activations.writer import RunWriter
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient, GenerateRequest
 from backend.upstreams.sae import SaeClient
-from common.errors import ApiError, InvalidRequest
+from common.errors import ApiError
 from common.timing import elapsed_ms
 
 logger = logging.getLogger(__name__)
@@ -130,12 +131,7 @@ class ActivationService:
 
     def _plan(self, req: ActivationRunRequest) -> RunPlan:
         """Check the configured caps and resolve the defaults."""
-        if len(req.prompt) > self.settings.playground_max_prompt_chars:
-            raise InvalidRequest(
-                f"prompt: at most {self.settings.playground_max_prompt_chars} characters"
-            )
-        if req.max_tokens > self.settings.playground_max_tokens:
-            raise InvalidRequest(f"max_tokens: at most {self.settings.playground_max_tokens}")
+        check_run_limits(req, self.settings)
         collect = req.collect_activations and req.inline_sae
         if collect:
             check_timeline_budget(

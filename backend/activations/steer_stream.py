@@ -20,7 +20,8 @@ from backend.activations.pacing import FramePacing
 from backend.activations.record import RunFailure, RunRecord
 from backend.activations.steer_parts import PairPlan, Vectors, first_error, record_of
 from backend.activations.steering import SteeringRuns
-from backend.activations.streaming import CLIENT_CLOSED, StreamedRun
+from backend.activations.stopped import CLIENT_CLOSED
+from backend.activations.streaming import StreamedRun
 from backend.limits.slot import client_dropped, gpu_work_done
 from backend.upstreams.engine import GenerationStream
 from common import sse

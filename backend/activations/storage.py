@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backend.activations import aggregate, packed
-from backend.activations.record import RunRecord
+from backend.activations.record import KEEPS_OUTPUT, RunRecord
 from backend.db.queries import FeaturesRow, IndexRow, PreviewRow
 
 PROMPT_PREVIEW_CHARS = 200
@@ -41,10 +41,10 @@ def index_row(record: RunRecord) -> IndexRow:
 
 
 def preview_row(record: RunRecord) -> PreviewRow | None:
-    """The preview of a successful run; it also keeps the output of runs without activations
-    (read-back needs it), marked by ``sae_id IS NULL``. A failed run has none."""
+    """The preview of a successful or stopped run; it also keeps the output of runs without
+    activations (read-back needs it), marked by ``sae_id IS NULL``. A failed run has none."""
     gen, ext = record.generation, record.extraction
-    if record.status != "ok" or gen is None:
+    if record.status not in KEEPS_OUTPUT or gen is None:
         return None
     return PreviewRow(
         request_id=record.request_id,
@@ -66,9 +66,9 @@ def preview_row(record: RunRecord) -> PreviewRow | None:
 
 
 def features_row(record: RunRecord) -> FeaturesRow | None:
-    """The per-feature aggregate of a successful run with activations; None otherwise."""
+    """The per-feature aggregate of a successful (or stopped) run with activations."""
     ext = record.extraction
-    if record.status != "ok" or record.generation is None or ext is None:
+    if record.status not in KEEPS_OUTPUT or record.generation is None or ext is None:
         return None
     run = aggregate.from_timeline(ext.timeline)
     return FeaturesRow(

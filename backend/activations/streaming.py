@@ -15,9 +15,10 @@ of the whole sequence (within float tolerance; tested); they are what is stored,
 record and write as the blocking run. Chunks grow by themselves when the SAE is slower than
 generation; the last one, once the answer is complete, ends the SAE service's stream.
 
-A client that leaves cancels the run: the engine stream is closed (vLLM aborts), the SAE call
-is cancelled, and a failed run with code ``client_closed`` is recorded unless a run with this
-id already succeeded.
+A client that leaves (Stop) cancels the run: the engine stream is closed (vLLM aborts), the SAE
+call is cancelled, and the run is stored as ``stopped`` (``stopped.py``): its answer so far and
+the features computed so far, error code ``client_closed``, unless a run with this id already
+succeeded.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from backend.activations.record import (
     RunTimings,
     pg_text,
 )
+from backend.activations.stopped import PartialRun, stopped_record
 from backend.activations.views import run_view
 from backend.limits.slot import client_dropped, gpu_work_done
 from backend.upstreams.engine import GenerateResponse, GenerationStream, PromptEvent, TokenEvent
@@ -59,7 +61,6 @@ logger = logging.getLogger(__name__)
 
 # An intermediate extraction waits for at least this many new output positions.
 FEATURE_CHUNK = 16
-CLIENT_CLOSED = "client_closed"
 
 
 class StreamedRun:
@@ -90,7 +91,11 @@ class StreamedRun:
         # Bounded: a client that stops reading is detached (pacing.py), never buffered for.
         self.pacing = pacing
         self.prompt_ids: list[int] = []
+        self.prompt_tokens: list[str] = []
+        self.model_id = plan.model_id
         self.output_ids: list[int] = []
+        self.output_texts: list[str] = []
+        self.sae_entries: list[Any] = []  # the features so far (what a stopped run keeps)
         self.generation: Generation | None = None
         self.grown = asyncio.Event()
         self.timings = RunTimings()
@@ -135,8 +140,7 @@ class StreamedRun:
             await self._put("error", ErrorResponse(error=exc.to_info()))
         except asyncio.CancelledError:
             await self._stop(self.features)
-            failure = RunFailure(CLIENT_CLOSED, "the client closed the stream", None)
-            await self._record_failure(failure)  # never over a run that succeeded
+            await self._record_stopped()  # never over a run that succeeded
             raise
         finally:
             await self.stream.aclose()
@@ -155,10 +159,12 @@ class StreamedRun:
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
                 self.prompt_ids = event.prompt_token_ids
+                self.prompt_tokens, self.model_id = event.tokens, event.model_id
                 await self._put("started", self._started(event))
             elif isinstance(event, TokenEvent):
                 position = len(self.prompt_ids) + len(self.output_ids)
                 self.output_ids.append(event.token_id)
+                self.output_texts.append(event.text)
                 await self._put("token", {**event.model_dump(), "position": position})
                 self.grown.set()
                 self._start_features()
@@ -200,6 +206,7 @@ class StreamedRun:
             full = self.prompt_ids if sent == 0 and not done else self.prompt_ids + self.output_ids
             if len(full) > sent and (done or sent == 0 or len(full) - sent >= FEATURE_CHUNK):
                 entries += await self._extract_chunk(full, sent, end=done)
+                self.sae_entries = entries
                 sent = self.sae_sent = len(full)
                 self.sae_ended = done
                 if not done:  # look again: tokens (or the end) may have come meanwhile
@@ -310,6 +317,33 @@ class StreamedRun:
         except (ApiError, TimeoutError):
             logger.debug("run %s: SAE stream not released", self.plan.request_id)
         self.sae_ended = True
+
+    async def _record_stopped(self) -> None:
+        """Store the run as ``stopped``: its answer and features so far (``stopped.py``)."""
+        sae = None
+        if self.plan.collect:
+            sae_id = self.sae_id or self.plan.sae_id
+            layer = self.sae_layer if self.sae_layer is not None else self.plan.sae_layer
+            sae = (self.sae.name, sae_id, layer, self.req.sae_top_k)
+        partial = PartialRun(
+            request_id=self.plan.request_id,
+            created_at=self.plan.created_at,
+            prompt=self.req.prompt,
+            parse_special_tokens=self.req.parse_special_tokens,
+            model_id=self.model_id,
+            prompt_ids=self.prompt_ids,
+            prompt_tokens=self.prompt_tokens,
+            output_ids=self.output_ids,
+            output_texts=self.output_texts,
+            generation=self.generation,
+            entries=self.sae_entries,
+            sae=sae,
+        )
+        timings = replace(self.timings, sae=self.sae_ms or None, total=elapsed_ms(self.start))
+        try:
+            await self.writer.store(stopped_record(partial, timings))
+        except ApiError as exc:  # a bad SAE chunk, or the database: the run is gone, say so
+            logger.warning("could not record stopped run %s: %s", self.plan.request_id, exc)
 
     async def _record_failure(self, failure: RunFailure) -> None:
         timings = replace(self.timings, total=elapsed_ms(self.start))

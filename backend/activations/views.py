@@ -12,7 +12,7 @@ import orjson
 
 from backend.activations import derive, packed
 from backend.activations.permalink import page_url
-from backend.activations.record import RunRecord, RunStatus, RunTimings
+from backend.activations.record import KEEPS_OUTPUT, RunRecord, RunStatus, RunTimings
 from backend.activations.results import (
     ErrorView,
     OutputView,
@@ -102,7 +102,7 @@ def run_view(record: RunRecord, public_base_url: str) -> RunView:
                 "prompt_token_ids": gen.prompt_token_ids,
                 "finish_reason": gen.finish_reason,
             }
-            if gen is not None and record.status == "ok"
+            if gen is not None and record.status in KEEPS_OUTPUT
             else None
         ),
         preview=(
@@ -134,12 +134,13 @@ def stored_error(row: asyncpg.Record) -> ErrorView | None:
 
 
 def failed_run_view(row: asyncpg.Record, public_base_url: str) -> RunView:
-    """A stored failure: no output, the prompt's stored preview, the error."""
+    """A stored failure (or a run stopped before it had an answer): no output, the prompt's
+    stored preview, the error."""
     return _run_view(
         public_base_url=public_base_url,
         request_id=row["request_id"],
         created_at=row["created_at"],
-        status="failed",
+        status=row["status"],
         model_id=row["model_id"],
         prompt=row["prompt_preview"],
         output=None,
@@ -152,7 +153,8 @@ def failed_run_view(row: asyncpg.Record, public_base_url: str) -> RunView:
 def stored_run_view(
     row: asyncpg.Record, timeline: packed.Timeline | None, public_base_url: str
 ) -> RunView:
-    """A stored successful run, its preview derived from ``timeline`` when it has one."""
+    """A stored successful (or stopped) run, its preview derived from ``timeline`` when it
+    has one; a stopped run also names why it ended (``client_closed``)."""
     preview = None
     if timeline is not None:
         preview = preview_view(
@@ -166,7 +168,7 @@ def stored_run_view(
         public_base_url=public_base_url,
         request_id=row["request_id"],
         created_at=row["created_at"],
-        status="ok",
+        status=row["status"],
         model_id=row["model_id"],
         prompt=row["prompt"],
         output={
@@ -176,7 +178,7 @@ def stored_run_view(
             "finish_reason": row["p_finish_reason"],
         },
         preview=preview,
-        error=None,
+        error=stored_error(row),
         timings=_stored_timings(row),
     )
 

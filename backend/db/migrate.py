@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-HEAD = "0019_tombstones_and_quotas"
+HEAD = "0020_stopped_status"
 
 
 def _config() -> Config:

@@ -17,7 +17,7 @@ class IndexRow:
     updated_at: datetime
     model_id: str
     prompt_preview: str
-    status: str  # ok | failed
+    status: str  # ok | failed | stopped
     error_code: str | None
     error_message: str | None
     error_upstream: str | None
@@ -111,24 +111,41 @@ _UPSERT_PREVIEW_CTE = f"""
 # The run's feature aggregate joins the same statement; a new version every write (the
 # trigger of 0016 queues it for the fold, and queues the removal of a folded older one).
 _FIRST_FEATURES = _N_INDEX + _N_PREVIEW + 1
-_SAVE_WITH_FEATURES = (
-    _upsert_index_cte()
-    + _UPSERT_PREVIEW_CTE
-    + f"""
+# Never over a run that succeeded: what failures and stopped runs write (an ``ok`` row stays,
+# and so does its preview: the guarded upsert returns no row for the next writes to follow).
+_NOT_OVER_OK = "WHERE activation_run_index.status <> 'ok'"
+
+
+def _save_with_features(guard: str = "") -> str:
+    return (
+        _upsert_index_cte(guard)
+        + _UPSERT_PREVIEW_CTE
+        + f"""
 INSERT INTO activation_run_features ({", ".join(FEATURES_COLUMNS)})
 SELECT prev.request_id, {_placeholders(_FIRST_FEATURES, len(FEATURES_COLUMNS) - 1)} FROM prev
 ON CONFLICT (request_id) DO UPDATE SET {_assignments(FEATURES_COLUMNS)}, version = DEFAULT
 """
-)
-_SAVE_WITHOUT_FEATURES = (
-    _upsert_index_cte()
-    + _UPSERT_PREVIEW_CTE
-    + "DELETE FROM activation_run_features f USING prev WHERE f.request_id = prev.request_id"
-)
+    )
+
+
+def _save_without_features(guard: str = "") -> str:
+    return (
+        _upsert_index_cte(guard)
+        + _UPSERT_PREVIEW_CTE
+        + "DELETE FROM activation_run_features f USING prev WHERE f.request_id = prev.request_id"
+    )
+
+
+# By "does this write stand back for a run that succeeded" (a stopped run's does).
+_SAVE_WITH_FEATURES = {False: _save_with_features(), True: _save_with_features(_NOT_OVER_OK)}
+_SAVE_WITHOUT_FEATURES = {
+    False: _save_without_features(),
+    True: _save_without_features(_NOT_OVER_OK),
+}
 # A failed run keeps no preview (its features go with it: ON DELETE CASCADE), and is written
 # only over nothing or an earlier failure, never over a run that succeeded.
 _SAVE_FAILURE = (
-    _upsert_index_cte("WHERE activation_run_index.status <> 'ok'")
+    _upsert_index_cte(_NOT_OVER_OK)
     + "DELETE FROM activation_run_previews p USING idx WHERE p.request_id = idx.request_id"
 )
 
@@ -156,9 +173,15 @@ def save_statement(
         features is not None and features.request_id != index.request_id
     ):
         raise ValueError("a run's rows must share one request_id")
+    guarded = index.status != "ok"
     if features is None:
-        return (_SAVE_WITHOUT_FEATURES, *astuple(index), *astuple(preview)[1:])
-    return (_SAVE_WITH_FEATURES, *astuple(index), *astuple(preview)[1:], *astuple(features)[1:])
+        return (_SAVE_WITHOUT_FEATURES[guarded], *astuple(index), *astuple(preview)[1:])
+    return (
+        _SAVE_WITH_FEATURES[guarded],
+        *astuple(index),
+        *astuple(preview)[1:],
+        *astuple(features)[1:],
+    )
 
 
 _RUN_SELECT = """

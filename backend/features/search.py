@@ -18,11 +18,33 @@ MAX_TERM_CHARS = 64
 _WORD = re.compile(r"\w+")
 
 
+# British spellings and their American forms (the labels are the corpus's words, American in
+# the demo's): a British spelling finds both. Endings only: "colour" -> "color", "centre" ->
+# "center", "organise" -> "organize".
+_SPELLINGS = ((re.compile(r"(\w{2,})our$"), r"\1or"), (re.compile(r"(\w{3,})re$"), r"\1er"),
+              (re.compile(r"(\w{3,})is(e|ed|ing)$"), r"\1iz\2"))  # fmt: skip
+
+
+def spellings(term: str) -> list[str]:
+    """``term`` and its other spelling, if it has one."""
+    forms = [term]
+    for pattern, replacement in _SPELLINGS:
+        other = pattern.sub(replacement, term)
+        if other != term:
+            forms.append(other)
+    return forms
+
+
 def prefix_query(q: str) -> str | None:
-    """``to_tsquery('simple', ...)`` text: each word of ``q`` as a prefix, all required. Only
-    word characters reach the query, so no input can be tsquery syntax."""
+    """``to_tsquery('simple', ...)`` text: each word of ``q`` as a prefix (either spelling),
+    all required. Only word characters reach the query, so no input can be tsquery syntax."""
     terms = [t[:MAX_TERM_CHARS] for t in _WORD.findall(q.lower())][:MAX_TERMS]
-    return " & ".join(f"{t}:*" for t in terms) or None
+    parts = []
+    for term in terms:
+        forms = spellings(term)
+        parts.append(" | ".join(f"{f}:*" for f in forms) if len(forms) == 1 else
+                     "(" + " | ".join(f"{f}:*" for f in forms) + ")")  # fmt: skip
+    return " & ".join(parts) or None
 
 
 class LabelSearch:

@@ -2,7 +2,9 @@
 
 No build step: the files under static/ are what the browser gets, except that the HTML's
 ``<!-- open-graph -->`` line becomes Open Graph tags (naming the run for ``?run=<id>``) and the
-model field's value the backend's default model (what the engine serves under `up`). The page
+model field's value the backend's default model (what the engine serves under `up`), and the
+run form's bounds (``limits.run_limits``, a JSON ``<meta name="run-limits">``) from which the
+page sets its fields' min/max and checks a run before sending it. The page
 talks to the JSON API on the same origin, so a strict Content-Security-Policy (no inline script,
 no other origin) costs nothing and backs up the page's rule of rendering user and model text as
 text only.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import re
 from pathlib import Path
@@ -20,6 +23,7 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from backend.activations.limits import run_limits
 from backend.activations.permalink import page_url
 from backend.activations.protocol import REQUEST_ID_PATTERN
 from backend.db import queries
@@ -34,6 +38,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_HTML = STATIC_DIR / "activations.html"
 OPEN_GRAPH_MARK = "<!-- open-graph -->"
 DEFAULT_MODEL_MARK = "{{default_model_id}}"
+RUN_LIMITS_MARK = "{{run_limits}}"
 ASSETS_PREFIX = "/playground/assets"
 # Only these names are served (no "..", no other folder, never the HTML); by suffix:
 ASSET_NAME = re.compile(r"(?:js/)?[a-z][a-z0-9-]*\.(?:js|css)")
@@ -69,11 +74,14 @@ async def page(request: Request, run: str | None = None) -> HTMLResponse:
         tags = open_graph_tags(page_url(base_url))
     else:
         tags = open_graph_tags(page_url(base_url, run), run, preview)
-    default_model = html.escape(request.app.state.settings.playground_default_model_id)
+    settings = request.app.state.settings
+    default_model = html.escape(settings.playground_default_model_id)
+    limits = html.escape(json.dumps(run_limits(settings), separators=(",", ":")), quote=True)
     page_html = (
         PAGE_HTML.read_text(encoding="utf-8")
         .replace(OPEN_GRAPH_MARK, tags, 1)
         .replace(DEFAULT_MODEL_MARK, default_model, 1)
+        .replace(RUN_LIMITS_MARK, limits, 1)
     )
     return HTMLResponse(page_html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 

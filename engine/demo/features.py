@@ -1,5 +1,6 @@
-"""What each trained feature means: its top-activating tokens, a short label naming them, its
-max-activating contexts (the examples file), and how well labels predict held-out tokens.
+"""What each trained feature means: its top activations in their contexts, a short label saying
+what they share (``labels.py``), its max-activating contexts (the examples file), and how well
+labels name held-out activations.
 
 TopK codes are sparse (k latents per token), so every collected token is encoded once into
 ``[N, k]`` values and indices; a feature's top activations are then one sort of the
@@ -8,7 +9,6 @@ TopK codes are sparse (k latents per token), so every collected token is encoded
 
 from __future__ import annotations
 
-import collections
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.demo.labels import Hit, Label, make_label
 from engine.demo.residuals import ResidualSet, Sequences
 from engine.demo.trainer import TopKSae
 from engine.sae.sidecars import EXAMPLES_FORMAT
 
 LABEL_TOP_N = 20  # a label is made from, and judged on, a feature's top-20 activations
-LABEL_MAX_NAMES = 3
-LABEL_MIN_HITS = 3  # a feature active on fewer tokens gets no label
-MIXED_SHARE = 0.25  # top token under 25 % of the top-20: the label says "mixed"
+LABEL_MIN_HITS = 3  # a feature judged on fewer held-out activations is left out
 EXAMPLES_PER_FEATURE = 5
 CONTEXT_BEFORE = 8
 CONTEXT_AFTER = 3
@@ -49,12 +48,6 @@ class TopActivations:
         return list(
             zip(self.rows[feature][keep].tolist(), self.values[feature][keep].tolist(), strict=True)
         )
-
-
-@dataclass(frozen=True)
-class Label:
-    text: str  # what labels.json holds, e.g. "wake / awaken / woke"
-    keys: frozenset[str]  # the normalised tokens it names
 
 
 def encode_all(sae: TopKSae, acts: torch.Tensor, chunk: int = 8192) -> SparseCodes:
@@ -93,44 +86,40 @@ def top_activations(
     return TopActivations(out_rows, out_values)
 
 
-def token_key(text: str) -> str:
-    """How labels compare tokens: case and surrounding spaces ignored."""
-    stripped = text.strip().lower()
-    return stripped if stripped else text
+# (seq index, position) of a residual row -> the tokens around it, its index among them, and
+# which text it is in: what a label is made from and judged on.
+WindowOf = Callable[[int], tuple[list[str], int, int]]
 
 
-def token_display(text: str) -> str:
-    stripped = text.strip()
-    if stripped:
-        return stripped
-    return {"\n": "↵", " ": "␣", "\t": "⇥"}.get(text[:1], repr(text))
+def window_of(
+    residuals: ResidualSet, sequences: Sequences, token_text: Callable[[int], str]
+) -> WindowOf:
+    """The context window of a residual row (as the examples file keeps them)."""
+    seq = residuals.seq.numpy()
+    pos = residuals.pos.numpy()
+
+    def window(row: int) -> tuple[list[str], int, int]:
+        s, p = int(seq[row]), int(pos[row])
+        ids = sequences.token_ids[s]
+        start, end = max(0, p - CONTEXT_BEFORE), min(len(ids), p + CONTEXT_AFTER + 1)
+        return [token_text(t) for t in ids[start:end]], p - start, s
+
+    return window
 
 
-def make_label(tokens: list[str]) -> Label | None:
-    """A label from a feature's top tokens (strongest first): the up-to-3 most frequent
-    tokens, ties broken by strength; "mixed: ..." when none is a quarter of them."""
-    if len(tokens) < LABEL_MIN_HITS:
-        return None
-    counts = collections.Counter(token_key(t) for t in tokens)
-    first_seen: dict[str, str] = {}
-    for t in tokens:
-        first_seen.setdefault(token_key(t), t)
-    ranked = sorted(counts, key=lambda key: -counts[key])  # stable: strength breaks ties
-    names = ranked[:LABEL_MAX_NAMES]
-    text = " / ".join(token_display(first_seen[key]) for key in names)
-    if counts[names[0]] < MIXED_SHARE * len(tokens):
-        text = f"mixed: {text}"
-    return Label(text=text, keys=frozenset(names))
+def hits_of(top: TopActivations, feature: int, window: WindowOf) -> list[Hit]:
+    hits = []
+    for row, value in top.of(feature):
+        tokens, index, text = window(row)
+        hits.append(Hit(tokens, index, float(value), window=text))
+    return hits
 
 
-def make_labels(
-    top: TopActivations, token_ids: torch.Tensor, token_text: Callable[[int], str]
-) -> dict[int, Label]:
+def make_labels(top: TopActivations, window: WindowOf) -> dict[int, Label]:
+    """Each feature's label from its top activations in their contexts (``labels.py``)."""
     labels: dict[int, Label] = {}
-    ids = token_ids.numpy()
     for feature in range(top.rows.shape[0]):
-        rows = [row for row, _ in top.of(feature)]
-        label = make_label([token_text(int(ids[row])) for row in rows])
+        label = make_label(hits_of(top, feature, window))
         if label is not None:
             labels[feature] = label
     return labels
@@ -143,19 +132,18 @@ class Precision:
 
 
 def label_precision(
-    labels: dict[int, Label],
-    heldout_top: TopActivations,
-    token_ids: torch.Tensor,
-    token_text: Callable[[int], str],
+    labels: dict[int, Label], heldout_top: TopActivations, window: WindowOf
 ) -> Precision:
-    ids = token_ids.numpy()
+    """For each labelled feature with at least LABEL_MIN_HITS held-out activations, the share
+    of its held-out top activations that its label names (``Label.names``: its tokens, their
+    class or ending, the word before, or its context word); averaged over those features."""
     shares = []
     for feature, label in labels.items():
-        rows = [row for row, _ in heldout_top.of(feature)]
-        if len(rows) < LABEL_MIN_HITS:
+        hits = hits_of(heldout_top, feature, window)
+        if len(hits) < LABEL_MIN_HITS:
             continue
-        named = sum(token_key(token_text(int(ids[row]))) in label.keys for row in rows)
-        shares.append(named / len(rows))
+        named = sum(label.names(h.tokens, h.index) for h in hits)
+        shares.append(named / len(hits))
     return Precision(value=float(np.mean(shares)) if shares else 0.0, judged=len(shares))
 
 

@@ -205,14 +205,15 @@ def train_sae(
         train_top = features.top_activations(
             codes, sae.d_sae, features.LABEL_TOP_N, rows=train_rows.numpy()
         )
-        labels = features.make_labels(train_top, residuals.token_ids, text_of)
+        window = features.window_of(residuals, sequences, text_of)
+        labels = features.make_labels(train_top, window)
         heldout_top = features.top_activations(
             codes,
             sae.d_sae,
             features.LABEL_TOP_N,
             rows=torch.nonzero(heldout_mask).squeeze(1).numpy(),
         )
-        precision = features.label_precision(labels, heldout_top, residuals.token_ids, text_of)
+        precision = features.label_precision(labels, heldout_top, window)
         dead = int((~fired).sum())
         say(
             f"    FVU {ev_train.fvu:.3f} (held-out {ev_heldout.fvu:.3f}), L0 {ev_train.l0:.1f}, "

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from engine.generation.leftovers import descendants, reap
 from engine.generation.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -84,4 +85,6 @@ async def open_engine(settings: EngineSettings) -> AsyncIterator[AsyncLLM]:
         yield engine
     finally:
         logger.info("shutting the vLLM engine down")
+        below = descendants()  # before the core exits and its workers lose their parent
         engine.shutdown()
+        reap(below)

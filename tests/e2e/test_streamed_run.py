@@ -265,9 +265,11 @@ async def wait_for(check, what: str, seconds: float = 30) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_client_gone_cancels_and_records_client_closed(backend_url, engine_url, database_url):
+async def test_client_gone_cancels_and_stores_a_stopped_run(backend_url, engine_url, database_url):
+    """Stop: the run is stored as ``stopped`` (contracts.md, "Stopped runs") with its answer so
+    far and the features computed so far (the prompt's chunk, here), and reads back whole."""
     body = {**BODY, "max_tokens": 2000, "request_id": "left-early"}
-    await leave_after_tokens(backend_url, body, 3)
+    await leave_after_tokens(backend_url, body, 3, features=1)
 
     async def engine_idle() -> bool:
         return in_flight(engine_url) == 0
@@ -282,10 +284,21 @@ async def test_client_gone_cancels_and_records_client_closed(backend_url, engine
             await conn.close()
 
     await wait_for(engine_idle, "the engine kept generating for a departed client")
-    await wait_for(recorded, "no failed run was recorded")
+    await wait_for(recorded, "no stopped run was recorded")
     index, preview = await stored_rows(database_url, "left-early")
-    assert (index["status"], index["error_code"]) == ("failed", "client_closed")
-    assert preview is None  # nothing half-written
+    assert (index["status"], index["error_code"]) == ("stopped", "client_closed")
+    assert preview is not None and len(preview["output_token_ids"]) >= 3
+    assert preview["finish_reason"] == "stopped" and preview["output_text"]
+    async with httpx.AsyncClient(base_url=backend_url, timeout=30) as client:
+        run = (await client.get(f"{RUN.rsplit('/', 1)[0]}/left-early")).json()
+        top = await client.get(f"{RUN.rsplit('/', 1)[0]}/left-early/top-features?segment=all")
+    assert run["status"] == "stopped" and run["error"]["code"] == "client_closed"
+    timeline = run["preview"]["feature_timeline"]
+    n_tokens = len(preview["prompt_token_ids"]) + len(preview["output_token_ids"])
+    assert [e["position"] for e in timeline] == list(range(n_tokens))
+    # The prompt's features were computed before the stop, and kept.
+    assert any(e["features"] for e in timeline[: len(preview["prompt_token_ids"])])
+    assert top.status_code == 200 and top.json()["top_features"]
 
 
 async def test_client_gone_does_not_overwrite_a_success(backend_url, engine_url, database_url):

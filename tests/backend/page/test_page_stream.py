@@ -1,6 +1,7 @@
 """The page streams its runs (real headless Chromium, real stack as test_page): tokens show
-before the run is done, Run becomes Stop and Stop cancels (recorded as client_closed), and the
-page a streamed run ends on equals the page of the same run opened from Recent Runs."""
+before the run is done, Run becomes Stop and Stop cancels (the run stored as stopped, with its
+partial answer and features, and shown so), and the page a streamed run ends on equals the page
+of the same run opened from Recent Runs."""
 
 from __future__ import annotations
 
@@ -69,17 +70,34 @@ def test_tokens_stream_in_and_the_final_page_equals_the_stored_run(page, backend
     assert page.problems == []
 
 
-def test_stop_cancels_the_run(page, backend_url, engine_url):
+def test_stop_keeps_the_partial_run(page, backend_url, engine_url):
     open_page(page, backend_url)
     page.fill("#prompt", "Count to a thousand, slowly.")
     page.fill("#max-tokens", "2000")
+    page.check("#show-prompt-tokens")
     page.click("#run-button")
-    page.wait_for_function("document.querySelectorAll('#tokens .tok').length >= 3")
+    # Stopped once the prompt's features (its tokens shaded) and a few output tokens are in.
+    page.wait_for_function(
+        "document.querySelectorAll('#tokens .tok:not(.prompt)').length >= 3 && [...document"
+        ".querySelectorAll('#tokens .tok.prompt')].some(t => parseFloat(t.style"
+        ".getPropertyValue('--strength')) > 0)"
+    )
+    assert "SAEnone" not in page.evaluate("document.querySelector('#run-summary').textContent")
     assert page.inner_text("#run-button") == "Stop"
     page.click("#run-button")
     page.wait_for_function("document.querySelector('#run-status').textContent === 'Stopped'")
     assert page.inner_text("#run-button") == "Run"
     assert page.locator("#error").is_hidden()
+    # The stored run (status stopped) replaces the live one: tokens kept, tables filled.
+    page.wait_for_function(
+        "document.querySelector('#run-summary').textContent.includes('Statusstopped')"
+    )
+    wait_rows_loaded(page)
+    page.wait_for_selector("#top-features tbody tr")
+    page.uncheck("#show-prompt-tokens")
+    assert page.locator("#tokens .tok").count() >= 3
+    assert "demo_random" in page.inner_text("#run-summary")
+    assert "Streaming" not in page.inner_text("#top-features-card")
     # The run was new: its owner token came with `started` and was kept.
     owners = page.evaluate("JSON.parse(localStorage.getItem('playground.runOwners'))")
     (request_id,) = owners
@@ -95,5 +113,18 @@ def test_stop_cancels_the_run(page, backend_url, engine_url):
         assert time.monotonic() < deadline, (response.status_code, engine_busy)
         time.sleep(0.2)
     run = response.json()
-    assert run["status"] == "failed" and run["error"]["code"] == "client_closed"
+    assert run["status"] == "stopped" and run["error"]["code"] == "client_closed"
+    assert len(run["output"]["token_ids"]) >= 3 and run["output"]["text"]
+    assert any(e["features"] for e in run["preview"]["feature_timeline"])
+    stopped_view = shown_page(page)
+
+    # Listed as stopped (not failed), and reopened as it was.
+    page.click("#runs-refresh")
+    item = page.locator(f"#recent-runs .run-item[data-request-id='{request_id}']")
+    assert item.locator(".run-flags").inner_text() == "stopped"
+    page.goto(f"{backend_url}/playground/activations?run={request_id}")
+    page.wait_for_selector("body[data-ready=true]")
+    wait_rows_loaded(page)
+    page.wait_for_selector("#top-features tbody tr")
+    assert shown_page(page) == stopped_view
     assert page.problems == []

@@ -70,7 +70,7 @@ def test_open_graph_names_the_run_and_escapes_its_prompt(backend_url):
     assert "<script>alert(1)" not in response.text
     assert 'content="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in response.text
     assert response.text.count("<script") == 1
-    assert response.text.count("<meta") == 2 + len(og)  # charset, viewport, the OG tags
+    assert response.text.count("<meta") == 3 + len(og)  # charset, viewport, run limits, OG tags
 
 
 def test_open_graph_url_uses_public_base_url(page_db, engine_url, sae_url, backend_url):

@@ -9,6 +9,7 @@ import torch
 
 from engine.demo import features
 from engine.demo.corpus import split_texts
+from engine.demo.labels import Hit, Label, labels_from_examples, make_label
 from engine.demo.residuals import plan_batches
 from engine.demo.trainer import TrainSettings, evaluate, train_topk_sae
 
@@ -78,24 +79,71 @@ def test_top_activations_match_a_brute_force_sort():
     assert all(r % 2 == 0 for f in range(10) for r, _ in only_even.of(f))
 
 
-def test_labels_name_the_most_frequent_top_tokens():
-    label = features.make_label([" wake", " Wake", "woke", " awaken", " wake", " the"])
+def hits(*tokens: str, before: str | None = None) -> list[Hit]:
+    """One activation per token, strongest first, each in its own window (after a word of
+    its own unless ``before``)."""
+    return [
+        Hit([before or f" q{n}", t, f" z{n}"], 1, 10.0 - n, window=n) for n, t in enumerate(tokens)
+    ]
+
+
+def test_labels_name_the_strongest_top_tokens():
+    label = make_label(hits(" wake", " Wake", "woke", " awaken", " wake", " the"))
     assert label.text == "wake / woke / awaken" and label.keys == {"wake", "woke", "awaken"}
-    mixed = features.make_label([f" w{i}" for i in range(8)])
-    assert mixed.text.startswith("mixed: w0 / w1 / w2")
-    assert features.make_label([" a", " b"]) is None  # too few activations to say
-    assert features.make_label(["\n", "\n", " x"]).text == "↵ / x"
+    assert not label.names([" walk"], 0) and label.names([" awakened"], 0)  # "awaken-"
+    assert make_label(hits(" a", " b")) is None  # too few activations to say
+    assert make_label(hits("\n", "\n", "\n ")).text == "line breaks and spaces"
 
 
-def test_label_precision_is_the_share_of_heldout_top_tokens_named():
+def test_labels_say_the_class_the_tokens_share():
+    digits = make_label(hits("7", " 12", "5", "1999"))
+    assert digits.text == "numbers (7, 12, 5)"
+    assert digits.names(["3"], 0) and not digits.names([" seven"], 0)
+    places = make_label(hits(" Paris", " London", " France", " Tokyo"))
+    assert places.text.startswith("place names (Paris, London, France)")
+    assert places.names([" Berlin"], 0) and not places.names([" Smith"], 0)
+    assert make_label(hits(" running", " jumping", " eating", " sleeping")).text.startswith(
+        "words ending “-ing”"
+    )
+
+
+def test_no_mixed_labels_two_patterns_and_the_context_word():
+    # Nothing in common but the word before: no "mixed:", the two strongest patterns.
+    scattered = make_label(hits(*(f" w{i}" for i in range(8)), before=" the"))
+    assert "mixed" not in scattered.text and "after “the”" in scattered.text
+    # A word in most windows (not the token itself) is named: a search for it finds the feature.
+    sea = [Hit([" the", " sea", " and", t, "."], 3, 9.0 - n, window=n)
+           for n, t in enumerate([" waves", " wind", " boat", " storm"])]  # fmt: skip
+    label = make_label(sea)
+    assert label.text.endswith("near “sea”")
+    assert label.names([" deep", " sea", " fish"], 2)
+
+
+def test_labels_from_an_examples_file_record():
+    record = {
+        "feature_id": 4,
+        "examples": [
+            {"tokens": ["a", " 7", " b"], "activations": [0.0, 9.0, None]},
+            {"tokens": [" 3", " c"], "activations": [8.0, 0.0]},
+            {"tokens": [" d", "12"], "activations": [0.0, 7.5]},
+        ],
+    }
+    assert labels_from_examples([record])[4].text == "numbers (7, 3, 12)"
+
+
+def test_label_precision_is_the_share_of_heldout_activations_named():
     token_text = {0: " Paris", 1: " France", 2: " cat"}.__getitem__
-    token_ids = torch.tensor([0, 1, 2, 0, 0, 2])
+    ids = [0, 1, 2, 0, 0, 2]
     rows = np.array([[0, 1, 2, 3, -1], [2, 5, 4, -1, -1]])
     heldout = features.TopActivations(rows, np.where(rows >= 0, 1.0, 0.0).astype(np.float32))
     labels = {
-        0: features.Label("Paris / France", frozenset({"paris", "france"})),
-        1: features.Label("cat", frozenset({"cat"})),
+        0: Label("Paris / France", frozenset({"paris", "france"})),
+        1: Label("cat", frozenset({"cat"})),
     }
-    precision = features.label_precision(labels, heldout, token_ids, token_text)
+
+    def window(row: int) -> tuple[list[str], int, int]:
+        return [token_text(ids[row])], 0, row
+
+    precision = features.label_precision(labels, heldout, window)
     assert precision.judged == 2
     assert precision.value == pytest.approx((3 / 4 + 2 / 3) / 2)

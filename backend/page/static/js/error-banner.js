@@ -1,5 +1,5 @@
 // The error banner: an ApiError's message, upstream, HTTP status and code, as text.
-import { $ } from "./dom.js";
+import { $, el } from "./dom.js";
 
 // Plain words for the answers a stranger is most likely to meet.
 function plainMessage(err) {
@@ -17,6 +17,13 @@ function plainMessage(err) {
   return err.message || String(err);
 }
 
+// A problem: the page's own sentence, or a 422 detail ({loc, msg}).
+function problemText(detail) {
+  if (typeof detail === "string") return detail;
+  const where = (detail.loc || []).filter((p) => !["body", "query", "path"].includes(p)).join(".");
+  return where ? `${where}: ${detail.msg}` : String(detail.msg || "");
+}
+
 export function showError(title, err) {
   $("error-title").textContent = title;
   $("error-message").textContent = plainMessage(err);
@@ -24,9 +31,10 @@ export function showError(title, err) {
   if (err.upstream) meta.push(`upstream: ${err.upstream}`);
   if (err.status) meta.push(`HTTP ${err.status}`);
   if (err.code) meta.push(err.code);
-  if (Array.isArray(err.details) && err.details.length > 1) {
-    meta.push(`${err.details.length} problems`);
-  }
+  // Every problem, when there is more than one (a 422 names each; so does the page's check).
+  const details = Array.isArray(err.details) && err.details.length > 1 ? err.details : [];
+  $("error-details").replaceChildren(...details.map((d) => el("li", {}, problemText(d))));
+  $("error-details").hidden = !details.length;
   $("error-meta").textContent = meta.join(" · ");
   $("error").hidden = false;
 }

@@ -5,11 +5,11 @@
 import { api, query } from "./api.js";
 import { $, el } from "./dom.js";
 import { displayToken, fmt, formatTime } from "./format.js";
+import { histogram } from "./histogram.js";
 import { state } from "./state.js";
 import { steerButton } from "./steer-button.js";
 
 const FEATURES = "/playground/features";
-const SVG = "http://www.w3.org/2000/svg";
 
 let onOpenRun = () => {};
 let requestSeq = 0; // answers of a superseded request are dropped
@@ -42,49 +42,6 @@ function shadedTokens(tokens, activations, { peak, mark } = {}) {
       span.style.setProperty("--strength", ((act ?? 0) / top).toFixed(3));
       return span;
     }),
-  );
-}
-
-function svgNode(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
-  return node;
-}
-
-// Bars for the non-empty span of the fixed bins (edges are log-spaced).
-function histogram({ edges, counts }) {
-  let first = counts.findIndex((c) => c > 0);
-  if (first < 0) return el("p", { class: "muted" }, "Never fired in a stored run.");
-  let last = counts.length - 1;
-  while (counts[last] === 0) last -= 1;
-  first = Math.max(0, first - 1);
-  last = Math.min(counts.length - 1, last + 1);
-  const shownCounts = counts.slice(first, last + 1);
-  const peak = Math.max(...shownCounts);
-  const width = 320;
-  const height = 64;
-  const bar = width / shownCounts.length;
-  const svg = svgNode("svg", {
-    width,
-    height,
-    viewBox: `0 0 ${width} ${height}`,
-    class: "histogram",
-    role: "img",
-    "aria-label": `activation histogram from ${fmt(edges[first])} to ${fmt(edges[last + 1])}`,
-  });
-  shownCounts.forEach((count, i) => {
-    const h = count ? Math.max(1, (count / peak) * (height - 2)) : 0;
-    const rect = svgNode("rect", { x: (i * bar).toFixed(1), y: (height - h).toFixed(1), width: Math.max(1, bar - 1).toFixed(1), height: h.toFixed(1), class: "hist-bar" });
-    const title = svgNode("title", {});
-    title.textContent = `${fmt(edges[first + i])}–${fmt(edges[first + i + 1])}: ${count}`;
-    rect.append(title);
-    svg.append(rect);
-  });
-  return el(
-    "figure",
-    { class: "hist" },
-    svg,
-    el("figcaption", { class: "muted" }, `activation ${fmt(edges[first])} → ${fmt(edges[last + 1])} (log bins); positions that fired`),
   );
 }
 

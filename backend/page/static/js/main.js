@@ -1,9 +1,11 @@
 // The /playground/activations page: plain DOM, no framework, no build step. This module opens
 // runs and keeps the panels in step; each panel is its own module.
+import { renderTrack, wireTrack } from "./activation-track.js";
 import { API, api } from "./api.js";
 import { clearError, showError, wireErrorBanner } from "./error-banner.js";
 import { featureFromLocation, markCurrentRun, openFeature, openFeatureOfRun, wireFeatureView } from "./feature-view.js";
 import { startHealth } from "./health.js";
+import { wireHelp } from "./help.js";
 import { renderFeatureFocus, renderSummary, renderTokenDetail, renderTokens, wireOutput } from "./output.js";
 import { runIdFromLocation, showRunInLocation } from "./permalink.js";
 import { loadLabels } from "./labels.js";
@@ -16,27 +18,34 @@ import { wireSteer } from "./steer.js";
 import { clearTopFeatures, highlightTopRow, loadTopFeatures, wireTopFeatures } from "./top-features.js";
 
 // runOrId: a run answer, or the id of a stored run to fetch.
+let openSeq = 0; // a run opened later wins over one still loading
+
 async function openRun(runOrId) {
   clearError();
   delete document.body.dataset.streaming;
+  const seq = ++openSeq;
   let run = runOrId;
+  // The address names the run at once, not after everything has loaded.
+  showRunInLocation(typeof runOrId === "string" ? runOrId : runOrId.request_id);
   if (typeof runOrId === "string") {
     try {
       run = await api(`${API}/${encodeURIComponent(runOrId)}`);
     } catch (err) {
-      showError("Could not open the run", err);
+      if (seq === openSeq) showError("Could not open the run", err);
       return;
     }
   }
+  const labels = run.preview ? await loadLabels(run.preview.sae_id, run.preview.sae_layer) : new Map();
+  if (seq !== openSeq) return;
   state.run = run;
   state.selectedFeature = null;
   state.pinnedPosition = null;
   state.byPosition = new Map(timeline(run).map((entry) => [entry.position, entry]));
-  state.labels = run.preview ? await loadLabels(run.preview.sae_id, run.preview.sae_layer) : new Map();
-  showRunInLocation(run.request_id);
+  state.labels = labels;
   renderSummary(run);
   showPairOf(run, openRun);
   renderTokens();
+  renderTrack();
   renderTokenDetail(null);
   renderFeatureFocus();
   markActiveRun();
@@ -76,10 +85,33 @@ function showLive(run) {
   });
 }
 
+// After Stop: the page keeps what streamed until the stored run (status stopped: the answer
+// and features so far) replaces it; the backend stores it once it has seen the client go.
+async function openStopped(requestId) {
+  const seq = openSeq;
+  for (let wait = 100; wait < 3000; wait *= 1.5) {
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    if (seq !== openSeq) return; // another run was opened meanwhile
+    let run;
+    try {
+      run = await api(`${API}/${encodeURIComponent(requestId)}`);
+    } catch {
+      continue; // not stored yet
+    }
+    await openRun(run);
+    await loadRuns(true);
+    return;
+  }
+  delete document.body.dataset.streaming;
+  clearTopFeatures("Stopped: the run was not stored.");
+  clearRows("Stopped: the run was not stored.");
+}
+
 // Shade the tokens by one feature (null: by each position's strongest) and mark it in the table.
 function showFeature(featureId) {
   state.selectedFeature = featureId;
   renderTokens();
+  renderTrack();
   renderFeatureFocus();
   highlightTopRow();
 }
@@ -106,7 +138,10 @@ function wire() {
       loadRuns(true);
     },
     onLive: showLive,
+    onStopped: openStopped,
   });
+  wireHelp();
+  wireTrack({ onPick: selectFeature });
   wireOutput({
     onSelectFeature: selectFeature,
     onClearFeature: () => {

@@ -5,6 +5,35 @@ import { displayToken, formatTime } from "./format.js";
 import { labelOf } from "./labels.js";
 import { state, timeline } from "./state.js";
 
+// A prompt longer than this is shown cut, with "show all".
+const PROMPT_PREVIEW_CHARS = 280;
+
+// The run's prompt: whole when short, else its start and a "show all" toggle.
+function promptView(prompt) {
+  const text = el("span", { class: "v prompt-text" }, prompt);
+  if (prompt.length <= PROMPT_PREVIEW_CHARS && prompt.split("\n").length <= 4) {
+    return el("div", { class: "kv kv-prompt" }, el("span", { class: "k" }, "Prompt"), text);
+  }
+  const cut = prompt.slice(0, PROMPT_PREVIEW_CHARS).split("\n").slice(0, 4).join("\n");
+  text.textContent = `${cut}…`;
+  const toggle = el("button", { type: "button", class: "link-button prompt-toggle", "aria-expanded": "false" }, `show all (${prompt.length} characters)`);
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    text.textContent = open ? prompt : `${cut}…`;
+    toggle.textContent = open ? "show less" : `show all (${prompt.length} characters)`;
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+  return el("div", { class: "kv kv-prompt" }, el("span", { class: "k" }, "Prompt"), text, toggle);
+}
+
+// The badge a demo SAE earns: only the random one (`up --tiny`) is meaningless.
+export function saeBadge(sae) {
+  if (!sae || !sae.demo) return null;
+  return sae.has_labels
+    ? el("span", { class: "badge badge-demo-trained", title: sae.description || "" }, "demo SAE: small, trained")
+    : el("span", { class: "badge badge-demo" }, "demo SAE: random weights");
+}
+
 export function renderSummary(run) {
   const preview = run.preview || {};
   const output = run.output || {};
@@ -12,11 +41,11 @@ export function renderSummary(run) {
   const timings = run.timings_ms || {};
   const items = [
     ["Run", run.request_id],
-    ["Status", run.status === "failed" ? "failed" : null],
+    ["Status", run.streaming ? "streaming" : run.status !== "ok" ? run.status : null],
     ["Model", run.model_id],
     ["Created", formatTime(run.created_at)],
     ["Finish", output.finish_reason],
-    ["SAE", preview.sae_id ? `${preview.sae_id} · layer ${preview.sae_layer} · top ${preview.sae_top_k}` : "none"],
+    ["SAE", preview.sae_id ? [preview.sae_id, preview.sae_layer != null ? `layer ${preview.sae_layer}` : null, preview.sae_top_k != null ? `top ${preview.sae_top_k}` : null].filter(Boolean).join(" · ") : run.streaming ? "default" : "none"],
     ["Rows", preview.row_count],
     ["Time", timings.total != null ? `${Math.round(timings.total)} ms` : null],
   ];
@@ -26,9 +55,12 @@ export function renderSummary(run) {
       .filter(([, value]) => value !== null && value !== undefined && value !== "")
       .map(([label, value]) => el("div", { class: "kv" }, el("span", { class: "k" }, label), el("span", { class: "v" }, String(value)))),
   );
-  if (sae && sae.demo) summary.append(el("span", { class: "badge badge-demo" }, "demo SAE: random weights"));
-  summary.append(el("div", { class: "kv kv-prompt" }, el("span", { class: "k" }, "Prompt"), el("span", { class: "v prompt-text" }, run.prompt || "")));
-  if (run.error) {
+  const badge = saeBadge(sae);
+  if (badge) summary.append(badge);
+  summary.append(promptView(run.prompt || ""));
+  if (run.error && run.status === "stopped") {
+    summary.append(el("div", { class: "run-stopped" }, `Stopped: ${run.error.message}`));
+  } else if (run.error) {
     const where = run.error.upstream ? ` (upstream: ${run.error.upstream})` : "";
     summary.append(el("div", { class: "run-error" }, `Failed: ${run.error.message}${where}`));
   }

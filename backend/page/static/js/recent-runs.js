@@ -1,5 +1,5 @@
 // The Recent Runs card (GET /playground/activations/runs): newest first, "Load more" follows
-// next_cursor; failed and pruned runs are flagged.
+// next_cursor; failed, stopped and pruned runs are flagged.
 import { API, api, query } from "./api.js";
 import { $, el } from "./dom.js";
 import { showError } from "./error-banner.js";
@@ -31,7 +31,7 @@ export async function loadRuns(reset) {
 
 function runItem(run) {
   const prompt = run.prompt_preview.trim();
-  const flags = [run.status === "failed" ? "failed" : null, run.pruned ? "pruned" : null].filter(Boolean);
+  const flags = [run.status !== "ok" ? run.status : null, run.pruned ? "pruned" : null].filter(Boolean);
   // Runs made in this browser can be deleted from it (their owner token is kept here).
   const deletable = ownerToken(run.request_id)
     ? el("button", { type: "button", class: "link-button run-delete", dataset: { requestId: run.request_id }, title: "Delete this run (made in this browser)" }, "Delete")
@@ -45,7 +45,7 @@ function runItem(run) {
       { type: "button", class: `run-item${flags.length ? " run-flagged" : ""}`, dataset: { requestId: run.request_id }, title: prompt },
       el("span", { class: "run-prompt" }, prompt || "(empty prompt)"),
       el("span", { class: "run-meta" }, [formatTime(run.created_at), run.sae_id, run.model_id].filter(Boolean).join(" · ")),
-      flags.length ? el("span", { class: "run-flags" }, flags.join(" · ")) : null,
+      flags.length ? el("span", { class: `run-flags${run.status === "stopped" ? " stopped" : ""}` }, flags.join(" · ")) : null,
     ),
   );
 }

@@ -3,6 +3,7 @@
 import { API, SAES_URL, api } from "./api.js";
 import { $, el } from "./dom.js";
 import { clearError, showError } from "./error-banner.js";
+import { applyLimits, checkRun } from "./limits.js";
 import { ownerToken, rememberOwner } from "./owners.js";
 import { state } from "./state.js";
 import { streamRun } from "./stream.js";
@@ -77,9 +78,16 @@ export function runRequest() {
 
 const seconds = (ms) => `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
 
+function showIdle() {
+  running = null;
+  $("run-button").textContent = "Run";
+  $("run-button").classList.remove("stop");
+}
+
 // onDone(run) shows the new run; onFailed() refreshes what lists runs (failures are recorded
-// too); onLive(run) draws the run while it streams.
-async function submitRun(event, { onDone, onFailed, onLive }) {
+// too); onLive(run) draws the run while it streams; onStopped(requestId) after Stop (the run
+// is stored as stopped, with what it had).
+async function submitRun(event, { onDone, onFailed, onLive, onStopped }) {
   event.preventDefault();
   const button = $("run-button");
   if (running) {
@@ -87,7 +95,15 @@ async function submitRun(event, { onDone, onFailed, onLive }) {
     return;
   }
   clearError();
+  const body = runRequest();
+  const problems = checkRun(body);
+  if (problems.length) {
+    const message = problems.length > 1 ? `${problems.length} problems:` : problems[0];
+    showError("Check the run's settings", { message, code: "not_sent", details: problems });
+    return;
+  }
   running = new AbortController();
+  let liveId = null;
   button.textContent = "Stop";
   button.classList.add("stop");
   const started = performance.now();
@@ -100,7 +116,6 @@ async function submitRun(event, { onDone, onFailed, onLive }) {
   const tick = setInterval(show, 500);
   status.textContent = "Running…";
   try {
-    const body = runRequest();
     const headers = { "Content-Type": "application/json" };
     const owner = body.request_id ? ownerToken(body.request_id) : null;
     if (owner) headers["X-Run-Owner"] = owner;
@@ -114,6 +129,7 @@ async function submitRun(event, { onDone, onFailed, onLive }) {
           firstToken = timing.firstTokenMs;
           show();
         }
+        liveId = live.request_id;
         onLive(live);
       },
     });
@@ -121,11 +137,17 @@ async function submitRun(event, { onDone, onFailed, onLive }) {
     clearInterval(tick);
     const ttft = firstToken === null ? "" : ` (first token ${seconds(firstToken)})`;
     status.textContent = `Done in ${seconds(performance.now() - started)}${ttft}`;
+    showIdle(); // before the run opens: a click now starts a new run, not a dead Stop
     await onDone(run);
   } catch (err) {
     clearInterval(tick);
+    showIdle();
     if (err.name === "AbortError") {
       status.textContent = "Stopped";
+      if (liveId) {
+        await onStopped(liveId);
+        return;
+      }
     } else {
       status.textContent = "Failed";
       showError("The run failed", err);
@@ -133,13 +155,11 @@ async function submitRun(event, { onDone, onFailed, onLive }) {
     onFailed();
   } finally {
     clearInterval(tick);
-    running = null;
-    button.textContent = "Run";
-    button.classList.remove("stop");
   }
 }
 
 export function wireRunForm(handlers) {
+  applyLimits();
   $("run-form").addEventListener("submit", (event) => submitRun(event, handlers));
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("run-form").requestSubmit();

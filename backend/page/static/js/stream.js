@@ -44,7 +44,8 @@ export function liveRun(body, started) {
     status: "ok",
     streaming: true,
     output: null,
-    preview: { feature_timeline: entries },
+    // The SAE asked for (the stored run names the one used).
+    preview: { sae_id: body.sae_id || null, sae_layer: body.sae_layer ?? null, sae_top_k: body.sae_top_k ?? null, feature_timeline: entries },
     timings_ms: {},
   };
 }
