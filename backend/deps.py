@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from backend.activations.comparer import RunComparer
+from backend.activations.exporter import RunExporter
 from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
 from backend.features.catalog import SaeCatalog
@@ -23,6 +25,14 @@ def get_activations(request: Request) -> ActivationService:
 
 def get_runs(request: Request) -> RunReader:
     return request.app.state.runs
+
+
+def get_compare(request: Request) -> RunComparer:
+    return request.app.state.compare
+
+
+def get_export(request: Request) -> RunExporter:
+    return request.app.state.export
 
 
 def get_health(request: Request) -> HealthService:
@@ -57,6 +67,8 @@ def get_public_base_url(request: Request) -> str:
 
 ActivationsDep = Annotated[ActivationService, Depends(get_activations)]
 RunsDep = Annotated[RunReader, Depends(get_runs)]
+CompareDep = Annotated[RunComparer, Depends(get_compare)]
+ExportDep = Annotated[RunExporter, Depends(get_export)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
 FeaturesDep = Annotated[FeatureService, Depends(get_features)]
 CatalogDep = Annotated[SaeCatalog, Depends(get_catalog)]
