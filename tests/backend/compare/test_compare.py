@@ -55,7 +55,9 @@ def check_opcodes(body: dict, a_ids: list[int], b_ids: list[int]) -> list[tuple[
         at_a, at_b = op["a_end"], op["b_end"]
         if op["tag"] == "equal":
             assert a_ids[op["a_start"] : op["a_end"]] == b_ids[op["b_start"] : op["b_end"]]
-            pairs += zip(range(op["a_start"], op["a_end"]), range(op["b_start"], op["b_end"]))
+            pairs += zip(
+                range(op["a_start"], op["a_end"]), range(op["b_start"], op["b_end"]), strict=True
+            )
     assert (at_a, at_b) == (len(a_ids), len(b_ids))
     prefix = al["prefix"]
     assert a_ids[:prefix] == b_ids[:prefix]
@@ -179,8 +181,8 @@ async def test_different_lengths(client, db):
 
 async def test_same_prompt_different_answers(client, db):
     prompt = [BOS, 101, 102, 103, 104]
-    a_entries = timeline(prompt + [201, 202, 203, 204], 5, seed=30)
-    b_entries = timeline(prompt + [301, 302, 303], 5, seed=31)
+    a_entries = timeline([*prompt, 201, 202, 203, 204], 5, seed=30)
+    b_entries = timeline([*prompt, 301, 302, 303], 5, seed=31)
     b_entries[:5] = a_entries[:5]  # one prompt: its positions read the same features
     # ...except that one feature of b's last prompt position moves past the threshold.
     moved = dict(b_entries[4], features=[dict(f) for f in b_entries[4]["features"]])
@@ -231,7 +233,7 @@ async def test_inserted_word_in_the_prompt(client, db):
 
 async def test_empty_output(client, db):
     ids = [BOS, 101, 102, 103]
-    a = await seed(db, "empty-a", timeline(ids + [201, 202], 4, seed=50), 4)
+    a = await seed(db, "empty-a", timeline([*ids, 201, 202], 4, seed=50), 4)
     b_entries = a.entries[:4]
     b = await seed(db, "empty-b", b_entries, 4)
     body = await compare(client, "empty-a", "empty-b", segment="output")
