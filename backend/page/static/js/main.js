@@ -1,6 +1,7 @@
 // The /playground/activations page: plain DOM, no framework, no build step. This module opens
 // runs and keeps the panels in step; each panel is its own module.
 import { API, api } from "./api.js";
+import { pickForCompare, renderRunActions, wireCompare } from "./compare.js";
 import { clearError, showError, wireErrorBanner } from "./error-banner.js";
 import { featureFromLocation, markCurrentRun, openFeature, openFeatureOfRun, wireFeatureView } from "./feature-view.js";
 import { startHealth } from "./health.js";
@@ -33,6 +34,7 @@ async function openRun(runOrId) {
   state.labels = run.preview ? await loadLabels(run.preview.sae_id, run.preview.sae_layer) : new Map();
   showRunInLocation(run.request_id);
   renderSummary(run);
+  renderRunActions(run);
   renderTokens();
   renderTokenDetail(null);
   renderFeatureFocus();
@@ -112,7 +114,8 @@ function wire() {
   });
   wireTopFeatures({ onSelectFeature: selectFeature });
   wireRows({ onSelectFeature: selectFeature, onFilterFeature: showFeature });
-  wireRecentRuns({ onOpen: openRun });
+  wireRecentRuns({ onOpen: openRun, onCompare: pickForCompare });
+  wireCompare();
   wireFeatureView({ onOpen: openRun });
 }
 
