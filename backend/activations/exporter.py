@@ -34,30 +34,37 @@ class RunExporter:
         self._db_timeout = settings.playground_db_timeout_s
 
     async def run(self, request_id: str, fmt: ExportFormat, public_base_url: str) -> Download:
-        """404 unknown, 410 pruned; a failed run exports its record and no rows."""
+        """404 unknown, 410 pruned; a failed run exports its record and no rows. CSV reads only
+        the packed timeline; JSON also the stored JSON (the run read embeds it)."""
         async with connection(self.pool, self._db_timeout) as conn:
-            row = await compare_reads.run_to_export(conn, request_id)
+            if fmt == "csv":
+                found = await compare_reads.runs_to_compare(conn, [request_id])
+                row = found[0] if found else None
+            else:
+                row = await compare_reads.run_to_export(conn, request_id)
         if row is None:
             raise NotFound(f"no run {request_id!r}")
+        failed = row["status"] == "failed"
+        if not failed and (row["pruned_at"] is not None or not row["stored"]):
+            raise Gone(f"run {request_id!r}: its preview was pruned")
         timeline: packed.Timeline | None = None
         tokens: list[str] = []
-        if row["status"] == "failed":
-            run = views.failed_run_view(row, public_base_url)
-        elif row["pruned_at"] is not None or not row["stored"]:
-            raise Gone(f"run {request_id!r}: its preview was pruned")
-        else:
-            if row["collected"]:
-                timeline = load_timeline(row["timeline_packed"], row["feature_timeline"])
-                tokens = list(row["timeline_tokens"] or [""] * timeline.n_positions)
-            run = views.stored_run_view(row, timeline, public_base_url)
+        if not failed and row["collected"]:
+            timeline = load_timeline(row["timeline_packed"], row["feature_timeline"])
+            tokens = list(row["timeline_tokens"] or [""] * timeline.n_positions)
         output_start = row["output_start"] or 0
+        name = export.file_name(f"activations-{request_id}", fmt)
         if fmt == "csv":
-            chunks = export.csv_chunks(timeline, tokens, output_start)
-            media_type = export.CSV_MEDIA_TYPE
-        else:
-            chunks = export.json_chunks(run, timeline, tokens, output_start)
-            media_type = export.JSON_MEDIA_TYPE
-        return Download(chunks, export.file_name(f"activations-{request_id}", fmt), media_type)
+            return Download(
+                export.csv_chunks(timeline, tokens, output_start), name, export.CSV_MEDIA_TYPE
+            )
+        run = (
+            views.failed_run_view(row, public_base_url)
+            if failed
+            else views.stored_run_view(row, timeline, public_base_url)
+        )
+        chunks = export.json_chunks(run, timeline, tokens, output_start)
+        return Download(chunks, name, export.JSON_MEDIA_TYPE)
 
     async def comparison(self, q: CompareQuery) -> Download:
         lines = await self.comparer.export_csv(q)
