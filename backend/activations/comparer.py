@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 
 from backend.activations import alignment, compare, derive, packed, views
 from backend.activations.export import csv_text
 from backend.activations.reads import load_timeline
+from backend.activations.results import RunSummaryView
 from backend.db import compare_reads
 from backend.db.pool import connection
 from backend.settings import Settings
@@ -66,6 +67,20 @@ def _comparable(a: LoadedRun, b: LoadedRun, qa: str, qb: str) -> None:
         )
 
 
+class CompareView(TypedDict):
+    """The answer of /compare (mirrors ``compare_protocol.CompareResponse``)."""
+
+    a: RunSummaryView
+    b: RunSummaryView
+    sae_id: str
+    sae_layer: int
+    segment: derive.Segment
+    include_special: bool
+    total_features: int
+    features: list[dict[str, Any]]
+    alignment: dict[str, Any]
+
+
 class RunComparer:
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -93,7 +108,7 @@ class RunComparer:
             rows = await compare_reads.cached_labels(conn, sae[0], sae[1], feature_ids)
         return {r["feature_id"]: r["label"] for r in rows}
 
-    async def compare(self, q: CompareQuery) -> dict[str, Any]:
+    async def compare(self, q: CompareQuery) -> CompareView:
         a, b, comparison = await self._load(q)
         labels = await self._labels(a.sae, comparison.feature_ids.tolist())
         return {
