@@ -316,3 +316,11 @@ async def test_threshold(client, db):
         for p in positions:
             assert [c["feature_id"] for c in p["changed"]] == moved
             assert p["appeared"] == p["vanished"] == []
+
+
+async def test_compare_is_not_a_run_id(client):
+    response = await client.post(
+        "/playground/activations/run", json={"prompt": "hi", "request_id": "compare"}
+    )
+    assert response.status_code == 422
+    assert "reserved" in response.text
