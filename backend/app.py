@@ -11,6 +11,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from backend.activations.api_router import router as activations_router
+from backend.activations.compare_router import router as compare_router
+from backend.activations.comparer import RunComparer
+from backend.activations.exporter import RunExporter
 from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
 from backend.db.pool import create_pool
@@ -84,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.activations.check_sae = catalog.resolve  # sae_id/layer before generating
             app.state.runs = RunReader(settings, pool)
+            app.state.compare = RunComparer(settings, pool)
+            app.state.export = RunExporter(settings, pool, app.state.compare)
             app.state.health = HealthService(settings, pool, engine, sae)
             app.state.features = FeatureService(settings, sae)
             app.state.catalog = catalog
@@ -101,7 +106,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         title="Activations playground backend",
         lifespan=lifespan,
-        routers=[activations_router, features_router, injection_router, page_router, meta_router],
+        routers=[
+            compare_router,
+            activations_router,
+            features_router,
+            injection_router,
+            page_router,
+            meta_router,
+        ],
         max_body_bytes=settings.playground_max_body_bytes,
     )
     # Outermost: a client over its limits is answered before its body is read.

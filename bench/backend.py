@@ -45,7 +45,7 @@ from backend.activations.record import (
 )
 from backend.db import fold_sql, queries
 from backend.db.migrate import upgrade
-from bench import feature_seed_sql, harness
+from bench import compare_cases, feature_seed_sql, harness
 from bench import features as feature_bench
 from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
@@ -162,6 +162,7 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
         half = big_positions // 2
         big = run_record(BIG_ID, now, make_timeline(big_positions, top_k, half, seed=2), half)
         await queries.copy_runs(conn, [storage.index_row(big)], [storage.preview_row(big)])
+        await compare_cases.seed_pair(conn, now, big_positions, top_k, make_timeline, run_record)
         # Leave the database quiet: no autovacuum of the fresh rows or checkpoint mid-timing.
         await conn.execute("VACUUM (ANALYZE)")
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
@@ -435,9 +436,12 @@ def benchmark(db_url: str, args, workdir: Path, seeded: dict) -> dict:
                 "runs": ("GET", "/playground/activations/runs", {"params": {"limit": 50}}),
                 "summary": ("GET", "/playground/activations/summary", {}),
                 **feature_cases(seeded),
+                **compare_cases.cases(BIG_ID),
             }
+            responses = {}
             for name, (method, path, kw) in cases.items():
-                results[name], _ = time_http(client, method, path, n, warm, **kw)
+                results[name], responses[name] = time_http(client, method, path, n, warm, **kw)
+            compare_cases.add_throughput(results, responses)
             # A deep page of the listing, through a real cursor.
             cursor = None
             for _ in range(20):
@@ -531,6 +535,11 @@ def print_table(results: dict, meta: dict) -> None:
     print(
         f"features: common {fm['common_feature']} fired in {fm['common_feature_runs_fired']:,}"
         f" runs, rare {fm['rare_feature']} in {fm['rare_feature_runs_fired']:,}"
+    )
+    print(
+        f"export: CSV {results['export_csv']['mb_per_s']} MB/s "
+        f"({results['export_csv']['bytes']:,} B), JSON {results['export_json']['mb_per_s']} MB/s "
+        f"({results['export_json']['bytes']:,} B)"
     )
     run = results["run"]
     print(

@@ -37,6 +37,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "train",
         "train a TopK SAE on a model's residuals, with labels and examples",
     ),
+    "export": (
+        "backend.export_cli",
+        "add_arguments",
+        "main",
+        "download a stored run as JSON or CSV from a running backend",
+    ),
     "import-labels": (
         "backend.cli",
         "add_import_labels_arguments",

@@ -30,6 +30,18 @@ def _segment_mask(flags: np.ndarray, segment: Segment) -> np.ndarray | None:
     return is_output if segment == "output" else ~is_output
 
 
+def position_mask(timeline: Timeline, segment: Segment, include_special: bool) -> np.ndarray:
+    """The positions an aggregate counts (bool [P]): in ``segment``, special tokens only when
+    asked."""
+    keep: np.ndarray = np.ones(timeline.n_positions, dtype=bool)
+    seg = _segment_mask(timeline.flags, segment)
+    if seg is not None:
+        keep &= seg
+    if not include_special:
+        keep &= (timeline.flags & SPECIAL) == 0
+    return keep
+
+
 def rows(
     timeline: Timeline, tokens: list[str] | None, output_start: int, flt: RowFilter
 ) -> tuple[int, list[dict[str, Any]]]:
@@ -83,13 +95,7 @@ def top_features(
     """Per feature: max activation (and where), hits (positions where it is in the top-k),
     mean activation over those hits. Sorted by max desc, hits desc, feature id asc."""
     positions = timeline.feature_positions()
-    keep: np.ndarray = np.ones(timeline.n_positions, dtype=bool)
-    seg = _segment_mask(timeline.flags, segment)
-    if seg is not None:
-        keep &= seg
-    if not include_special:
-        keep &= (timeline.flags & SPECIAL) == 0
-    mask = keep[positions]
+    mask = position_mask(timeline, segment, include_special)[positions]
     fids = timeline.feature_ids[mask]
     if fids.size == 0:
         return []

@@ -20,7 +20,7 @@ MAX_SAE_TOP_K = 128
 MAX_SAE_LAYER = 255
 MAX_PAGE = 1000
 MAX_POSITION = 1_000_000
-RESERVED_REQUEST_IDS = frozenset({"run", "runs", "summary", "health"})
+RESERVED_REQUEST_IDS = frozenset({"run", "runs", "summary", "health", "compare"})
 
 
 class ActivationRunRequest(BaseModel):

@@ -2,6 +2,7 @@
 // runs and keeps the panels in step; each panel is its own module.
 import { renderTrack, wireTrack } from "./activation-track.js";
 import { API, api } from "./api.js";
+import { pickForCompare, renderRunActions, wireCompare } from "./compare.js";
 import { clearError, showError, wireErrorBanner } from "./error-banner.js";
 import { featureFromLocation, markCurrentRun, openFeature, openFeatureOfRun, wireFeatureView } from "./feature-view.js";
 import { startHealth } from "./health.js";
@@ -44,6 +45,7 @@ async function openRun(runOrId) {
   state.labels = labels;
   renderSummary(run);
   showPairOf(run, openRun);
+  renderRunActions(run);
   renderTokens();
   renderTrack();
   renderTokenDetail(null);
@@ -151,7 +153,8 @@ function wire() {
   });
   wireTopFeatures({ onSelectFeature: selectFeature });
   wireRows({ onSelectFeature: selectFeature, onFilterFeature: showFeature });
-  wireRecentRuns({ onOpen: openRun });
+  wireRecentRuns({ onOpen: openRun, onCompare: pickForCompare });
+  wireCompare();
   wireSteer({
     onDone: async (run) => {
       await openRun(run);

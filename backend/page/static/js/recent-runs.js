@@ -36,10 +36,14 @@ function runItem(run) {
   const deletable = ownerToken(run.request_id)
     ? el("button", { type: "button", class: "link-button run-delete", dataset: { requestId: run.request_id }, title: "Delete this run (made in this browser)" }, "Delete")
     : null;
+  const comparable = run.status !== "failed" && !run.pruned && run.has_preview;
+  const compare = comparable
+    ? el("button", { type: "button", class: "link-button run-compare", dataset: { requestId: run.request_id }, title: "Compare this run with the open one (or pick two)" }, "Compare")
+    : null;
   return el(
     "li",
     {},
-    deletable,
+    el("span", { class: "run-actions-inline" }, compare, deletable),
     el(
       "button",
       { type: "button", class: `run-item${flags.length ? " run-flagged" : ""}`, dataset: { requestId: run.request_id }, title: prompt },
@@ -71,9 +75,14 @@ async function deleteRun(requestId) {
   await loadRuns(true);
 }
 
-// onOpen(requestId) when a listed run is clicked.
-export function wireRecentRuns({ onOpen }) {
+// onOpen(requestId) when a listed run is clicked; onCompare(requestId) on its "Compare".
+export function wireRecentRuns({ onOpen, onCompare }) {
   $("recent-runs").addEventListener("click", (event) => {
+    const compare = event.target.closest(".run-compare");
+    if (compare) {
+      onCompare(compare.dataset.requestId);
+      return;
+    }
     const remove = event.target.closest(".run-delete");
     if (remove) {
       deleteRun(remove.dataset.requestId);
