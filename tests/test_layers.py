@@ -143,7 +143,7 @@ BACKEND_LEVELS = [
     {"features", "page"},
     set(),  # the routers: every package's api_router.py
     {"app"},
-    {"cli"},
+    {"cli", "export_cli"},
 ]
 ROUTERS_LEVEL = 5
 
