@@ -25,18 +25,22 @@ from backend.injection.api_router import router as injection_router
 from backend.injection.proxy import InjectionProxy
 from backend.limits.limiter import Limiter
 from backend.limits.middleware import LimitsMiddleware
+from backend.metrics import BackendMetrics
 from backend.page.router import router as page_router
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
 from backend.upstreams.client import JsonUpstream, new_http_client
 from common.app import create_service_app
+from common.metrics import new_registry
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    registry = new_registry() if settings.playground_metrics else None
+    metrics = BackendMetrics(registry) if registry is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,8 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog = SaeCatalog(settings, pool, sae)
             app.state.settings = settings
             app.state.pool = pool
+            app.state.metrics = metrics
             app.state.activations = ActivationService(
-                settings, pool, engine, sae, on_stored=folder.poke
+                settings, pool, engine, sae, on_stored=folder.poke, metrics=metrics
             )
             app.state.runs = RunReader(settings, pool)
             app.state.health = HealthService(settings, pool, engine, sae)
@@ -100,9 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         routers=[activations_router, features_router, injection_router, page_router, meta_router],
         max_body_bytes=settings.playground_max_body_bytes,
+        # Outside the body limit: a client over its limits is answered before its body is read.
+        middleware=[LimitsMiddleware],
+        metrics=registry,
+        metrics_token=settings.playground_metrics_token,
+        metrics_refresh=metrics.refresh if metrics is not None else None,
     )
-    # Outermost: a client over its limits is answered before its body is read.
-    app.add_middleware(LimitsMiddleware)
     return app
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -67,15 +66,22 @@ def serve(args: argparse.Namespace) -> int:
     from backend.app import create_app
     from backend.db.migrate import upgrade
     from backend.settings import Settings
+    from common.logging_setup import configure_logging
     from common.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
-    logging.basicConfig(level=args.log_level.upper())
+    configure_logging("backend", args.log_level)
     with _database(args.database_url) as (url, embedded):
         if args.migrate if args.migrate is not None else embedded:
             upgrade(url)
         settings = Settings(database_url=url)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            log_config=None,  # uvicorn's loggers go through ours (request id, format)
+        )
     return 0
 
 

@@ -4,11 +4,12 @@ long each took, and how it ended. The database rows (``storage.py``) and the ans
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.activations.packed import Timeline
+from common import request_id
 
 if TYPE_CHECKING:
     from backend.upstreams.engine import GenerateResponse
@@ -84,3 +85,6 @@ class RunRecord:
     failure: RunFailure | None
     timings: RunTimings
     parse_special_tokens: bool = False
+    # The X-Request-ID of the request that made the run (its log lines in all three services);
+    # taken from the request's context when the record is built.
+    trace_id: str | None = field(default_factory=request_id.current)

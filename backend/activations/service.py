@@ -30,6 +30,7 @@ from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.db import queries
 from backend.db.pool import connection
+from backend.metrics import BackendMetrics
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient, GenerateRequest
 from backend.upstreams.sae import SaeClient
@@ -59,6 +60,7 @@ class ActivationService:
         engine: EngineClient,
         sae: SaeClient,
         on_stored: Callable[[], None] = lambda: None,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -67,6 +69,7 @@ class ActivationService:
         self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
         # Told after every write (the feature fold wakes up).
         self.on_stored = on_stored
+        self.metrics = metrics
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
 
@@ -205,7 +208,9 @@ class ActivationService:
                 exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
             raise
         run = StreamedRun(self, req, plan, stream, public_base_url, start, new_token)
-        return run.frames()
+        if self.metrics is None:
+            return run.frames()
+        return self.metrics.track_stream(run.frames(), start)
 
     async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
@@ -214,7 +219,10 @@ class ActivationService:
             run_rows = storage.rows(record)
             await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
         self.on_stored()
-        return elapsed_ms(start)
+        db_ms = elapsed_ms(start)
+        if self.metrics is not None:
+            self.metrics.stored(record, db_ms)
+        return db_ms
 
     async def store_failure(
         self,

@@ -809,3 +809,13 @@ WHERE i.request_id = ANY($1::text[])
 """,
         list(run_ids),
     )
+
+
+async def pending_counts(conn: asyncpg.Connection) -> tuple[int, int]:
+    """The fold's backlog: queued run versions and queued removals (the metrics' gauge)."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM feature_pending_runs) AS runs,"
+        " (SELECT count(*) FROM feature_pending_removals) AS removals"
+    )
+    assert row is not None
+    return int(row["runs"]), int(row["removals"])

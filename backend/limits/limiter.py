@@ -35,8 +35,8 @@ GPU_ROUTES = frozenset(
         ("POST", "/playground/chat/completions"),
     }
 )
-# Liveness probes (`up`, the platform) are not limited.
-EXEMPT_PATHS = frozenset({"/health"})
+# Liveness probes (`up`, the platform) and the metrics scrape (its own token) are not limited.
+EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 
 
 def route_class(method: str, path: str) -> str | None:

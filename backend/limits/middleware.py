@@ -23,6 +23,9 @@ class LimitsMiddleware:
         try:
             await admission.__aenter__()
         except ApiError as exc:
+            metrics = getattr(scope["app"].state, "metrics", None)
+            if metrics is not None:
+                metrics.refused(exc.code, klass)
             response = error_response(exc.status_code, exc.to_info(), headers=exc.headers)
             await response(scope, receive, send)
             return

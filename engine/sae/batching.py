@@ -18,6 +18,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -242,6 +243,8 @@ class Batcher:
         self.batches_run = 0
         self.work_positions = 0  # SAE work: positions run through the truncated forward
         self.jobs_dropped = 0  # cancelled by their caller before their batch computed
+        # Told each computed batch's positions (the metrics' histogram, engine/sae/metrics.py).
+        self.on_batch: Callable[[int], None] = lambda positions: None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sae-batcher")
@@ -323,7 +326,9 @@ class Batcher:
                         job.future.set_exception(exc)
                 continue
             self.batches_run += 1
-            self.work_positions += sum(result.work_positions for result in results)
+            positions = sum(result.work_positions for result in results)
+            self.work_positions += positions
+            self.on_batch(positions)
             for job, result in zip(live, results, strict=True):
                 if job.future.done():
                     continue
