@@ -58,7 +58,7 @@ def create_service_app(
     limit_body(app, max_body_bytes)
     require_token(app, token)
     for extra in reversed(middleware):
-        app.add_middleware(extra)  # type: ignore[arg-type]
+        app.add_middleware(extra)
     if metrics is not None:
         instrument(app, metrics)  # outside the limits: refusals are measured too
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer and log line has the id

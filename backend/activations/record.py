@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.activations.packed import Timeline
-from common import request_id
+from common.request_id import current as current_request_id
 
 if TYPE_CHECKING:
     from backend.upstreams.engine import GenerateResponse
@@ -87,4 +87,4 @@ class RunRecord:
     parse_special_tokens: bool = False
     # The X-Request-ID of the request that made the run (its log lines in all three services);
     # taken from the request's context when the record is built.
-    trace_id: str | None = field(default_factory=request_id.current)
+    trace_id: str | None = field(default_factory=current_request_id)
