@@ -37,6 +37,7 @@ def reset_stubs(stub_states):
     for state in stub_states.values():
         state.mode = "ok"
         state.calls.clear()
+        state.request_ids.clear()
         state.lookups.clear()
         state.drifts.clear()
     yield
