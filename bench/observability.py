@@ -1,0 +1,191 @@
+"""What metrics and logging cost: the same service started twice, observed (metrics on, INFO
+logs in JSON: an access line and, for the backend, the run line per request) and bare (metrics
+off, WARNING logs), measured in interleaved rounds so that a busy machine slows both alike.
+
+    .venv/bin/python -m bench.observability backend [--iterations 300]
+    .venv/bin/python -m bench.observability engine [--requests 64] [--concurrency 32]
+
+backend: the run endpoint against instant stub upstreams and a real Postgres (bench.backend's
+parts): client p50 and the backend's own overhead p50 (total - engine - sae), on vs off.
+Target: <= 0.3 ms p50 per run. engine: output tokens/s at concurrency c through the HTTP API
+on the tiny model (bench.engine's workload), on vs off. Target: <= 2 % of throughput.
+``bench.backend`` runs the backend comparison too (its "run_observed"/"run_bare" rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import harness
+
+OBSERVED = {"PLAYGROUND_METRICS": "true", "PLAYGROUND_LOG_FORMAT": "json"}
+BARE = {"PLAYGROUND_METRICS": "false", "PLAYGROUND_LOG_FORMAT": "text"}
+ROUNDS = 5
+
+
+# -- backend ----------------------------------------------------------------------------------
+
+
+def _time_runs(url: str, n: int, warm: int) -> tuple[list[float], list[float]]:
+    """``n`` re-runs of one run by its owner: client milliseconds and backend overheads."""
+    body = {"prompt": "bench", "request_id": "bench-observability-run"}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        created = client.post("/playground/activations/run", json=body)
+        created.raise_for_status()
+        owner = {"X-Run-Owner": created.json()["owner_token"]}
+        for _ in range(warm):
+            client.post("/playground/activations/run", json=body, headers=owner).raise_for_status()
+        client_ms, overhead_ms = [], []
+        for _ in range(n):
+            t = time.perf_counter()
+            answer = client.post("/playground/activations/run", json=body, headers=owner)
+            client_ms.append((time.perf_counter() - t) * 1000)
+            answer.raise_for_status()
+            timings = answer.json()["timings_ms"]
+            overhead_ms.append(timings["total"] - timings["engine"] - timings["sae"])
+    return client_ms, overhead_ms
+
+
+def backend_cost(db_url: str, upstream_url: str, workdir: Path, n: int, warm: int) -> dict:
+    """Both backends at once on one database; rounds alternate between them."""
+    from bench.backend import start_backend
+
+    observed = start_backend(
+        db_url, upstream_url, workdir / "observed.log", env=OBSERVED, log_level="info"
+    )
+    try:
+        bare = start_backend(db_url, upstream_url, workdir / "bare.log", env=BARE)
+    except BaseException:
+        observed.stop(grace_s=30)
+        raise
+    samples: dict[str, tuple[list[float], list[float]]] = {"observed": ([], []), "bare": ([], [])}
+    try:
+        per_round = max(1, n // ROUNDS)
+        for i in range(ROUNDS):
+            order = (("observed", observed), ("bare", bare))
+            for name, service in order if i % 2 == 0 else reversed(order):
+                client_ms, overhead_ms = _time_runs(service.url, per_round, warm)
+                samples[name][0].extend(client_ms)
+                samples[name][1].extend(overhead_ms)
+    finally:
+        observed.stop(grace_s=30)
+        bare.stop(grace_s=30)
+    out = {}
+    for name, (client_ms, overhead_ms) in samples.items():
+        out[name] = {
+            "n": len(client_ms),
+            "client_p50_ms": round(statistics.median(client_ms), 3),
+            "overhead_p50_ms": round(statistics.median(overhead_ms), 3),
+        }
+    out["cost_client_p50_ms"] = round(
+        out["observed"]["client_p50_ms"] - out["bare"]["client_p50_ms"], 3
+    )
+    out["cost_overhead_p50_ms"] = round(
+        out["observed"]["overhead_p50_ms"] - out["bare"]["overhead_p50_ms"], 3
+    )
+    return out
+
+
+def run_backend(args) -> dict:
+    from backend.db.migrate import upgrade
+    from bench.backend import serve_in_thread, stub_app
+    from common.pgembed import embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix="bench-observability-", dir="/tmp") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)  # the embedded server may run as its own system user
+        upstream_url, server, thread = serve_in_thread(stub_app(64, 20))
+        try:
+            with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
+                upgrade(url)
+                return backend_cost(url, upstream_url, workdir, args.iterations, warm=10)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+# -- engine -----------------------------------------------------------------------------------
+
+
+def run_engine(args) -> dict:
+    from bench.engine import TINY_DIR, in_mode, run_http, workload
+    from common.services import Service, free_port
+    from engine.tiny.build import build_tiny_model
+
+    model = args.model or str(build_tiny_model(TINY_DIR))
+    requests = in_mode(workload(args.requests, 0, quick=True), "defaults")
+    services = {}
+    for name, metrics, level in (("observed", "true", "info"), ("bare", "false", "warning")):
+        env = {
+            "ENGINE_METRICS": metrics,
+            "PLAYGROUND_LOG_FORMAT": "json" if level == "info" else "text",
+        }
+        log = Path(tempfile.gettempdir()) / f"bench-observability-engine-{name}.log"
+        cmd = ["engine", "--model", model, "--log-level", level]
+        services[name] = Service(name, cmd, free_port(), log, env)
+    try:
+        for service in services.values():  # one at a time: both load the model on these CPUs
+            service.start()
+            service.wait_healthy(900)
+        for service in services.values():  # warm-up
+            asyncio.run(run_http(service.url, requests[:4], 4))
+        walls: dict[str, list[float]] = {name: [] for name in services}
+        tokens: dict[str, int] = {}
+        for i in range(args.repeats):
+            order = list(services.items())
+            for name, service in order if i % 2 == 0 else reversed(order):
+                time.sleep(2.0)  # the other engine's CPU workers settle
+                row, _ = asyncio.run(run_http(service.url, requests, args.concurrency))
+                walls[name].append(row["wall_s"])
+                tokens[name] = row["output_tokens"]
+                print(f"  {name} round {i}: {row['output_tokens_per_s']} out tok/s", flush=True)
+    finally:
+        for service in services.values():
+            service.stop(grace_s=60)
+    out: dict = {"concurrency": args.concurrency, "requests": args.requests, "model": model}
+    for name in services:
+        best = min(walls[name])
+        out[name] = {
+            "walls_s": walls[name],
+            "best_tokens_per_s": round(tokens[name] / best, 2),
+            "median_tokens_per_s": round(tokens[name] / statistics.median(walls[name]), 2),
+        }
+    for stat in ("best_tokens_per_s", "median_tokens_per_s"):
+        on, off = out["observed"][stat], out["bare"][stat]
+        out[f"cost_pct_{stat}"] = round((off - on) / off * 100, 2)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["backend", "engine"])
+    parser.add_argument("--iterations", type=int, default=300, help="backend: runs per side")
+    parser.add_argument("--requests", type=int, default=64, help="engine: requests per round")
+    parser.add_argument("--concurrency", type=int, default=32, help="engine: requests at once")
+    parser.add_argument("--repeats", type=int, default=4, help="engine: rounds per side")
+    parser.add_argument("--model", default=None, help="engine: HF id or folder (tiny model)")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR)
+    args = parser.parse_args()
+    result = run_backend(args) if args.part == "backend" else run_engine(args)
+    print(result)
+    report = harness.report(
+        f"observability_{args.part}",
+        config={k: str(v) for k, v in vars(args).items()},
+        tables={},
+        summary=result,
+    )
+    for path in harness.write_report(report, "", args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
