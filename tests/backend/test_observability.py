@@ -5,6 +5,7 @@ passed to the engine and the SAE service, stored beside the run, and a hostile o
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -15,7 +16,7 @@ from backend.app import create_app
 from common.request_id import RequestIdFilter
 from tests.backend.conftest import backend_settings
 from tests.support.metrics import documented_metrics, missing_metrics, sample, scrape
-from tests.support.servers import serve_app
+from tests.support.servers import serve_app, serve_subcommand
 
 RUN = "/playground/activations/run"
 METRICS_TOKEN = "metrics-secret"
@@ -162,3 +163,32 @@ async def test_metrics_off_means_no_route_and_no_counting(db_uri, stub_urls):
             answer = await http.post(RUN, json=_body(request_id="rid-metrics-off"))
             assert answer.status_code == 200
             assert FRESH_ID.fullmatch(answer.headers["x-request-id"])  # ids stay on
+
+
+def test_json_logs_of_the_backend_process(db_uri, stub_urls, artifacts_dir):
+    """`playground backend` with PLAYGROUND_LOG_FORMAT=json: every line one JSON object, the
+    run's line and uvicorn's access line carrying the request id, no prompt anywhere."""
+    env = {
+        "DATABASE_URL": db_uri,
+        "PLAYGROUND_ACTIVATIONS_HF_URL": stub_urls["engine"],
+        "PLAYGROUND_SAE_URL": stub_urls["sae"],
+        "PLAYGROUND_LOG_FORMAT": "json",
+    }
+    log_path = artifacts_dir / "backend-json.log"
+    with serve_subcommand(["backend", "--no-migrate"], log_path=log_path, env=env) as url:
+        answer = httpx.post(
+            url + RUN,
+            json=_body(request_id="rid-json-log", prompt="A secret prompt."),
+            headers={"x-request-id": "json-trace-1"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line parses on its own
+    assert all({"ts", "level", "logger", "message", "request_id"} <= e.keys() for e in entries)
+    ours = [e for e in entries if e["request_id"] == "json-trace-1"]
+    assert {e["logger"] for e in ours} >= {"backend.runs", "uvicorn.access"}
+    run = next(e for e in ours if e["logger"] == "backend.runs")
+    assert run["level"] == "INFO" and run["service"] == "backend"
+    assert run["message"].startswith("run rid-json-log ok")
+    assert "A secret prompt" not in log_path.read_text()

@@ -104,6 +104,11 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     assert re.fullmatch(r"[0-9a-f]{32}", replaced) and hostile.json()["trace_id"] == replaced
     # 5: over the window's 4 GPU requests.
     assert httpx.post(backend_url + RUN, json=BODY, timeout=60).status_code == 429
+    # 6: the engine refuses a request of ours (its error counter).
+    too_long = {"prompt": "x", "max_tokens": 10**6}
+    refused = httpx.post(engine_url + "/generate", json=too_long, headers=SERVICE_AUTH, timeout=60)
+    assert refused.status_code == 422
+    assert re.fullmatch(r"[0-9a-f]{32}", refused.headers["x-request-id"])
 
     backend, backend_text = _scrape(backend_url)
     engine, _ = _scrape(engine_url, SERVICE_AUTH)
@@ -125,6 +130,14 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     code = "rate_limited"
     assert sample(backend, "playground_limit_refusals_total", code=code, route_class="gpu") == 1
     assert TRACE not in backend_text and "no_such_sae" not in backend_text
+    errors = "playground_http_errors_total"
+    code = refused.json()["error"]["code"]
+    assert (
+        sample(engine, errors, route="/generate", code=code)
+        - sample(engine_before, errors, route="/generate", code=code)
+        == 1
+    )
+    assert sample(sae, errors, route="/extract_features", code="sae_not_found") >= 1
     # vLLM generated for all four runs (the failed one failed at the SAE).
     engine_done = _total(engine, "vllm:request_success_total")
     assert engine_done - _total(engine_before, "vllm:request_success_total") == 4
