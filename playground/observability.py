@@ -34,7 +34,7 @@ def metrics_lines(
         elif token_path is not None:
             need = f"bearer token in {token_path}"
         else:
-            need = "the remote service's token"
+            need = "bearer PLAYGROUND_SERVICE_TOKEN"
         lines.append(f"  {name:8s} {url.rstrip('/')}/metrics ({need})")
     return lines
 

@@ -373,10 +373,12 @@ def up(args: argparse.Namespace) -> int:
                 "backend": f"http://{host}:{args.port}",
             }
             token_path = None
-            if models.to_start:
+            if models.to_start and not (args.engine_url or args.sae_url):  # a fresh token
                 token_path = write_token(data_dir / "run" / "service-token", args.service_token)
             say("")
-            for line in metrics_lines(urls, token_path, bool(args.metrics_token_set)):
+            for line in metrics_lines(
+                urls, token_path, bool(getattr(args, "metrics_token_set", False))
+            ):
                 say(line)
             say("")
             say(f"Ready: http://{host}:{args.port}{PAGE_PATH}")
