@@ -3,6 +3,7 @@ logs in JSON: an access line and, for the backend, the run line per request) and
 off, WARNING logs), measured in interleaved rounds so that a busy machine slows both alike.
 
     .venv/bin/python -m bench.observability backend [--iterations 300]
+    .venv/bin/python -m bench.observability micro [--iterations 300]   # x20 requests, in process
     .venv/bin/python -m bench.observability engine [--requests 64] [--concurrency 32]
 
 backend: the run endpoint against instant stub upstreams and a real Postgres (bench.backend's
@@ -34,9 +35,9 @@ ROUNDS = 5
 # -- backend ----------------------------------------------------------------------------------
 
 
-def _time_runs(url: str, n: int, warm: int) -> tuple[list[float], list[float]]:
+def _time_runs(url: str, run_id: str, n: int, warm: int) -> tuple[list[float], list[float]]:
     """``n`` re-runs of one run by its owner: client milliseconds and backend overheads."""
-    body = {"prompt": "bench", "request_id": "bench-observability-run"}
+    body = {"prompt": "bench", "request_id": run_id}
     with httpx.Client(base_url=url, timeout=60) as client:
         created = client.post("/playground/activations/run", json=body)
         created.raise_for_status()
@@ -72,7 +73,8 @@ def backend_cost(db_url: str, upstream_url: str, workdir: Path, n: int, warm: in
         for i in range(ROUNDS):
             order = (("observed", observed), ("bare", bare))
             for name, service in order if i % 2 == 0 else reversed(order):
-                client_ms, overhead_ms = _time_runs(service.url, per_round, warm)
+                run_id = f"bench-observability-{name}-{i}"
+                client_ms, overhead_ms = _time_runs(service.url, run_id, per_round, warm)
                 samples[name][0].extend(client_ms)
                 samples[name][1].extend(overhead_ms)
     finally:
@@ -110,6 +112,95 @@ def run_backend(args) -> dict:
         finally:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+# -- in process -------------------------------------------------------------------------------
+
+
+def micro_cost(n: int) -> dict:
+    """The per-request code alone, without the network or Postgres: one app with the request id
+    and metrics middleware (and the run's metrics and INFO line, to a file), one without, the
+    same trivial route, called through ASGI in alternating blocks."""
+    import logging
+    from contextlib import asynccontextmanager
+    from datetime import UTC, datetime
+
+    from fastapi import APIRouter
+
+    from backend.activations.record import RunRecord, RunTimings
+    from backend.metrics import BackendMetrics
+    from common.app import create_service_app
+    from common.logging_setup import configure_logging
+    from common.metrics import new_registry
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+
+    record = RunRecord(
+        request_id="bench",
+        created_at=datetime.now(UTC),
+        model_id="m",
+        prompt="p",
+        status="ok",
+        generation=None,
+        extraction=None,
+        failure=None,
+        timings=RunTimings(engine=1.0, sae=1.0, total=3.0),
+    )
+
+    def build(observed: bool):
+        registry = new_registry() if observed else None
+        metrics = BackendMetrics(registry) if registry is not None else None
+        router = APIRouter()
+
+        @router.post("/playground/activations/run")
+        async def run() -> dict:
+            if metrics is not None:
+                metrics.stored(record, 1.0)
+            return {"ok": True}
+
+        return create_service_app(
+            title="bench",
+            lifespan=lifespan,
+            routers=[router],
+            max_body_bytes=1 << 20,
+            metrics=registry,
+        )
+
+    with tempfile.NamedTemporaryFile("w", suffix=".log") as log:
+        configure_logging("bench", "info", "json")
+        logging.getLogger().handlers[0].stream = log  # type: ignore[attr-defined]
+
+        async def measure() -> dict[str, list[float]]:
+            apps = {"observed": build(True), "bare": build(False)}
+            out: dict[str, list[float]] = {name: [] for name in apps}
+            clients = {
+                name: httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://b")
+                for name, app in apps.items()
+            }
+            try:
+                for block in range(20):
+                    for name, client in clients.items() if block % 2 else reversed(clients.items()):
+                        for _ in range(n // 20):
+                            t = time.perf_counter()
+                            answer = await client.post("/playground/activations/run", json={})
+                            out[name].append((time.perf_counter() - t) * 1000)
+                            assert answer.status_code == 200
+            finally:
+                for client in clients.values():
+                    await client.aclose()
+            return out
+
+        samples = asyncio.run(measure())
+        logging.getLogger().handlers.clear()
+    result = {name: round(statistics.median(ms), 4) for name, ms in samples.items()}
+    return {
+        "requests_per_side": n,
+        "observed_p50_ms": result["observed"],
+        "bare_p50_ms": result["bare"],
+        "cost_p50_ms": round(result["observed"] - result["bare"], 4),
+    }
 
 
 # -- engine -----------------------------------------------------------------------------------
@@ -166,7 +257,7 @@ def run_engine(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["backend", "engine"])
+    parser.add_argument("part", choices=["backend", "micro", "engine"])
     parser.add_argument("--iterations", type=int, default=300, help="backend: runs per side")
     parser.add_argument("--requests", type=int, default=64, help="engine: requests per round")
     parser.add_argument("--concurrency", type=int, default=32, help="engine: requests at once")
@@ -174,7 +265,12 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="engine: HF id or folder (tiny model)")
     parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR)
     args = parser.parse_args()
-    result = run_backend(args) if args.part == "backend" else run_engine(args)
+    if args.part == "backend":
+        result = run_backend(args)
+    elif args.part == "micro":
+        result = micro_cost(args.iterations * 20)
+    else:
+        result = run_engine(args)
     print(result)
     report = harness.report(
         f"observability_{args.part}",
