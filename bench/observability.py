@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -206,6 +207,34 @@ def micro_cost(n: int) -> dict:
 # -- engine -----------------------------------------------------------------------------------
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every process below it (vLLM's
+    engine core and workers): less sensitive than wall time to a machine shared with others."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+# -- engine (wall) --------------------------------------------------------------------------------
+
+
 def run_engine(args) -> dict:
     from bench.engine import TINY_DIR, in_mode, run_http, workload
     from common.services import Service, free_port
@@ -229,12 +258,16 @@ def run_engine(args) -> dict:
         for service in services.values():  # warm-up
             asyncio.run(run_http(service.url, requests[:4], 4))
         walls: dict[str, list[float]] = {name: [] for name in services}
+        cpus: dict[str, list[float]] = {name: [] for name in services}
         tokens: dict[str, int] = {}
         for i in range(args.repeats):
             order = list(services.items())
             for name, service in order if i % 2 == 0 else reversed(order):
                 time.sleep(2.0)  # the other engine's CPU workers settle
+                assert service.proc is not None
+                cpu_before = tree_cpu_s(service.proc.pid)
                 row, _ = asyncio.run(run_http(service.url, requests, args.concurrency))
+                cpus[name].append(tree_cpu_s(service.proc.pid) - cpu_before)
                 walls[name].append(row["wall_s"])
                 tokens[name] = row["output_tokens"]
                 print(f"  {name} round {i}: {row['output_tokens_per_s']} out tok/s", flush=True)
@@ -246,12 +279,18 @@ def run_engine(args) -> dict:
         best = min(walls[name])
         out[name] = {
             "walls_s": walls[name],
+            "cpu_s": [round(c, 2) for c in cpus[name]],
+            "median_cpu_ms_per_token": round(
+                statistics.median(cpus[name]) / tokens[name] * 1000, 3
+            ),
             "best_tokens_per_s": round(tokens[name] / best, 2),
             "median_tokens_per_s": round(tokens[name] / statistics.median(walls[name]), 2),
         }
     for stat in ("best_tokens_per_s", "median_tokens_per_s"):
         on, off = out["observed"][stat], out["bare"][stat]
         out[f"cost_pct_{stat}"] = round((off - on) / off * 100, 2)
+    on, off = (out[n]["median_cpu_ms_per_token"] for n in ("observed", "bare"))
+    out["cost_pct_cpu_per_token"] = round((on - off) / off * 100, 2)
     return out
 
 
