@@ -17,7 +17,7 @@ from backend.db.pool import create_pool
 from backend.features.api_router import router as features_router
 from backend.features.catalog import SaeCatalog
 from backend.features.explorer import FeatureExplorer
-from backend.features.fold import FoldWorker
+from backend.features.fold_worker import FoldWorker
 from backend.features.search import LabelSearch
 from backend.features.service import FeatureService
 from backend.health import HealthService

@@ -1,4 +1,6 @@
-"""Typed accessors for the services the lifespan put on ``app.state``."""
+"""What every router may take from the app, whichever package it serves: the public origin.
+Each router owns the typed accessors of its own services (``api_router.py`` beside them), so
+this module imports nothing but the settings."""
 
 from __future__ import annotations
 
@@ -6,47 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from backend.activations.reads import RunReader
-from backend.activations.service import ActivationService
-from backend.features.catalog import SaeCatalog
-from backend.features.explorer import FeatureExplorer
-from backend.features.search import LabelSearch
-from backend.features.service import FeatureService
-from backend.health import HealthService
-from backend.injection.proxy import InjectionProxy
 from backend.settings import Settings
-
-
-def get_activations(request: Request) -> ActivationService:
-    return request.app.state.activations
-
-
-def get_runs(request: Request) -> RunReader:
-    return request.app.state.runs
-
-
-def get_health(request: Request) -> HealthService:
-    return request.app.state.health
-
-
-def get_features(request: Request) -> FeatureService:
-    return request.app.state.features
-
-
-def get_catalog(request: Request) -> SaeCatalog:
-    return request.app.state.catalog
-
-
-def get_explorer(request: Request) -> FeatureExplorer:
-    return request.app.state.explorer
-
-
-def get_search(request: Request) -> LabelSearch:
-    return request.app.state.search
-
-
-def get_injection(request: Request) -> InjectionProxy:
-    return request.app.state.injection
 
 
 def get_public_base_url(request: Request) -> str:
@@ -55,12 +17,4 @@ def get_public_base_url(request: Request) -> str:
     return (settings.public_base_url or str(request.base_url)).rstrip("/")
 
 
-ActivationsDep = Annotated[ActivationService, Depends(get_activations)]
-RunsDep = Annotated[RunReader, Depends(get_runs)]
-HealthDep = Annotated[HealthService, Depends(get_health)]
-FeaturesDep = Annotated[FeatureService, Depends(get_features)]
-CatalogDep = Annotated[SaeCatalog, Depends(get_catalog)]
-ExplorerDep = Annotated[FeatureExplorer, Depends(get_explorer)]
-SearchDep = Annotated[LabelSearch, Depends(get_search)]
-InjectionDep = Annotated[InjectionProxy, Depends(get_injection)]
 PublicBaseDep = Annotated[str, Depends(get_public_base_url)]

@@ -36,19 +36,17 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from backend.activations import packed, storage
+from backend.activations import aggregate, packed, storage
 from backend.activations.record import (
     Extraction,
     Generation,
     RunRecord,
     RunTimings,
 )
-from backend.db import features as feature_db
-from backend.db import queries
+from backend.db import fold_sql, queries
 from backend.db.migrate import upgrade
-from backend.features import aggregate
+from bench import feature_seed_sql, harness, observability
 from bench import features as feature_bench
-from bench import harness, observability
 from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
 from common.services import Service, free_port
@@ -88,12 +86,10 @@ def run_record(
     """A stored run shaped like the run path's: rows come from ``storage`` like every writer's."""
     tl, tokens = packed.from_entries(timeline)
     token_ids = [e["token_id"] for e in timeline]
-    return RunRecord(
+    return RunRecord.ok(
         request_id=request_id,
         created_at=created,
-        model_id=MODEL,
         prompt="bench prompt",
-        status="ok",
         generation=Generation(
             model_id=MODEL,
             output_text="bench output",
@@ -109,7 +105,6 @@ def run_record(
             tokens=tokens,
             timeline_json=orjson.dumps(timeline),
         ),
-        failure=None,
         timings=RunTimings(engine=100.0, sae=50.0, total=160.0),
     )
 
@@ -156,10 +151,10 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
                 if realistic:
                     realistic_ids.append(rid)
             await queries.copy_runs(conn, idx, prev)
-            await feature_db.copy_rows(
+            await feature_seed_sql.copy_rows(
                 conn, "activation_run_features", [*queries.FEATURES_COLUMNS, "version"], feats
             )
-            await feature_db.copy_members(conn, bulk.take_members())
+            await fold_sql.copy_members(conn, bulk.take_members())
             print(f"  seeded {min(start + batch, n_runs):,} runs", end="\r", flush=True)
         common, rare = bulk.most_and_least_fired()
         await feature_bench.finish_bulk(conn, bulk, n_runs)
@@ -184,29 +179,43 @@ async def seed(url: str, n_runs: int, big_positions: int, top_k: int) -> dict:
 # -- instant upstreams ---------------------------------------------------------------------------
 
 
-def stub_app(run_positions: int, top_k: int) -> FastAPI:
-    """Engine and SAE in one app; answers are prepared once so they cost ~nothing."""
+def stub_answers(run_positions: int, top_k: int) -> dict[str, dict]:
+    """The stub engine's and SAE's one answer each, by route: what the real services would send
+    (tests/bench/test_bench_stub.py holds them to the real response models)."""
     half = run_positions // 2
     tl = make_timeline(run_positions, top_k, half, seed=3)
     ids = [e["token_id"] for e in tl]
-    generate = orjson.dumps(
-        {
-            "request_id": None,
+    return {
+        "/generate": {
+            "request_id": "bench",
             "model_id": MODEL,
             "output_text": "bench output",
             "output_token_ids": ids[half:],
             "prompt_token_ids": ids[:half],
             "finish_reason": "length",
-        }
-    )
-    extract = orjson.dumps(
-        {
+            "usage": {"prompt_tokens": half, "output_tokens": len(ids) - half},
+            "timings_ms": {"queue": 0.0, "generate": 1.0, "total": 1.0},
+        },
+        "/extract_features": {
             "sae_id": DEFAULT_SAE_ID,
             "layer": DEFAULT_SAE_LAYER,
             "d_sae": 32768,
+            "model_id": MODEL,
+            "top_k": top_k,
+            "from_position": 0,
             "feature_timeline": tl,
-        }
-    )
+            "batch_size": 1,
+            "work": {"positions": len(ids), "cache": None},
+            "timings_ms": {"total": 1.0},
+        },
+    }
+
+
+def stub_app(run_positions: int, top_k: int) -> FastAPI:
+    """Engine and SAE in one app; answers are prepared once so they cost ~nothing."""
+    answers = stub_answers(run_positions, top_k)
+    generate = orjson.dumps(answers["/generate"])
+    extract = orjson.dumps(answers["/extract_features"])
     app = FastAPI()
 
     @app.get("/health")
@@ -490,7 +499,7 @@ def benchmark(db_url: str, args, workdir: Path, seeded: dict) -> dict:
             results[name] = merge_rounds(parts)
         results["runs_by_feature_page4"] = deep_feature_page(url, seeded, min(n, 30))
         # Metrics and logging: the run path observed vs bare (bench/observability.py).
-        cost = observability.backend_cost(db_url, upstream_url, workdir, n, warm)
+        cost = observability.backend_cost(start_backend, db_url, upstream_url, workdir, n, warm)
         for name in ("observed", "bare"):
             side = cost[name]
             results[f"run_{name}"] = {
@@ -627,7 +636,7 @@ async def feature_counts(url: str, seeded: dict) -> dict:
     conn = await asyncpg.connect(url)
     try:
         return {
-            f"{name}_runs_fired": await feature_db.runs_fired(
+            f"{name}_runs_fired": await feature_seed_sql.runs_fired(
                 conn, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER, seeded[name]
             )
             for name in ("common_feature", "rare_feature")

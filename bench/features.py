@@ -14,11 +14,12 @@ import numpy as np
 import orjson
 
 from backend.activations import packed
+from backend.activations.aggregate import HIST_EDGES
 from backend.activations.record import Extraction, Generation, RunRecord, RunTimings
-from backend.db import features as db
-from backend.features.aggregate import HIST_EDGES
-from backend.features.bulk import BulkFold
+from backend.db import fold_sql
 from backend.features.catalog import import_labels
+from bench import feature_seed_sql
+from bench.bulk_fold import BulkFold
 
 D_SAE = 32768
 PROMPT_POSITIONS, OUTPUT_POSITIONS, TOP_K = 32, 128, 20
@@ -148,12 +149,10 @@ class RunGenerator:
         """A run as the run path records it; only a realistic one carries its timeline's JSON
         (the others' previews come from the small seeded run)."""
         ids = timeline.token_ids.tolist()
-        return RunRecord(
+        return RunRecord.ok(
             request_id=request_id,
             created_at=created,
-            model_id=model_id,
             prompt="bench prompt",
-            status="ok",
             generation=Generation(
                 model_id, "bench output", ids[PROMPT_POSITIONS:], ids[:PROMPT_POSITIONS], "length"
             ),
@@ -165,7 +164,6 @@ class RunGenerator:
                 self.tokens,
                 orjson.dumps(self.entries(timeline)) if realistic else b"[]",
             ),
-            failure=None,
             timings=RunTimings(engine=100.0, sae=50.0, total=160.0),
         )
 
@@ -180,24 +178,24 @@ async def seed_labels(conn: asyncpg.Connection, sae_id: str, layer: int) -> str:
 
 
 async def prepare_bulk(conn: asyncpg.Connection, sae_id: str, layer: int) -> BulkFold:
-    keys = await db.sae_keys(conn, [(sae_id, layer)], HIST_EDGES)
-    await db.drop_member_index(conn)
+    keys = await fold_sql.sae_keys(conn, [(sae_id, layer)], HIST_EDGES)
+    await feature_seed_sql.drop_member_index(conn)
     return BulkFold(keys[(sae_id, layer)])
 
 
 async def finish_bulk(conn: asyncpg.Connection, bulk: BulkFold, last_version: int) -> None:
     await bulk.write(conn)
-    await db.create_member_index(conn)
-    await db.after_bulk_load(conn, last_version)
+    await feature_seed_sql.create_member_index(conn)
+    await feature_seed_sql.after_bulk_load(conn, last_version)
 
 
 async def storage_figures(conn: asyncpg.Connection, realistic_ids: list[str]) -> dict:
     """Bytes per run: the run tables (index, previews) per realistic run, and the feature
     tables per seeded run (every seeded run carries its feature data)."""
-    sizes = await db.table_sizes(conn)
+    sizes = await feature_seed_sql.table_sizes(conn)
     runs = await conn.fetchval("SELECT count(*) FROM activation_run_features")
-    realistic = await db.row_bytes(conn, realistic_ids)
-    feature_tables = sum(v for k, v in sizes.items() if k not in db.RUN_TABLES)
+    realistic = await feature_seed_sql.row_bytes(conn, realistic_ids)
+    feature_tables = sum(v for k, v in sizes.items() if k not in feature_seed_sql.RUN_TABLES)
     return {
         "table_bytes": sizes,
         "runs_with_features": runs,

@@ -76,11 +76,13 @@ from bench.sae_agreement import Correctness, RandomSae, check_correctness  # noq
 from common.defaults import DEFAULT_SAE_LAYER  # noqa: E402
 from engine.sae.batching import (  # noqa: E402
     BATCH_WAIT_MS,
-    ENCODE_CHUNK_TOKENS,
     MAX_BATCH_SIZE,
     MAX_BATCH_TOKENS,
-    MAX_PADDING_RATIO,
     Batcher,
+)
+from engine.sae.encode_batch import (  # noqa: E402
+    ENCODE_CHUNK_TOKENS,
+    MAX_PADDING_RATIO,
     EncodeJob,
     EncodeResult,
 )

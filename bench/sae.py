@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench import harness
-from engine.sae.batching import EncodeJob, compute_batch
+from engine.sae.encode_batch import EncodeJob, compute_batch
 from engine.sae.encoder import SaeEncoder, SaeMeta, SaeWeights
 from engine.sae.residual import ResidualModel
 

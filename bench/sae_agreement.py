@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from engine.sae.batching import EncodeResult
+from engine.sae.encode_batch import EncodeResult
 from engine.sae.residual import ResidualModel
 
 

@@ -44,16 +44,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from backend.activations import aggregate, storage
 from backend.activations import cursor as runs_cursor
-from backend.activations import storage
 from backend.activations.record import RunFailure, RunRecord
-from backend.db import bulk, queries
-from backend.db import features as feature_db
+from backend.db import fold_sql, queries
 from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade
-from backend.features import aggregate
-from backend.features.bulk import BulkFold
+from bench import feature_seed_sql, harness
 from bench import features as feature_bench
-from bench import harness
+from bench import run_seed_sql as bulk
 from bench.backend import (
     MODEL,
     make_timeline,
@@ -63,6 +61,7 @@ from bench.backend import (
     stub_app,
     time_http,
 )
+from bench.bulk_fold import BulkFold
 from common.defaults import DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
 
@@ -178,8 +177,8 @@ async def seed_stage(
             for k in range(0, len(with_preview), 500):
                 previews += await bulk.copy_preview(conn, TEMPLATE_ID, with_preview[k : k + 500])
             columns = [*queries.FEATURES_COLUMNS, "version"]
-            await feature_db.copy_rows(conn, "activation_run_features", columns, feats)
-            await feature_db.copy_members(conn, fold.take_members())
+            await feature_seed_sql.copy_rows(conn, "activation_run_features", columns, feats)
+            await fold_sql.copy_members(conn, fold.take_members())
             seeded += len(rows)
             print(f"  seeded {seeded:,} runs, {previews:,} previews", flush=True)
         common, rare = fold.most_and_least_fired()

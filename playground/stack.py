@@ -19,7 +19,6 @@ not watched (its own operator restarts it; the backend answers 503 meanwhile).
 from __future__ import annotations
 
 import argparse
-import secrets
 import signal
 import socket
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from common.defaults import DEFAULT_DATA_DIR, DEMO_MODEL_ID, PAGE_PATH
+from common.defaults import DEMO_MODEL_ID, PAGE_PATH
 from common.services import Service, ServiceExited, ServiceTimeout, free_port, pid_alive
 from common.services import wait_healthy as common_wait_healthy
 from playground.console import say
@@ -40,107 +39,15 @@ from playground.local_models import (
     ensure_trained_sae,
 )
 from playground.observability import RunLines, metrics_lines, write_token
-from playground.settings import UpSettings
+from playground.up_args import add_arguments as add_arguments  # the `up` subcommand's parser
+from playground.up_args import service_token
 
 PROGRESS_EVERY_S = 5.0
 STOP_GRACE_S = 20.0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    env = UpSettings()
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        type=Path,
-        default=env.playground_data_dir,
-        help="Postgres data, built models, logs "
-        f"(env PLAYGROUND_DATA_DIR; default {DEFAULT_DATA_DIR})",
-    )
-    parser.add_argument(
-        "--port",
-        metavar="PORT",
-        type=int,
-        default=env.playground_port,
-        help="the backend's port, which serves the page (env PLAYGROUND_PORT; default 8000)",
-    )
-    parser.add_argument(
-        "--host",
-        metavar="HOST",
-        default=env.playground_host,
-        help="the backend's bind address (env PLAYGROUND_HOST; default 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--model",
-        metavar="PATH_OR_ID",
-        default=env.playground_model,
-        help="model folder or HF id for the engine and the SAE service "
-        "(env PLAYGROUND_MODEL; default: the readable demo model, built on first use)",
-    )
-    parser.add_argument(
-        "--tiny",
-        action="store_true",
-        default=env.playground_tiny,
-        help="serve the tiny random-weight Llama-3.1 and a random SAE (fast; what the tests use) "
-        "instead of the readable demo, SmolLM2-135M-Instruct with a trained SAE "
-        "(env PLAYGROUND_TINY)",
-    )
-    parser.add_argument(
-        "--sae-dir",
-        metavar="DIR",
-        action="append",
-        dest="sae_dirs",
-        type=Path,
-        default=None,
-        help="SAE folder, repeatable, the first is the default (env PLAYGROUND_SAE_DIRS, "
-        "comma-separated; default: the demo SAE at layer 16, built on first use)",
-    )
-    parser.add_argument(
-        "--database-url",
-        metavar="URL",
-        default=env.database_url,
-        help="external Postgres (env DATABASE_URL; default: embedded, in DATA_DIR/pg)",
-    )
-    parser.add_argument(
-        "--engine-url",
-        metavar="URL",
-        default=env.playground_activations_hf_url,
-        help="use a running engine instead of starting one (env PLAYGROUND_ACTIVATIONS_HF_URL)",
-    )
-    parser.add_argument(
-        "--sae-url",
-        metavar="URL",
-        default=env.playground_sae_url,
-        help="use a running SAE service instead of starting one (env PLAYGROUND_SAE_URL)",
-    )
-    parser.add_argument(
-        "--startup-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=env.playground_startup_timeout_s,
-        help="seconds each service may take to become healthy "
-        "(env PLAYGROUND_STARTUP_TIMEOUT_S; default 900)",
-    )
-    # Not flags: read once here with the rest of the environment.
-    parser.set_defaults(
-        env_sae_dirs=env.playground_sae_dirs,
-        sae_torch_threads=env.sae_service_torch_threads,
-        backend_default_sae_id=env.playground_default_sae_id,
-        remote_service_token=env.playground_service_token,
-        metrics_token_set=env.playground_metrics_token is not None,
-    )
-
-
 class StartupFailed(RuntimeError):
     pass
-
-
-def service_token(args: argparse.Namespace) -> str:
-    """One bearer token for the engine, the SAE service and the backend that calls them: fresh
-    on every start, or the remote services' own (PLAYGROUND_SERVICE_TOKEN) when one is remote."""
-    remote = args.engine_url or args.sae_url
-    if remote and args.remote_service_token is not None:
-        return args.remote_service_token.get_secret_value()
-    return secrets.token_urlsafe(32)
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
@@ -27,12 +27,39 @@ from backend.activations.protocol import (
     SummaryResponse,
     TopFeaturesResponse,
 )
-from backend.deps import ActivationsDep, ExplorerDep, HealthDep, PublicBaseDep, RunsDep
+from backend.activations.reads import RunReader
+from backend.activations.service import ActivationService
+from backend.deps import PublicBaseDep
+from backend.features.explorer import FeatureExplorer
+from backend.health import HealthService
 from common import sse
 from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
 from common.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
+
+
+def get_activations(request: Request) -> ActivationService:
+    return request.app.state.activations
+
+
+def get_runs(request: Request) -> RunReader:
+    return request.app.state.runs
+
+
+def get_health(request: Request) -> HealthService:
+    return request.app.state.health
+
+
+def get_explorer(request: Request) -> FeatureExplorer:
+    return request.app.state.explorer
+
+
+# The services the lifespan put on app.state, as this router's handlers take them.
+ActivationsDep = Annotated[ActivationService, Depends(get_activations)]
+RunsDep = Annotated[RunReader, Depends(get_runs)]
+HealthDep = Annotated[HealthService, Depends(get_health)]
+ExplorerDep = Annotated[FeatureExplorer, Depends(get_explorer)]
 
 RequestId = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, max_length=128)]
 # X-Run-Owner: the owner token a run's creating answer gave.

@@ -88,3 +88,57 @@ class RunRecord:
     # The X-Request-ID of the request that made the run (its log lines in all three services);
     # taken from the request's context when the record is built.
     trace_id: str | None = field(default_factory=current_request_id)
+
+    @classmethod
+    def ok(
+        cls,
+        *,
+        request_id: str,
+        created_at: datetime,
+        prompt: str,
+        generation: Generation,
+        extraction: Extraction | None,
+        timings: RunTimings,
+        parse_special_tokens: bool = False,
+    ) -> RunRecord:
+        """A run that succeeded: its model is the one that generated."""
+        return cls(
+            request_id=request_id,
+            created_at=created_at,
+            model_id=generation.model_id,
+            prompt=prompt,
+            status="ok",
+            generation=generation,
+            extraction=extraction,
+            failure=None,
+            timings=timings,
+            parse_special_tokens=parse_special_tokens,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        *,
+        request_id: str,
+        created_at: datetime,
+        model_id: str,
+        prompt: str,
+        generation: Generation | None,
+        failure: RunFailure,
+        timings: RunTimings,
+        parse_special_tokens: bool = False,
+    ) -> RunRecord:
+        """A run that failed: no extraction is stored; its model is the one that generated
+        when the engine answered, else the planned ``model_id``."""
+        return cls(
+            request_id=request_id,
+            created_at=created_at,
+            model_id=generation.model_id if generation else model_id,
+            prompt=prompt,
+            status="failed",
+            generation=generation,
+            extraction=None,
+            failure=failure,
+            timings=timings,
+            parse_special_tokens=parse_special_tokens,
+        )

@@ -8,15 +8,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 
-from backend.activations import storage
 from backend.activations.budget import check_timeline_budget
 from backend.activations.extraction import extract
 from backend.activations.ownership import OWNER_HEADER, RunOwnership
+from backend.activations.plan import RunPlan
 from backend.activations.protocol import ActivationRunRequest
 from backend.activations.record import (
     Generation,
@@ -28,8 +28,7 @@ from backend.activations.record import (
 from backend.activations.results import RunView
 from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
-from backend.db import queries
-from backend.db.pool import connection
+from backend.activations.writer import RunWriter
 from backend.metrics import BackendMetrics
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient, GenerateRequest
@@ -38,18 +37,6 @@ from common.errors import ApiError, InvalidRequest
 from common.timing import elapsed_ms
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RunPlan:
-    """What a run request resolves to before any upstream is called."""
-
-    request_id: str
-    created_at: datetime
-    model_id: str
-    collect: bool
-    sae_id: str
-    sae_layer: int
 
 
 class ActivationService:
@@ -67,8 +54,8 @@ class ActivationService:
         self.engine = engine
         self.sae = sae
         self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
-        # Told after every write (the feature fold wakes up).
-        self.on_stored = on_stored
+        # The run's one write; told after every write: on_stored (the feature fold wakes up).
+        self.writer = RunWriter(pool, settings.playground_db_timeout_s, on_stored, metrics)
         self.metrics = metrics
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
@@ -114,21 +101,18 @@ class ActivationService:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = replace(timings, total=elapsed_ms(start))
-                await self.store_failure(req, plan, generation, failure, timings)
+                await self.writer.store_failure(req, plan, generation, failure, timings)
             raise
-        record = RunRecord(
+        record = RunRecord.ok(
             request_id=plan.request_id,
             created_at=plan.created_at,
-            model_id=generation.model_id,
             prompt=req.prompt,
-            status="ok",
             generation=generation,
             extraction=extraction,
-            failure=None,
             timings=replace(timings, total=elapsed_ms(start)),
             parse_special_tokens=req.parse_special_tokens,
         )
-        db_ms = await self.store(record)
+        db_ms = await self.writer.store(record)
         return run_view(replace(record, timings=replace(record.timings, db=db_ms)), public_base_url)
 
     def _plan(self, req: ActivationRunRequest) -> RunPlan:
@@ -203,51 +187,21 @@ class ActivationService:
             if exc.upstream is not None:
                 failure = RunFailure(exc.code, pg_text(exc.message), exc.upstream)
                 timings = RunTimings(total=elapsed_ms(start))
-                await self.store_failure(req, plan, None, failure, timings)
+                await self.writer.store_failure(req, plan, None, failure, timings)
             if new_token is not None:  # the only chance to learn the token of this new run
                 exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
             raise
-        run = StreamedRun(self, req, plan, stream, public_base_url, start, new_token)
+        run = StreamedRun(
+            self.writer,
+            self.sae,
+            self.background,
+            req,
+            plan,
+            stream,
+            public_base_url,
+            start,
+            new_token,
+        )
         if self.metrics is None:
             return run.frames()
         return self.metrics.track_stream(run.frames(), start)
-
-    async def store(self, record: RunRecord) -> float:
-        """Write the run's rows in one statement; returns the write's milliseconds."""
-        start = time.perf_counter()
-        async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
-            run_rows = storage.rows(record)
-            await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
-        self.on_stored()
-        db_ms = elapsed_ms(start)
-        if self.metrics is not None:
-            self.metrics.stored(record, db_ms)
-        return db_ms
-
-    async def store_failure(
-        self,
-        req: ActivationRunRequest,
-        plan: RunPlan,
-        generation: Generation | None,
-        failure: RunFailure,
-        timings: RunTimings,
-    ) -> None:
-        """Record a failed run (the caller still answers its own error); never over a run with
-        this id that succeeded (``queries.save_run`` guards that)."""
-        record = RunRecord(
-            request_id=plan.request_id,
-            created_at=plan.created_at,
-            model_id=generation.model_id if generation else plan.model_id,
-            prompt=req.prompt,
-            status="failed",
-            generation=generation,
-            extraction=None,
-            failure=failure,
-            timings=timings,
-            parse_special_tokens=req.parse_special_tokens,
-        )
-        try:
-            await self.store(record)
-        except ApiError as db_exc:
-            # The caller must still see the upstream's error, not the database's.
-            logger.warning("could not record failed run %s: %s", plan.request_id, db_exc.message)

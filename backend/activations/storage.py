@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.activations import packed
+from backend.activations import aggregate, packed
 from backend.activations.record import RunRecord
 from backend.db.queries import FeaturesRow, IndexRow, PreviewRow
-from backend.features import aggregate
 
 PROMPT_PREVIEW_CHARS = 200
 ERROR_MESSAGE_CHARS = 2000

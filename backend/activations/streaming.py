@@ -48,8 +48,10 @@ from common.timing import elapsed_ms
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from backend.activations.plan import RunPlan
     from backend.activations.protocol import ActivationRunRequest
-    from backend.activations.service import ActivationService, RunPlan
+    from backend.activations.writer import RunWriter
+    from backend.upstreams.sae import SaeClient
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,9 @@ CLIENT_CLOSED = "client_closed"
 class StreamedRun:
     def __init__(
         self,
-        service: ActivationService,
+        writer: RunWriter,
+        sae: SaeClient,
+        background: set[asyncio.Task[None]],
         req: ActivationRunRequest,
         plan: RunPlan,
         stream: GenerationStream,
@@ -69,7 +73,10 @@ class StreamedRun:
         start: float,
         owner_token: str | None = None,
     ) -> None:
-        self.service = service
+        self.writer = writer
+        self.sae = sae
+        # The service's streamed runs' tasks, held until they end (the loop keeps weak refs).
+        self.background = background
         self.req = req
         self.plan = plan
         self.stream = stream
@@ -99,8 +106,8 @@ class StreamedRun:
         must outlive the response); closing this iterator, as the server does when the client
         goes, cancels it."""
         producer = asyncio.create_task(self._produce())
-        self.service.background.add(producer)
-        producer.add_done_callback(self.service.background.discard)
+        self.background.add(producer)
+        producer.add_done_callback(self.background.discard)
         try:
             while (frame := await self.frames_out.get()) is not None:
                 yield frame
@@ -195,7 +202,7 @@ class StreamedRun:
                 self.sae_ended = True
             if done:
                 extraction = checked_extraction(
-                    self.service.sae.name,
+                    self.sae.name,
                     entries,
                     len(full),
                     sae_id=self.sae_id or self.plan.sae_id,
@@ -213,7 +220,7 @@ class StreamedRun:
         the SAE service's incremental extraction (this run's KV cache there, or the whole
         prefix again where the cache is gone); sent as a ``features`` event."""
         start = time.perf_counter()
-        envelope, _ = await self.service.sae.extract(
+        envelope, _ = await self.sae.extract(
             ExtractRequest(
                 token_ids=full,
                 sae_id=self.plan.sae_id,
@@ -231,9 +238,9 @@ class StreamedRun:
         entries = envelope.feature_timeline
         if envelope.from_position != sent or len(entries) != len(full) - sent:
             raise UpstreamError(
-                f"{self.service.sae.name} answered {len(entries)} positions from "
+                f"{self.sae.name} answered {len(entries)} positions from "
                 f"{envelope.from_position} for positions {sent}..{len(full) - 1}",
-                upstream=self.service.sae.name,
+                upstream=self.sae.name,
             )
         entries = storable_entries(entries)
         if entries:
@@ -244,19 +251,16 @@ class StreamedRun:
         extraction, sae_ms = await features if features is not None else (None, None)
         generation = self.generation
         assert generation is not None
-        record = RunRecord(
+        record = RunRecord.ok(
             request_id=self.plan.request_id,
             created_at=self.plan.created_at,
-            model_id=generation.model_id,
             prompt=self.req.prompt,
-            status="ok",
             generation=generation,
             extraction=extraction,
-            failure=None,
             timings=replace(self.timings, sae=sae_ms, total=elapsed_ms(self.start)),
             parse_special_tokens=self.req.parse_special_tokens,
         )
-        db_ms = await self.service.store(record)
+        db_ms = await self.writer.store(record)
         logger.debug("run %s: SAE work %d positions", record.request_id, self.sae_positions)
         done = replace(record, timings=replace(record.timings, db=db_ms))
         view = run_view(done, self.public_base_url)
@@ -281,7 +285,7 @@ class StreamedRun:
         full = (self.prompt_ids + self.output_ids)[: self.sae_sent]
         try:
             await asyncio.wait_for(
-                self.service.sae.extract(
+                self.sae.extract(
                     ExtractRequest(
                         token_ids=full,
                         sae_id=self.plan.sae_id,
@@ -300,4 +304,4 @@ class StreamedRun:
 
     async def _record_failure(self, failure: RunFailure) -> None:
         timings = replace(self.timings, total=elapsed_ms(self.start))
-        await self.service.store_failure(self.req, self.plan, self.generation, failure, timings)
+        await self.writer.store_failure(self.req, self.plan, self.generation, failure, timings)

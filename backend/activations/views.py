@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from backend.activations import derive, packed
+from backend.activations.permalink import page_url
 from backend.activations.record import RunRecord, RunStatus, RunTimings
 from backend.activations.results import (
     ErrorView,
@@ -23,7 +24,6 @@ from backend.activations.results import (
     TimingsView,
     TopFeaturesView,
 )
-from backend.page.permalink import page_url
 
 PREVIEW_TOP_FEATURES = 20
 

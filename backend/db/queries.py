@@ -59,7 +59,7 @@ class PreviewRow:
 @dataclass(frozen=True, slots=True)
 class FeaturesRow:
     """One row of activation_run_features: the run's per-feature aggregate
-    (``backend/features/aggregate.py``); ``version`` is assigned by the database."""
+    (``backend/activations/aggregate.py``); ``version`` is assigned by the database."""
 
     request_id: str
     sae_id: str

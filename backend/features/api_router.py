@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from backend.activations.protocol import MAX_SAE_LAYER, SAE_ID_PATTERN
-from backend.deps import CatalogDep, ExplorerDep, FeaturesDep, SearchDep
+from backend.features.catalog import SaeCatalog
+from backend.features.explorer import FeatureExplorer
 from backend.features.protocol import (
     MAX_FEATURE_ID,
     MAX_LABEL_IDS,
@@ -22,11 +23,36 @@ from backend.features.protocol import (
     LabelsResponse,
     SearchResponse,
 )
+from backend.features.search import LabelSearch
+from backend.features.service import FeatureService
 from backend.upstreams.sae import SaeList
 from common.errors import ERROR_RESPONSES
 from common.responses import OrjsonResponse
 
 router = APIRouter(prefix="/playground/features", tags=["features"])
+
+
+def get_features(request: Request) -> FeatureService:
+    return request.app.state.features
+
+
+def get_catalog(request: Request) -> SaeCatalog:
+    return request.app.state.catalog
+
+
+def get_explorer(request: Request) -> FeatureExplorer:
+    return request.app.state.explorer
+
+
+def get_search(request: Request) -> LabelSearch:
+    return request.app.state.search
+
+
+# The services the lifespan put on app.state, as this router's handlers take them.
+FeaturesDep = Annotated[FeatureService, Depends(get_features)]
+CatalogDep = Annotated[SaeCatalog, Depends(get_catalog)]
+ExplorerDep = Annotated[FeatureExplorer, Depends(get_explorer)]
+SearchDep = Annotated[LabelSearch, Depends(get_search)]
 
 
 @router.post("/extract", response_model=ExtractFeaturesResponse, responses=ERROR_RESPONSES)

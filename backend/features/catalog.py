@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from backend.db import features as db
+from backend.activations.aggregate import HIST_EDGES
+from backend.db import feature_reads, sae_catalog
 from backend.db.pool import connection
-from backend.features.aggregate import HIST_EDGES
 from backend.features.results import LabelsView
 from backend.settings import Settings
 from backend.upstreams.sae import SaeClient, SaeLabels
@@ -92,7 +92,7 @@ class SaeCatalog:
         """The SAE's cached metadata; 404 ``sae_not_found`` when neither the cache nor the SAE
         service knows its d_sae."""
         async with self._conn() as conn:
-            row = await db.sae_by_id(conn, sae_id, layer)
+            row = await feature_reads.sae_by_id(conn, sae_id, layer)
         if self._needs_refresh(row):
             try:
                 await self.refresh()
@@ -101,7 +101,7 @@ class SaeCatalog:
                     raise
                 logger.info("SAE catalog refresh failed, using the cache: %s", exc.message)
             async with self._conn() as conn:
-                row = await db.sae_by_id(conn, sae_id, layer)
+                row = await feature_reads.sae_by_id(conn, sae_id, layer)
         if row is None or row["d_sae"] is None:
             raise NotFound(
                 f"unknown SAE {sae_id!r} at layer {layer}: the SAE service does not list it",
@@ -132,7 +132,7 @@ class SaeCatalog:
             async with self._conn() as conn:
                 for info in listing.saes:
                     for layer in info.layers:
-                        row = await db.upsert_listed_sae(
+                        row = await sae_catalog.upsert_listed_sae(
                             conn,
                             info.sae_id,
                             layer,
@@ -168,14 +168,14 @@ class SaeCatalog:
             return
         ids, texts = label_rows(answer.labels, row["d_sae"])
         async with self._conn() as conn:
-            await db.replace_labels(conn, row["sae_key"], ids, texts, "sae_service")
+            await sae_catalog.replace_labels(conn, row["sae_key"], ids, texts, "sae_service")
 
     async def labels(
         self, sae_id: str, layer: int, feature_ids: list[int] | None
     ) -> tuple[SaeEntry, dict[int, str]]:
         entry = await self.resolve(sae_id, layer)
         async with self._conn() as conn:
-            rows = await db.labels(conn, entry.sae_key, feature_ids)
+            rows = await feature_reads.labels(conn, entry.sae_key, feature_ids)
         return entry, {r["feature_id"]: r["label"] for r in rows}
 
     async def labels_view(
@@ -198,7 +198,7 @@ async def import_labels(
     d_sae: int | None,
 ) -> int:
     """``playground import-labels``: replace an SAE's labels with a file's; answers how many."""
-    row = await db.ensure_sae(conn, sae_id, layer, d_sae, HIST_EDGES)
+    row = await sae_catalog.ensure_sae(conn, sae_id, layer, d_sae, HIST_EDGES)
     ids, texts = label_rows(labels, row["d_sae"])
-    await db.replace_labels(conn, row["sae_key"], ids, texts, "import")
+    await sae_catalog.replace_labels(conn, row["sae_key"], ids, texts, "import")
     return len(ids)

@@ -17,12 +17,12 @@ import orjson
 
 from backend.activations import cursor as runs_cursor
 from backend.activations import views as run_views
+from backend.activations.aggregate import N_BINS
 from backend.activations.reads import load_timeline
-from backend.db import features as db
+from backend.db import feature_reads
 from backend.db.pool import connection
-from backend.features import fold, links
+from backend.features import links, members
 from backend.features import pending as pending_mod
-from backend.features.aggregate import N_BINS
 from backend.features.catalog import SaeCatalog, SaeEntry
 from backend.features.results import (
     FeatureRunsPageView,
@@ -101,15 +101,17 @@ class FeatureExplorer:
     ) -> list[Ranked]:
         """The feature's runs below ``before``, best first: the leaderboard, the member rows
         under its floor when it runs short, and queued runs."""
-        board = await db.top_runs(conn, entry.sae_key, feature_id, limit, before)
+        board = await feature_reads.top_runs(conn, entry.sae_key, feature_id, limit, before)
         found = [
             Ranked(r["request_id"], r["version"], r["max_act"], r["max_position"]) for r in board
         ]
-        stats = await db.feature_stats(conn, entry.sae_key, feature_id)
+        stats = await feature_reads.feature_stats(conn, entry.sae_key, feature_id)
         if stats is not None and stats["top_full"] and len(found) < limit:
             floor = (stats["floor_act"], stats["floor_request_id"])
             bound = floor if before is None or before > floor else before
-            more = await fold.runs_below(conn, entry.sae_key, feature_id, bound, limit - len(found))
+            more = await members.runs_below(
+                conn, entry.sae_key, feature_id, bound, limit - len(found)
+            )
             found += [Ranked(m.request_id, m.version, m.max_act, None) for m in more]
         for c in pending_mod.candidates(pending, entry.sae_id, entry.layer, feature_id):
             if before is None or (c.max_act, c.request_id) < before:
@@ -123,23 +125,24 @@ class FeatureExplorer:
             self._conn() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            sae_row = await db.sae_by_id(conn, sae_id, layer)
-            stats = await db.feature_stats(conn, entry.sae_key, feature_id)
-            hist_rows = await db.feature_hist(conn, entry.sae_key, feature_id)
+            sae_row = await feature_reads.sae_by_id(conn, sae_id, layer)
+            stats = await feature_reads.feature_stats(conn, entry.sae_key, feature_id)
+            hist_rows = await feature_reads.feature_hist(conn, entry.sae_key, feature_id)
             pending = await pending_mod.load(conn, sae_id, layer)
             best = await self.ranked(conn, entry, feature_id, top, None, pending)
             missing = [r.request_id for r in best if r.max_pos is None]
             if missing:
-                where = await fold.positions_of(conn, missing, feature_id)
+                where = await members.positions_of(conn, missing, feature_id)
                 best = [
                     replace(r, max_pos=where.get(r.request_id, 0)) if r.max_pos is None else r
                     for r in best
                 ]
             stored = {
-                t["request_id"]: t for t in await db.timelines(conn, [r.request_id for r in best])
+                t["request_id"]: t
+                for t in await feature_reads.timelines(conn, [r.request_id for r in best])
             }
-            label = await db.label(conn, entry.sae_key, feature_id)
-            examples_json = await db.cached_examples(conn, entry.sae_key, feature_id)
+            label = await feature_reads.label(conn, entry.sae_key, feature_id)
+            examples_json = await feature_reads.cached_examples(conn, entry.sae_key, feature_id)
         if examples_json is None and entry.has_examples:
             examples_json, fetched_label = await self._fetch_examples(entry, feature_id)
             label = label or fetched_label
@@ -211,7 +214,7 @@ class FeatureExplorer:
             return None, None
         examples_json = orjson.dumps(info.examples[:MAX_EXAMPLES]).decode()
         async with self._conn() as conn:
-            await db.cache_examples(conn, entry.sae_key, feature_id, examples_json)
+            await feature_reads.cache_examples(conn, entry.sae_key, feature_id, examples_json)
         return examples_json, info.label
 
     async def runs(
@@ -227,7 +230,7 @@ class FeatureExplorer:
         ):
             pending = await pending_mod.load(conn, sae_id, layer)
             found = await self.ranked(conn, entry, feature_id, limit + 1, before, pending)
-            rows = await db.run_summaries(conn, [r.request_id for r in found[:limit]])
+            rows = await feature_reads.run_summaries(conn, [r.request_id for r in found[:limit]])
         by_id = {r["request_id"]: r for r in rows}
         page = found[:limit]
         items = [

@@ -13,16 +13,16 @@ queued (``pending.py``), so answers are exact whether or not the fold has caught
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
 
-from backend.db import features as db
-from backend.features import aggregate
-from backend.features.aggregate import HIST_EDGES, KEY_BINS, N_BINS, RunFeatures
+from backend.activations import aggregate
+from backend.activations.aggregate import HIST_EDGES, N_BINS, RunFeatures
+from backend.db import fold_sql
+from backend.features.members import positions_of, runs_below
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +114,11 @@ def contributions(items: list[tuple[int, RunFeatures, int]]) -> Contributions:
 
 
 async def apply_counts(conn: asyncpg.Connection, c: Contributions) -> None:
-    await db.add_totals(
+    await fold_sql.add_totals(
         conn, c.total_keys.tolist(), c.total_runs.tolist(), c.total_positions.tolist()
     )
-    await db.add_stats(conn, c.stat_keys.tolist(), c.stat_fids.tolist(), c.stat_runs.tolist())
-    await db.add_hist(
+    await fold_sql.add_stats(conn, c.stat_keys.tolist(), c.stat_fids.tolist(), c.stat_runs.tolist())
+    await fold_sql.add_hist(
         conn,
         c.hist_keys.tolist(),
         c.hist_fids.tolist(),
@@ -204,27 +204,27 @@ def plan_batch(
 async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
     """Fold up to ``limit`` queued runs and ``limit`` queued removals in one transaction."""
     async with conn.transaction():
-        if not await db.try_fold_lock(conn):
+        if not await fold_sql.try_fold_lock(conn):
             return FoldResult(0, 0, busy=True)
-        await db.cancel_unfolded_removals(conn)
-        add_rows = await db.claim_pending_runs(conn, limit)
-        removal_rows = await db.claim_pending_removals(conn, limit)
+        await fold_sql.cancel_unfolded_removals(conn)
+        add_rows = await fold_sql.claim_pending_runs(conn, limit)
+        removal_rows = await fold_sql.claim_pending_removals(conn, limit)
         if not add_rows and not removal_rows:
             return FoldResult(0, 0)
         saes = {(r["sae_id"], r["sae_layer"]) for r in [*add_rows, *removal_rows]}
-        keys = await db.sae_keys(conn, sorted(saes), HIST_EDGES)
+        keys = await fold_sql.sae_keys(conn, sorted(saes), HIST_EDGES)
         # The CPU part in a thread: the backend's requests share this event loop.
         plan = await asyncio.to_thread(plan_batch, add_rows, removal_rows, keys)
         await apply_counts(conn, plan.counts)
 
         gone_ids = [q.request_id for q in plan.removals]
         gone_versions = [q.version for q in plan.removals]
-        await db.remove_members(conn, gone_ids, gone_versions)
-        await db.copy_members(conn, plan.members)
-        thinned = await db.remove_top_runs(conn, gone_ids, gone_versions)
+        await fold_sql.remove_members(conn, gone_ids, gone_versions)
+        await fold_sql.copy_members(conn, plan.members)
+        thinned = await fold_sql.remove_top_runs(conn, gone_ids, gone_versions)
         if plan.adds:
             c = plan.candidates
-            over = await db.add_top_candidates(
+            over = await fold_sql.add_top_candidates(
                 conn,
                 c.sae_keys,
                 c.feature_ids,
@@ -235,7 +235,7 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
                 CAPACITY,
             )
             if over:
-                await db.trim_top_runs(
+                await fold_sql.trim_top_runs(
                     conn, [o["sae_key"] for o in over], [o["feature_id"] for o in over], CAPACITY
                 )
         low = [
@@ -244,48 +244,17 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
             if t["top_full"] and t["top_count"] < LOW_WATER
         ]
         if low:
-            for board in await db.boards_to_refill(
+            for board in await fold_sql.boards_to_refill(
                 conn, [k for k, _ in low], [f for _, f in low], LOW_WATER, REFILL_PER_BATCH
             ):
                 await refill(conn, board)
-        await db.delete_claimed(
+        await fold_sql.delete_claimed(
             conn,
             [q.request_id for q in plan.adds],
             [q.version for q in plan.adds],
             [r["id"] for r in removal_rows],
         )
     return FoldResult(len(plan.adds), len(plan.removals))
-
-
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    """A folded run's standing for one feature."""
-
-    request_id: str
-    version: int
-    max_act: float
-
-
-async def runs_below(
-    conn: asyncpg.Connection,
-    sae_key: int,
-    feature_id: int,
-    before: tuple[float, str] | None,
-    limit: int,
-) -> list[Ranked]:
-    """Folded current runs of a feature strictly below ``before`` (max, request_id), best
-    first, from the member rows: one GIN lookup per histogram bin, from the bin of ``before``
-    down, until ``limit`` are found."""
-    top_bin = N_BINS - 1 if before is None else int(aggregate.hist_bins(np.array([before[0]]))[0])
-    found: list[Ranked] = []
-    for b in range(top_bin, -1, -1):
-        rows = await db.members_in_bin(
-            conn, sae_key, feature_id * KEY_BINS + b, limit - len(found), before
-        )
-        found += [Ranked(r["request_id"], r["version"], r["max_act"]) for r in rows]
-        if len(found) >= limit:
-            break
-    return found
 
 
 async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
@@ -295,7 +264,7 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     floor = (board["floor_act"], board["floor_request_id"])
     more = await runs_below(conn, sae_key, fid, floor, want)
     positions = await positions_of(conn, [r.request_id for r in more], fid)
-    await db.insert_top_runs(
+    await fold_sql.insert_top_runs(
         conn,
         [
             (sae_key, fid, r.max_act, r.request_id, r.version, positions.get(r.request_id, 0))
@@ -305,21 +274,7 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     new_floor = (more[-1].max_act, more[-1].request_id, more[-1].version) if more else None
     if len(more) < want:
         new_floor = None  # every folded run of this feature is on the board now
-    await db.lower_floor(conn, sae_key, fid, len(more), new_floor)
-
-
-async def positions_of(
-    conn: asyncpg.Connection, run_ids: list[str], feature_id: int
-) -> dict[str, int]:
-    """Where each run's max of ``feature_id`` is (from the runs' aggregates)."""
-    if not run_ids:
-        return {}
-    out = {}
-    for r in await db.run_features(conn, run_ids):
-        hit = aggregate.lookup(aggregate.decode(r["data"], r["n_positions"]), feature_id)
-        if hit is not None:
-            out[r["request_id"]] = hit.max_pos
-    return out
+    await fold_sql.lower_floor(conn, sae_key, fid, len(more), new_floor)
 
 
 async def fold_all(pool: asyncpg.Pool, batch: int = 64) -> int:
@@ -334,72 +289,3 @@ async def fold_all(pool: asyncpg.Pool, batch: int = 64) -> int:
             if result.done == 0:
                 return total
             total += result.done
-
-
-class FoldWorker:
-    """Folds in the background of the backend. A stored run wakes it; it then waits for
-    ``settle_s`` without another write (at most ``max_delay_s`` after the first), so a burst of
-    runs is folded in a few batches after it rather than between its requests. It also looks
-    every ``idle_s`` (other processes' writes, `playground prune`). Readers never depend on it:
-    they add what is still queued."""
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        batch: int,
-        idle_s: float,
-        settle_s: float = 0.25,
-        max_delay_s: float = 2.0,
-    ) -> None:
-        self.pool = pool
-        self.batch = batch
-        self.idle_s = idle_s
-        self.settle_s = settle_s
-        self.max_delay_s = max_delay_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="feature-fold")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _settle(self) -> None:
-        """Return once writes paused for settle_s, or max_delay_s after the first one."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_delay_s
-        while True:
-            self._wake.clear()
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(self.settle_s, left))
-            except TimeoutError:
-                return
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_s)
-            if self._wake.is_set():
-                await self._settle()
-            while True:
-                try:
-                    async with self.pool.acquire() as conn:
-                        result = await fold_batch(conn, self.batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the database may be away; try again later
-                    logger.warning("feature fold failed: %s: %s", type(exc).__name__, exc)
-                    break
-                if result.done == 0:
-                    break

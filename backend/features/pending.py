@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
-from backend.db import features as db
-from backend.features import aggregate
-from backend.features.aggregate import N_BINS
+from backend.activations import aggregate
+from backend.activations.aggregate import N_BINS
+from backend.db import feature_reads
 from backend.features.fold import QueuedRun, queued
 
 # Readers merge at most this many queued items per SAE; past that (a backlog after a
@@ -27,8 +27,8 @@ class Pending:
 
 
 async def load(conn: asyncpg.Connection, sae_id: str | None, layer: int | None) -> Pending:
-    adds = await db.pending_runs(conn, sae_id, layer, MERGE_LIMIT + 1)
-    removals = await db.pending_removals(conn, sae_id, layer, MERGE_LIMIT + 1)
+    adds = await feature_reads.pending_runs(conn, sae_id, layer, MERGE_LIMIT + 1)
+    removals = await feature_reads.pending_removals(conn, sae_id, layer, MERGE_LIMIT + 1)
     complete = len(adds) <= MERGE_LIMIT and len(removals) <= MERGE_LIMIT
     return Pending(
         adds=[queued(r) for r in adds[:MERGE_LIMIT]],

@@ -7,7 +7,7 @@ import re
 
 import asyncpg
 
-from backend.db import features as db
+from backend.db import feature_reads
 from backend.db.pool import connection
 from backend.features import pending as pending_mod
 from backend.features.results import SearchResultView, SearchView
@@ -41,11 +41,11 @@ class LabelSearch:
         ):
             rows = []
             if feature_id is not None:
-                rows += await db.features_by_id(conn, feature_id, sae_id, layer, limit)
+                rows += await feature_reads.features_by_id(conn, feature_id, sae_id, layer, limit)
             if tsquery is not None:
-                rows += await db.search_fired_labels(conn, tsquery, sae_id, layer, limit)
+                rows += await feature_reads.search_fired_labels(conn, tsquery, sae_id, layer, limit)
                 if len(rows) < limit:
-                    rows += await db.search_unfired_labels(
+                    rows += await feature_reads.search_unfired_labels(
                         conn, tsquery, sae_id, layer, limit - len(rows)
                     )
             both = sae_id is not None and layer is not None

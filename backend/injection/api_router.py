@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from backend.deps import InjectionDep
+from fastapi import APIRouter, Depends, Request
+
 from backend.injection.protocol import ChatCompletionRequest
+from backend.injection.proxy import InjectionProxy
 from common.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/playground", tags=["injection"])
+
+
+def get_injection(request: Request) -> InjectionProxy:
+    return request.app.state.injection
+
+
+InjectionDep = Annotated[InjectionProxy, Depends(get_injection)]
 
 
 @router.post("/chat/completions", responses=ERROR_RESPONSES)

@@ -20,11 +20,11 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from backend.activations.permalink import page_url
 from backend.activations.protocol import REQUEST_ID_PATTERN
 from backend.db import queries
 from backend.db.pool import connection
 from backend.page.open_graph import open_graph_tags
-from backend.page.permalink import page_url
 from common.defaults import PAGE_PATH
 from common.errors import NotFound, ServiceUnavailable
 

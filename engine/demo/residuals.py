@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.demo.progress import Say, say_flush
-from engine.sae.batching import length_buckets
+from engine.sae.encode_batch import length_buckets
 from engine.sae.residual import ResidualModel
 
 MAX_TEXT_TOKENS = 256

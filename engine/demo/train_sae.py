@@ -86,26 +86,20 @@ def sae_config(
     sae: TopKSae, *, layer: int, model_name: str, sae_id: str, description: str, demo: bool
 ) -> dict:
     """SAELens 6's saved ``cfg.json`` for a TopK SAE, plus the keys this service reads."""
-    return {
-        "architecture": "topk",
-        "d_in": sae.d_in,
-        "d_sae": sae.d_sae,
-        "k": sae.k,
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": True,
-        "normalize_activations": "none",
-        "reshape_activations": "none",
-        "metadata": {
-            "model_name": model_name,
-            "hook_name": f"blocks.{layer}.hook_resid_post",
-            "hook_layer": layer,
-            "prepend_bos": False,
-        },
-        "sae_id": sae_id,
-        "demo": demo,
-        "description": description,
-    }
+    from engine.sae.layouts import saelens_cfg
+
+    return saelens_cfg(
+        architecture="topk",
+        d_in=sae.d_in,
+        d_sae=sae.d_sae,
+        k=sae.k,
+        layer=layer,
+        model_name=model_name,
+        prepend_bos=False,
+        sae_id=sae_id,
+        demo=demo,
+        description=description,
+    )
 
 
 def write_sae_folder(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.generation.nucleus_mask import DEEP_TAIL, FAST, FLAT, MARGIN, TIE
+from engine.generation.nucleus_reasons import DEEP_TAIL, FAST, FLAT, MARGIN, TIE
 
 _U = 2.0**-24  # float32 unit roundoff
 # Absolute slack on a cumulative probability: float64 cancellation in ours, subnormal roundings.

@@ -21,21 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-# Why a row went through the reference instead (0: the fast path decided it).
-FAST = 0
-NON_FINITE = 1  # NaN/inf logits or an all -inf row
-TIE = 2  # equal logits on both sides of the cut: the reference's sort order decides
-MARGIN = 3  # cumulative mass within the float32 error bound of 1 - p
-FLAT = 4  # more candidates than CAP, or the cut lies below the deepest candidate threshold
-DEEP_TAIL = 5  # p == 1 and logits so far below the max that float32 probabilities underflow
-REASONS = {
-    FAST: "fast",
-    NON_FINITE: "non_finite",
-    TIE: "tie",
-    MARGIN: "margin",
-    FLAT: "flat",
-    DEEP_TAIL: "deep_tail",
-}
+from engine.generation.nucleus_reasons import FAST, NON_FINITE, REASONS
 
 # Candidates are the logits within DELTAS[i] nats of the row's max, tried in order.
 DELTAS = np.array([8.0, 12.0, 16.0, 24.0, 32.0], dtype=np.float64)

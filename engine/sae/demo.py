@@ -30,7 +30,7 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS
+    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS, saelens_cfg
     from engine.sae.residual import ResidualModel
 
     out_dir = Path(out_dir)
@@ -65,27 +65,18 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
         "b_dec": b_dec,
         "threshold": threshold,
     }
-    cfg = {
-        "architecture": "jumprelu",
-        "d_in": d_in,
-        "d_sae": DEMO_D_SAE,
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": True,
-        "normalize_activations": "none",
-        "reshape_activations": "none",
-        "metadata": {
-            "model_name": str(model_dir),
-            "hook_name": f"blocks.{layer}.hook_resid_post",
-            "hook_layer": layer,
-            "prepend_bos": True,
-        },
-        # Read by this service (SAELens ignores unknown keys).
-        "sae_id": DEMO_SAE_ID,
-        "demo": True,
-        "description": f"DEMO: random JumpReLU SAE (seed {seed}) at layer {layer}; "
+    cfg = saelens_cfg(
+        architecture="jumprelu",
+        d_in=d_in,
+        d_sae=DEMO_D_SAE,
+        layer=layer,
+        model_name=str(model_dir),
+        prepend_bos=True,
+        sae_id=DEMO_SAE_ID,
+        demo=True,
+        description=f"DEMO: random JumpReLU SAE (seed {seed}) at layer {layer}; "
         "features have no meaning",
-    }
+    )
     with atomic_directory(out_dir) as staging:
         save_file(
             {k: v.float().contiguous() for k, v in tensors.items()}, staging / SAELENS_WEIGHTS

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
-from engine.sae.batching import Batcher, EncodeJob, EncodeResult, QueueFull, StreamChunk
+from engine.sae.batching import Batcher, QueueFull
+from engine.sae.encode_batch import EncodeJob, EncodeResult, StreamChunk
 from engine.sae.encoder import SaeMeta
 from engine.sae.metrics import SaeMetrics
 from engine.sae.protocol import (

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engine.sae import batching, stream_cache
+from engine.sae import batching, encode_batch, stream_cache
 from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 
@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     max_batch_tokens: int = Field(default=batching.MAX_BATCH_TOKENS, ge=1)
     batch_wait_ms: float = Field(default=batching.BATCH_WAIT_MS, ge=0)
     # A batch is split into forwards whose padded size stays within this x their real tokens.
-    max_padding_ratio: float = Field(default=batching.MAX_PADDING_RATIO, ge=1.0)
-    encode_chunk_tokens: int = Field(default=batching.ENCODE_CHUNK_TOKENS, ge=1)
+    max_padding_ratio: float = Field(default=encode_batch.MAX_PADDING_RATIO, ge=1.0)
+    encode_chunk_tokens: int = Field(default=encode_batch.ENCODE_CHUNK_TOKENS, ge=1)
     labels_filename: str = LABELS_FILENAME
     examples_filename: str = EXAMPLES_FILENAME  # max-activating contexts (docs/sae.md)
     # CPU threads for torch (None: torch's default, every core). A vLLM CPU engine on the same

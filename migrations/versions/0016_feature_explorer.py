@@ -4,7 +4,7 @@ and the SAE catalog / label cache.
 Written with the run (same statement, same replace-on-rerun semantics, removed with its
 preview by prune or delete):
 - ``activation_run_features``: one row per run with activations; ``data`` is the run's
-  per-feature aggregate (backend/features/aggregate.py has the byte layout) and ``version``
+  per-feature aggregate (backend/activations/aggregate.py has the byte layout) and ``version``
   changes on every write. A trigger keeps the fold queue in step: a new version is queued in
   ``feature_pending_runs``; a version that was already folded is queued, with its data, in
   ``feature_pending_removals`` when it is replaced or deleted.
@@ -35,7 +35,7 @@ branch_labels = None
 depends_on = None
 
 BACKFILL_BATCH = 200
-# = backend.features.aggregate.HIST_EDGES (a test checks they are equal).
+# = backend.activations.aggregate.HIST_EDGES (a test checks they are equal).
 HIST_EDGES = (
     0.0, 0.01, 0.013417128354799116, 0.018001933328915445, 0.024153425010859465,
     0.03240696035787167, 0.04348083467104509, 0.058338793975521185,
@@ -139,7 +139,7 @@ TABLES = [
       PRIMARY KEY (sae_key, feature_id)
     )
     """,
-    # Label search walks features most-fired first and stops at its page (db/features.py).
+    # Label search walks features most-fired first and stops at its page (db/feature_reads.py).
     "CREATE INDEX feature_stats_fired_idx ON feature_stats (runs_fired DESC, sae_key, feature_id)",
     """
     CREATE TABLE feature_hist (
@@ -212,7 +212,7 @@ TRIGGER = [
 ]
 
 # One batch of existing previews -> activation_run_features rows, built from the JSON timeline
-# exactly as backend/features/aggregate.py builds them from a packed one (same bytes).
+# exactly as backend/activations/aggregate.py builds them from a packed one (same bytes).
 BACKFILL = f"""
 WITH batch AS (
   SELECT request_id, sae_id, sae_layer, feature_timeline

@@ -12,7 +12,7 @@ import pytest
 from backend.app import create_app
 from backend.settings import Settings
 from tests.backend import stubs
-from tests.support.databases import create_database
+from tests.support.databases import create_database, throwaway_postgres
 from tests.support.servers import free_port, serve_app
 
 
@@ -79,6 +79,13 @@ def backend_settings(db: str, urls: dict[str, str], **overrides) -> Settings:
         **overrides,
     }
     return Settings(**values)
+
+
+@pytest.fixture
+def throwaway_pg(tmp_path_factory):
+    """An embedded Postgres of the test's own, for tests that stop it."""
+    with throwaway_postgres(tmp_path_factory.mktemp("pg-throwaway") / "data") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

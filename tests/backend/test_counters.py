@@ -17,25 +17,18 @@ from backend.activations.record import Generation, RunFailure, RunRecord, RunTim
 from backend.app import create_app
 from backend.db import queries
 from backend.db.prune import prune_previews
+from bench.run_seed_sql import brute_counts
 from tests.backend.conftest import backend_settings
 from tests.support.servers import serve_app
 
 OTHER_MODEL = "other/model-b"
 
-# The reference: what summary computed before 0017, by counting the whole table.
-BRUTE_SUMMARY = """
-SELECT count(*) AS total_runs,
-       count(*) FILTER (WHERE status = 'ok') AS ok_runs,
-       count(*) FILTER (WHERE status = 'failed') AS failed_runs,
-       count(*) FILTER (WHERE has_preview) AS with_preview,
-       count(*) FILTER (WHERE pruned_at IS NOT NULL) AS pruned_runs,
-       count(*) FILTER (WHERE created_at AT TIME ZONE 'UTC'
-                        >= date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours')
-         AS runs_last_24h,
-       min(created_at) AS first_run_at,
-       max(created_at) AS last_run_at
-FROM activation_run_index
-"""
+# The reference: what summary computed before 0017, by counting the whole table (the counts are
+# the benchmark's own brute force, bench/run_seed_sql.py), plus the first and last run.
+BRUTE_SPAN = (
+    "SELECT min(created_at) AS first_run_at, max(created_at) AS last_run_at "
+    "FROM activation_run_index"
+)
 BRUTE_MODELS = (
     "SELECT model_id, count(*) AS runs FROM activation_run_index "
     "GROUP BY model_id ORDER BY runs DESC, model_id"
@@ -44,7 +37,7 @@ BRUTE_MODELS = (
 
 async def assert_exact(db: asyncpg.Connection, client: httpx.AsyncClient | None = None) -> dict:
     """The maintained numbers (and the summary endpoint, when given) equal brute force."""
-    brute = dict(await db.fetchrow(BRUTE_SUMMARY))
+    brute = await brute_counts(db) | dict(await db.fetchrow(BRUTE_SPAN))
     models = [dict(r) for r in await db.fetch(BRUTE_MODELS)]
     assert dict(await queries.summary(db)) == brute
     assert [dict(r) for r in await queries.runs_per_model(db, 1000)] == models
@@ -165,15 +158,23 @@ async def test_concurrent_writers_and_prune_keep_counts_exact(db, db_uri):
     def record(rid: str, rng: random.Random) -> RunRecord:
         failed = rng.random() < 0.3
         generation = Generation(rng.choice(models), "out", [5, 6], [1, 2], "stop")
-        return RunRecord(
+        created = base - timedelta(days=rng.choice([0, 0, 10]))
+        if failed:
+            return RunRecord.failed(
+                request_id=rid,
+                created_at=created,
+                model_id=generation.model_id,
+                prompt="p",
+                generation=None,
+                failure=RunFailure("upstream_error", "boom", "engine"),
+                timings=RunTimings(),
+            )
+        return RunRecord.ok(
             request_id=rid,
-            created_at=base - timedelta(days=rng.choice([0, 0, 10])),
-            model_id=generation.model_id,
+            created_at=created,
             prompt="p",
-            status="failed" if failed else "ok",
-            generation=None if failed else generation,
+            generation=generation,
             extraction=None,
-            failure=RunFailure("upstream_error", "boom", "engine") if failed else None,
             timings=RunTimings(),
         )
 

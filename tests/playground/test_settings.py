@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from playground.settings import UpSettings
-from playground.stack import add_arguments
+from playground.up_args import add_arguments
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

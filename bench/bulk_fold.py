@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import asyncpg
 import numpy as np
 
-from backend.db import features as db
+from backend.activations.aggregate import N_BINS, RunFeatures
+from backend.db import fold_sql
 from backend.features import fold
-from backend.features.aggregate import N_BINS, RunFeatures
+from bench import feature_seed_sql
 
 
 @dataclass
@@ -103,7 +104,7 @@ class BulkFold:
     async def write(self, conn: asyncpg.Connection) -> None:
         """COPY every derived table (they must be empty for this SAE) and set the totals."""
         self._merge_top()
-        await db.copy_members(conn, self.take_members())
+        await fold_sql.copy_members(conn, self.take_members())
         fired_ids = np.flatnonzero(self._fired)
         fids, acts, runs, pos = self._top
         starts = np.flatnonzero(np.r_[True, fids[1:] != fids[:-1]]) if fids.size else fids
@@ -128,7 +129,7 @@ class BulkFold:
                     *(floor if full else (None,) * 3),
                 )
             )
-        await db.copy_rows(
+        await feature_seed_sql.copy_rows(
             conn,
             "feature_stats",
             [
@@ -145,14 +146,14 @@ class BulkFold:
         )
         # Generators: COPY streams them (the 100k-run board is ~4M rows).
         keys = np.flatnonzero(self._hist)
-        await db.copy_rows(
+        await feature_seed_sql.copy_rows(
             conn,
             "feature_hist",
             ["sae_key", "feature_id", "bin", "count"],
             ((self.sae_key, int(k // N_BINS), int(k % N_BINS), int(self._hist[k])) for k in keys),
         )
         request_ids, versions = self._request_ids, self._versions
-        await db.copy_rows(
+        await feature_seed_sql.copy_rows(
             conn,
             "feature_top_runs",
             ["sae_key", "feature_id", "max_act", "request_id", "version", "max_position"],
@@ -161,7 +162,7 @@ class BulkFold:
                 for f, a, r, p in zip(fids, acts, runs, pos, strict=True)
             ),
         )
-        await db.set_totals(conn, self.sae_key, self.runs_total, self.positions_total)
+        await feature_seed_sql.set_totals(conn, self.sae_key, self.runs_total, self.positions_total)
 
 
 def _accumulate(into: np.ndarray, keys: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
