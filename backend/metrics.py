@@ -11,13 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import asyncpg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from backend.activations.record import RunRecord
-from backend.db import features as features_sql
+from backend.db import features as feature_sql
 
 # Its INFO lines are what `playground up` shows at the terminal (playground/run_lines.py).
 run_logger = logging.getLogger("backend.runs")
@@ -28,6 +28,39 @@ STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 STAGES = ("engine", "sae", "db", "total")
 _TOKEN_FRAME = b"event: token\n"
+
+
+class _Timings(Protocol):
+    @property
+    def engine(self) -> float | None: ...
+
+    @property
+    def sae(self) -> float | None: ...
+
+    @property
+    def total(self) -> float | None: ...
+
+
+class _Failure(Protocol):
+    @property
+    def code(self) -> str: ...
+
+
+class StoredRun(Protocol):
+    """What the metrics read of a stored run (backend/activations/record.py's RunRecord; this
+    module sits below activations/, so it names the shape, not the class)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def timings(self) -> _Timings: ...
+
+    @property
+    def failure(self) -> _Failure | None: ...
 
 
 class BackendMetrics:
@@ -79,7 +112,7 @@ class BackendMetrics:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def stored(self, record: RunRecord, db_ms: float) -> None:
+    def stored(self, record: StoredRun, db_ms: float) -> None:
         """A run was written: its stage times and the console's one line."""
         timings, outcome = record.timings, record.status
         total_ms = (timings.total or 0.0) + db_ms
@@ -131,7 +164,7 @@ class BackendMetrics:
         self.pool.labels("idle").set(idle)
         try:
             async with asyncio.timeout(2.0), pool.acquire() as conn:
-                runs, removals = await features_sql.pending_counts(conn)
+                runs, removals = await feature_sql.pending_counts(conn)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             logger.warning("fold backlog not read: %s", type(exc).__name__)
             return

@@ -490,7 +490,7 @@ def benchmark(db_url: str, args, workdir: Path, seeded: dict) -> dict:
             results[name] = merge_rounds(parts)
         results["runs_by_feature_page4"] = deep_feature_page(url, seeded, min(n, 30))
         # Metrics and logging: the run path observed vs bare (bench/observability.py).
-        cost = observability.backend_cost(db_url, upstream_url, workdir, n, warm)
+        cost = observability.backend_cost(start_backend, db_url, upstream_url, workdir, n, warm)
         for name in ("observed", "bare"):
             side = cost[name]
             results[f"run_{name}"] = {

@@ -2,7 +2,7 @@
 logs in JSON: an access line and, for the backend, the run line per request) and bare (metrics
 off, WARNING logs), measured in interleaved rounds so that a busy machine slows both alike.
 
-    .venv/bin/python -m bench.observability backend [--iterations 300]
+    .venv/bin/python -m bench.backend [--quick]                      # rows run_observed, run_bare
     .venv/bin/python -m bench.observability micro [--iterations 300]   # x20 requests, in process
     .venv/bin/python -m bench.observability engine [--requests 64] [--concurrency 32]
 
@@ -10,7 +10,8 @@ backend: the run endpoint against instant stub upstreams and a real Postgres (be
 parts): client p50 and the backend's own overhead p50 (total - engine - sae), on vs off.
 Target: <= 0.3 ms p50 per run. engine: output tokens/s at concurrency c through the HTTP API
 on the tiny model (bench.engine's workload), on vs off. Target: <= 2 % of throughput.
-``bench.backend`` runs the backend comparison too (its "run_observed"/"run_bare" rows).
+micro: the per-request code alone, in process. The backend comparison runs inside
+``bench.backend`` (``backend_cost``), which has the database and stub upstreams it needs.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from bench import harness
+from common.services import Service
 
 OBSERVED = {"PLAYGROUND_METRICS": "true", "PLAYGROUND_LOG_FORMAT": "json"}
 BARE = {"PLAYGROUND_METRICS": "false", "PLAYGROUND_LOG_FORMAT": "text"}
@@ -56,15 +59,14 @@ def _time_runs(url: str, run_id: str, n: int, warm: int) -> tuple[list[float], l
     return client_ms, overhead_ms
 
 
-def backend_cost(db_url: str, upstream_url: str, workdir: Path, n: int, warm: int) -> dict:
-    """Both backends at once on one database; rounds alternate between them."""
-    from bench.backend import start_backend
-
-    observed = start_backend(
-        db_url, upstream_url, workdir / "observed.log", env=OBSERVED, log_level="info"
-    )
+def backend_cost(
+    start: Callable[..., Service], db_url: str, upstream_url: str, workdir: Path, n: int, warm: int
+) -> dict:
+    """Both backends at once on one database (``start``: bench.backend's starter, given the
+    env and the log level); rounds alternate between them."""
+    observed = start(db_url, upstream_url, workdir / "observed.log", env=OBSERVED, log_level="info")
     try:
-        bare = start_backend(db_url, upstream_url, workdir / "bare.log", env=BARE)
+        bare = start(db_url, upstream_url, workdir / "bare.log", env=BARE)
     except BaseException:
         observed.stop(grace_s=30)
         raise
@@ -95,24 +97,6 @@ def backend_cost(db_url: str, upstream_url: str, workdir: Path, n: int, warm: in
         out["observed"]["overhead_p50_ms"] - out["bare"]["overhead_p50_ms"], 3
     )
     return out
-
-
-def run_backend(args) -> dict:
-    from backend.db.migrate import upgrade
-    from bench.backend import serve_in_thread, stub_app
-    from common.pgembed import embedded_postgres
-
-    with tempfile.TemporaryDirectory(prefix="bench-observability-", dir="/tmp") as tmp:
-        workdir = Path(tmp)
-        workdir.chmod(0o755)  # the embedded server may run as its own system user
-        upstream_url, server, thread = serve_in_thread(stub_app(64, 20))
-        try:
-            with embedded_postgres(workdir / "pg", delete_on_exit=True) as url:
-                upgrade(url)
-                return backend_cost(url, upstream_url, workdir, args.iterations, warm=10)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
 
 # -- in process -------------------------------------------------------------------------------
@@ -237,7 +221,7 @@ def tree_cpu_s(pid: int) -> float:
 
 def run_engine(args) -> dict:
     from bench.engine import TINY_DIR, in_mode, run_http, workload
-    from common.services import Service, free_port
+    from common.services import free_port
     from engine.tiny.build import build_tiny_model
 
     model = args.model or str(build_tiny_model(TINY_DIR))
@@ -296,20 +280,15 @@ def run_engine(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["backend", "micro", "engine"])
-    parser.add_argument("--iterations", type=int, default=300, help="backend: runs per side")
+    parser.add_argument("part", choices=["micro", "engine"])
+    parser.add_argument("--iterations", type=int, default=300, help="micro: x20 requests a side")
     parser.add_argument("--requests", type=int, default=64, help="engine: requests per round")
     parser.add_argument("--concurrency", type=int, default=32, help="engine: requests at once")
     parser.add_argument("--repeats", type=int, default=4, help="engine: rounds per side")
     parser.add_argument("--model", default=None, help="engine: HF id or folder (tiny model)")
     parser.add_argument("--out", type=Path, default=harness.RESULTS_DIR)
     args = parser.parse_args()
-    if args.part == "backend":
-        result = run_backend(args)
-    elif args.part == "micro":
-        result = micro_cost(args.iterations * 20)
-    else:
-        result = run_engine(args)
+    result = micro_cost(args.iterations * 20) if args.part == "micro" else run_engine(args)
     print(result)
     report = harness.report(
         f"observability_{args.part}",
