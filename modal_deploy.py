@@ -134,6 +134,8 @@ MODEL_SERVICE_ENV = {
     "HF_HUB_ENABLE_HF_TRANSFER": "0",
     # The old engine's debug storage crashed staging; it stays off in every deployed image.
     "CONCORDANCE_ENABLE_FULLPASS_DEBUG": "0",
+    # One JSON object per log line (docs/operations.md), the request id in each.
+    "PLAYGROUND_LOG_FORMAT": "json",
 }
 ENGINE_ENV = {**MODEL_SERVICE_ENV, "ENGINE_MODEL": DEFAULT_MODEL_ID}
 SAE_ENV = {
@@ -146,6 +148,7 @@ BACKEND_ENV = {
     "PLAYGROUND_ENV": NAMES.env,
     # Fail closed: PUBLIC_BASE_URL (from the backend secret) and the service token required.
     "PLAYGROUND_DEPLOYED": "1",
+    "PLAYGROUND_LOG_FORMAT": "json",
     "PLAYGROUND_DEFAULT_SAE_ID": DEFAULT_SAE_ID,
     "PLAYGROUND_DEFAULT_SAE_LAYER": str(DEFAULT_SAE_LAYER),
     # No PLAYGROUND_CLIENT_IP_HEADER: on @modal.asgi_app Modal strips X-Forwarded-For and the
@@ -203,9 +206,11 @@ MODEL_SERVICE_OPTIONS = {
 @modal.concurrent(max_inputs=64)
 @modal.asgi_app(requires_proxy_auth=True)
 def engine_web():
-    """The vLLM generation service (POST /generate, /tokenize; GET /health)."""
+    """The vLLM generation service (POST /generate, /tokenize; GET /health, /metrics)."""
+    from common.logging_setup import configure_logging
     from engine.generation.app import create_app
 
+    configure_logging("engine", vllm=True)
     return create_app()
 
 
@@ -213,9 +218,11 @@ def engine_web():
 @modal.concurrent(max_inputs=16)
 @modal.asgi_app(requires_proxy_auth=True)
 def sae_web():
-    """The SAE feature service (POST /extract_features, /analyze_features; GET /saes)."""
+    """The SAE feature service (POST /extract_features, /analyze_features; GET /saes, /metrics)."""
+    from common.logging_setup import configure_logging
     from engine.sae.app import create_app
 
+    configure_logging("sae")
     return create_app()
 
 
@@ -248,9 +255,12 @@ def fetch_weights() -> list[str]:
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def backend_web():
-    """The product API and the /playground/activations page."""
+    """The product API and the /playground/activations page (GET /metrics behind
+    PLAYGROUND_METRICS_TOKEN: put it in the backend secret)."""
     from backend.app import create_app
+    from common.logging_setup import configure_logging
 
+    configure_logging("backend")
     return create_app()
 
 

@@ -29,18 +29,22 @@ from backend.injection.proxy import InjectionProxy
 from backend.limits.limiter import Limiter
 from backend.limits.middleware import LimitsMiddleware
 from backend.limits.quota import StorageGuard
+from backend.metrics import BackendMetrics
 from backend.page.router import router as page_router
 from backend.settings import Settings
 from backend.upstreams import engine as engine_upstream
 from backend.upstreams import sae as sae_upstream
 from backend.upstreams.client import JsonUpstream, new_http_client
 from common.app import create_service_app
+from common.metrics import new_registry
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    registry = new_registry() if settings.playground_metrics else None
+    metrics = BackendMetrics(registry) if registry is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,8 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog = SaeCatalog(settings, pool, sae)
             app.state.settings = settings
             app.state.pool = pool
+            app.state.metrics = metrics
             app.state.activations = ActivationService(
-                settings, pool, engine, sae, on_stored=folder.poke
+                settings, pool, engine, sae, on_stored=folder.poke, metrics=metrics
             )
             app.state.activations.check_sae = catalog.resolve  # sae_id/layer before generating
             app.state.runs = RunReader(settings, pool)
@@ -115,9 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             meta_router,
         ],
         max_body_bytes=settings.playground_max_body_bytes,
+        # Outside the body limit: a client over its limits is answered before its body is read.
+        middleware=[LimitsMiddleware],
+        metrics=registry,
+        metrics_token=settings.playground_metrics_token,
+        metrics_refresh=metrics.refresh if metrics is not None else None,
     )
-    # Outermost: a client over its limits is answered before its body is read.
-    app.add_middleware(LimitsMiddleware)
     return app
 
 

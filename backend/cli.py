@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -67,10 +66,11 @@ def serve(args: argparse.Namespace) -> int:
     from backend.app import create_app
     from backend.db.migrate import upgrade
     from backend.settings import Settings
+    from common.logging_setup import configure_logging
     from common.pgembed import exit_cleanly_on_sigterm
 
     exit_cleanly_on_sigterm()
-    logging.basicConfig(level=args.log_level.upper())
+    configure_logging("backend", args.log_level)
     with _database(args.database_url) as (url, embedded):
         if args.migrate if args.migrate is not None else embedded:
             upgrade(url)
@@ -84,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             proxy_headers=trusted is not None,
             forwarded_allow_ips=trusted,
+            log_config=None,  # uvicorn's loggers go through ours (request id, format)
         )
     return 0
 

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     playground_fold_batch: int = Field(64, ge=1, le=1000)
     playground_fold_idle_s: float = Field(2.0, gt=0, le=3600)
 
+    # Prometheus metrics on GET /metrics (docs/operations.md); off: not measured, no route.
+    playground_metrics: bool = True
+    # Set: /metrics needs `Authorization: Bearer <token>` (401 otherwise). Unset: open (local).
+    playground_metrics_token: SecretStr | None = None
+
     @field_validator(
         "playground_activations_hf_url",
         "playground_sae_url",

@@ -45,7 +45,7 @@ from backend.activations.record import (
 )
 from backend.db import fold_sql, queries
 from backend.db.migrate import upgrade
-from bench import compare_cases, feature_seed_sql, harness
+from bench import compare_cases, feature_seed_sql, harness, observability
 from bench import features as feature_bench
 from common.defaults import DEFAULT_MODEL_ID, DEFAULT_SAE_ID, DEFAULT_SAE_LAYER
 from common.pgembed import embedded_postgres
@@ -252,14 +252,21 @@ BENCH_LIMITS = {
 }
 
 
-def start_backend(db_url: str, upstream: str, log_path: Path) -> Service:
+def start_backend(
+    db_url: str,
+    upstream: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    log_level: str = "warning",
+) -> Service:
     env = {
         "DATABASE_URL": db_url,
         "PLAYGROUND_ACTIVATIONS_HF_URL": upstream,
         "PLAYGROUND_SAE_URL": upstream,
         **BENCH_LIMITS,
+        **(env or {}),
     }
-    backend_args = ["backend", "--log-level", "warning"]
+    backend_args = ["backend", "--log-level", log_level]
     service = Service("backend", backend_args, free_port(), log_path, env)
     service.start()
     try:
@@ -495,6 +502,19 @@ def benchmark(db_url: str, args, workdir: Path, seeded: dict) -> dict:
         for name, parts in rounds.items():
             results[name] = merge_rounds(parts)
         results["runs_by_feature_page4"] = deep_feature_page(url, seeded, min(n, 30))
+        # Metrics and logging: the run path observed vs bare (bench/observability.py).
+        cost = observability.backend_cost(start_backend, db_url, upstream_url, workdir, n, warm)
+        for name in ("observed", "bare"):
+            side = cost[name]
+            results[f"run_{name}"] = {
+                "n": side["n"],
+                "p50_ms": side["client_p50_ms"],
+                "p99_ms": side["client_p50_ms"],
+                "req_per_s": round(1000 / side["client_p50_ms"], 1),
+                "overhead_p50_ms": side["overhead_p50_ms"],
+            }
+        results["run"]["observability_cost_p50_ms"] = cost["cost_client_p50_ms"]
+        results["run"]["observability_overhead_cost_p50_ms"] = cost["cost_overhead_p50_ms"]
     finally:
         backend.stop(grace_s=30)
         upstream_server.should_exit = True
@@ -546,6 +566,11 @@ def print_table(results: dict, meta: dict) -> None:
         f"run overhead (total - engine - sae, backend-side): p50 {run['overhead_p50_ms']:.3f} ms,"
         f" p99 {run['overhead_p99_ms']:.3f} ms (of which the Postgres write p50"
         f" {run['db_write_p50_ms']:.3f} ms)"
+    )
+    print(
+        f"metrics + logging (observed vs bare backend, same run): client p50"
+        f" +{run['observability_cost_p50_ms']:.3f} ms, overhead p50"
+        f" +{run['observability_overhead_cost_p50_ms']:.3f} ms (target <= 0.3 ms)"
     )
 
 

@@ -186,18 +186,27 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+def _count(request: Request, code: str) -> None:
+    """Tell the app's error counter (common/metrics.py) when it has one."""
+    count = getattr(request.app.state, "count_error", None)
+    if count is not None:
+        count(request, code)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that make every failure answer with :class:`ErrorResponse`
     (FastAPI's decorator: its typing accepts handlers of a narrower exception type)."""
 
     @app.exception_handler(ApiError)
-    async def on_api_error(_: Request, exc: ApiError):
+    async def on_api_error(request: Request, exc: ApiError):
+        _count(request, exc.code)
         if exc.status_code >= 500:
             logger.warning("%s: %s (upstream=%s)", exc.code, exc.message, exc.upstream)
         return error_response(exc.status_code, exc.to_info(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation_error(_: Request, exc: RequestValidationError):
+    async def on_validation_error(request: Request, exc: RequestValidationError):
+        _count(request, "validation_error")
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
@@ -206,13 +215,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, info)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(_: Request, exc: StarletteHTTPException):
+    async def on_http_error(request: Request, exc: StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        _count(request, code)
         info = ErrorInfo(code=code, message=str(exc.detail))
         return error_response(exc.status_code, info, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def on_unexpected(_: Request, exc: Exception):
+    async def on_unexpected(request: Request, exc: Exception):
+        _count(request, "internal_error")
         logger.exception("unhandled error", exc_info=exc)
         return error_response(500, ErrorInfo(code="internal_error", message="internal error"))
 

@@ -38,6 +38,8 @@ class UpSettings(BaseSettings):
     # The remote engine/SAE service's token, when one of them is remote; otherwise every start
     # makes a fresh one for the services it starts.
     playground_service_token: SecretStr | None = None
+    # The backend's /metrics token (the backend child reads it itself); `up` only says whether.
+    playground_metrics_token: SecretStr | None = None
 
     @field_validator("playground_sae_dirs", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ from playground.local_models import (
     ensure_tiny_model,
     ensure_trained_sae,
 )
+from playground.observability import RunLines, metrics_lines, write_token
 from playground.up_args import add_arguments as add_arguments  # the `up` subcommand's parser
 from playground.up_args import service_token
 
@@ -273,10 +274,23 @@ def up(args: argparse.Namespace) -> int:
             wait_healthy([backend], args.startup_timeout)
 
             host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+            urls = {
+                "engine": models.engine_url,
+                "sae": models.sae_url,
+                "backend": f"http://{host}:{args.port}",
+            }
+            token_path = None
+            if models.to_start and not (args.engine_url or args.sae_url):  # a fresh token
+                token_path = write_token(data_dir / "run" / "service-token", args.service_token)
+            say("")
+            for line in metrics_lines(
+                urls, token_path, bool(getattr(args, "metrics_token_set", False))
+            ):
+                say(line)
             say("")
             say(f"Ready: http://{host}:{args.port}{PAGE_PATH}")
-            say("Ctrl-C stops everything.")
-            return _watch(children, postgres)
+            say("Ctrl-C stops everything; each run shows below.")
+            return _watch(children, postgres, RunLines(backend.log_path))
         except StartupFailed as exc:
             say(f"error: {exc}")
             return 1
@@ -294,10 +308,16 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(children: list[Service], postgres: EmbeddedServer | None = None) -> int:
-    """Sleep until a signal; a child that dies, or the embedded Postgres, takes the stack down
-    (its log says why)."""
+def _watch(
+    children: list[Service],
+    postgres: EmbeddedServer | None = None,
+    runs: RunLines | None = None,
+) -> int:
+    """Sleep until a signal, showing each run's line; a child that dies, or the embedded
+    Postgres, takes the stack down (its log says why)."""
     while True:
+        for line in runs.poll() if runs is not None else ():
+            say(f"  {line}")
         for svc in children:
             code = svc.exited()
             if code is not None:

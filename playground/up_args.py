@@ -92,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sae_torch_threads=env.sae_service_torch_threads,
         backend_default_sae_id=env.playground_default_sae_id,
         remote_service_token=env.playground_service_token,
+        metrics_token_set=env.playground_metrics_token is not None,
     )
 
 

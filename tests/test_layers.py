@@ -138,6 +138,7 @@ def test_cycle_finder_finds_a_cycle() -> None:
 BACKEND_LEVELS = [
     {"settings"},
     {"db", "upstreams", "deps"},
+    {"metrics"},  # backend/metrics.py: read by the services, reads db/
     {"limits"},  # admission, slots and quotas: the runs' writes consult them
     {"activations", "health", "injection"},
     {"features", "page"},

@@ -161,6 +161,11 @@ class ActivationRunResponse(BaseModel):
     events: list[dict[str, Any]]
     actions: list[dict[str, Any]]
     timings_ms: Timings
+    trace_id: str | None = Field(
+        None,
+        description="the X-Request-ID of the request that made this run (the id its log lines "
+        "carry in the backend, the engine and the SAE service); null for older runs",
+    )
     owner_token: str | None = Field(
         None,
         description="only in the answer that created the run (once): send it as X-Run-Owner to "

@@ -4,11 +4,12 @@ long each took, and how it ended. The database rows (``storage.py``) and the ans
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.activations.packed import Timeline
+from common.request_id import current as current_request_id
 
 if TYPE_CHECKING:
     from backend.upstreams.engine import GenerateResponse
@@ -87,6 +88,9 @@ class RunRecord:
     failure: RunFailure | None
     timings: RunTimings
     parse_special_tokens: bool = False
+    # The X-Request-ID of the request that made the run (its log lines in all three services);
+    # taken from the request's context when the record is built.
+    trace_id: str | None = field(default_factory=current_request_id)
 
     @classmethod
     def ok(

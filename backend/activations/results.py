@@ -54,6 +54,7 @@ class RunView(TypedDict):
     events: list[dict[str, Any]]
     actions: list[dict[str, Any]]
     timings_ms: TimingsView
+    trace_id: str | None
     owner_token: NotRequired[str | None]  # the creating POST's answer only
     steering: dict[str, Any] | None  # steer_protocol.Steering
     pair: dict[str, Any] | None  # steer_protocol.PairRef

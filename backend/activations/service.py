@@ -33,6 +33,7 @@ from backend.activations.steering import SteeringRuns
 from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.activations.writer import RunWriter
+from backend.metrics import BackendMetrics
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient, GenerateRequest
 from backend.upstreams.sae import SaeClient
@@ -50,6 +51,7 @@ class ActivationService:
         engine: EngineClient,
         sae: SaeClient,
         on_stored: Callable[[], None] = lambda: None,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -57,7 +59,8 @@ class ActivationService:
         self.sae = sae
         self.ownership = RunOwnership(pool, settings.playground_db_timeout_s)
         # The run's one write; told after every write: on_stored (the feature fold wakes up).
-        self.writer = RunWriter(pool, settings.playground_db_timeout_s, on_stored)
+        self.writer = RunWriter(pool, settings.playground_db_timeout_s, on_stored, metrics)
+        self.metrics = metrics
         # Streamed runs' tasks, held until they end (the event loop keeps only weak references).
         self.background: set[asyncio.Task[None]] = set()
         self.steering = SteeringRuns(self)
@@ -217,4 +220,6 @@ class ActivationService:
             start,
             new_token,
         )
-        return run.frames()
+        if self.metrics is None:
+            return run.frames()
+        return self.metrics.track_stream(run.frames(), start)

@@ -236,6 +236,9 @@ class SteeringRuns:
                 logger.info("run %s was deleted while running: dropped", steered.request_id)
         db_ms = elapsed_ms(start)
         self.service.writer.on_stored()
+        if self.service.writer.metrics is not None:  # each run's stage times, as for any run
+            for record in records:
+                self.service.writer.metrics.stored(record, db_ms)
         views = []
         for record, role, other in (
             (steered, "steered", default),

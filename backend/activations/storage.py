@@ -37,6 +37,7 @@ def index_row(record: RunRecord) -> IndexRow:
         sae_ms=record.timings.sae,
         total_ms=record.timings.total,
         parse_special_tokens=record.parse_special_tokens,
+        trace_id=record.trace_id,
     )
 
 

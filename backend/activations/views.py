@@ -66,6 +66,7 @@ def _run_view(
     preview: PreviewView | None,
     error: ErrorView | None,
     timings: TimingsView,
+    trace_id: str | None,
 ) -> RunView:
     return {
         "request_id": request_id,
@@ -82,6 +83,7 @@ def _run_view(
         "timings_ms": timings,
         "steering": None,
         "pair": None,
+        "trace_id": trace_id,
     }
 
 
@@ -116,6 +118,7 @@ def run_view(record: RunRecord, public_base_url: str) -> RunView:
             else None
         ),
         timings=timings_view(record.timings),
+        trace_id=record.trace_id,
     )
 
 
@@ -147,6 +150,7 @@ def failed_run_view(row: asyncpg.Record, public_base_url: str) -> RunView:
         preview=None,
         error=stored_error(row),
         timings=_stored_timings(row),
+        trace_id=row["trace_id"],
     )
 
 
@@ -180,6 +184,7 @@ def stored_run_view(
         preview=preview,
         error=stored_error(row),
         timings=_stored_timings(row),
+        trace_id=row["trace_id"],
     )
 
 

@@ -17,6 +17,7 @@ from backend.db import queries, tombstones
 from backend.db.pool import connection
 from backend.limits import quota
 from backend.limits.slot import current_client
+from backend.metrics import BackendMetrics
 from common.errors import ApiError
 from common.timing import elapsed_ms
 
@@ -29,11 +30,14 @@ class RunWriter:
         pool: asyncpg.Pool,
         db_timeout_s: float,
         on_stored: Callable[[], None] = lambda: None,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.pool = pool
         self.db_timeout_s = db_timeout_s
         # Told after every write (the feature fold wakes up).
         self.on_stored = on_stored
+        # Every stored run's stage times and its one INFO line (backend/metrics.py).
+        self.metrics = metrics
 
     async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
@@ -48,7 +52,10 @@ class RunWriter:
                 await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
                 await quota.record(conn, current_client(), storage.stored_bytes(run_rows))
         self.on_stored()
-        return elapsed_ms(start)
+        db_ms = elapsed_ms(start)
+        if self.metrics is not None:
+            self.metrics.stored(record, db_ms)
+        return db_ms
 
     async def store_failure(
         self,

@@ -330,3 +330,13 @@ async def insert_top_runs(conn: asyncpg.Connection, records: list[tuple[Any, ...
             " max_position) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             records,
         )
+
+
+async def pending_counts(conn: asyncpg.Connection) -> tuple[int, int]:
+    """The fold's backlog: queued run versions and queued removals (the metrics' gauge)."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM feature_pending_runs) AS runs,"
+        " (SELECT count(*) FROM feature_pending_removals) AS removals"
+    )
+    assert row is not None
+    return int(row["runs"]), int(row["removals"])

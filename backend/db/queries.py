@@ -32,6 +32,7 @@ class IndexRow:
     sae_ms: float | None
     total_ms: float | None
     parse_special_tokens: bool = False
+    trace_id: str | None = None  # the X-Request-ID of the request that made the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,7 @@ _RUN_SELECT = """
 SELECT i.request_id, i.created_at, i.updated_at, i.model_id, i.prompt_preview, i.status,
        i.error_code, i.error_message, i.error_upstream, i.prompt_tokens, i.output_tokens,
        i.finish_reason, i.sae_id, i.sae_layer, i.sae_top_k, i.has_preview, i.pruned_at,
-       i.engine_ms, i.sae_ms, i.total_ms
+       i.engine_ms, i.sae_ms, i.total_ms, i.trace_id
 """
 
 

@@ -36,8 +36,8 @@ GPU_ROUTES = frozenset(
         ("POST", "/playground/chat/completions"),
     }
 )
-# Liveness probes (`up`, the platform) are not limited.
-EXEMPT_PATHS = frozenset({"/health"})
+# Liveness probes (`up`, the platform) and the metrics scrape (its own token) are not limited.
+EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 # Limited, but let through when Postgres cannot count them: the health route must answer
 # "postgres down" itself (it asks the upstreams at most once per interval, from its cache).
 FAIL_OPEN_PATHS = frozenset({"/playground/activations/health"})

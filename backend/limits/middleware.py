@@ -46,6 +46,9 @@ class LimitsMiddleware:
                 client_key, klass, fail_open=scope["path"] in FAIL_OPEN_PATHS
             )
         except ApiError as exc:
+            metrics = getattr(scope["app"].state, "metrics", None)
+            if metrics is not None:
+                metrics.refused(exc.code, klass)
             response = error_response(exc.status_code, exc.to_info(), headers=exc.headers)
             await response(scope, receive, send)
             return

@@ -22,6 +22,7 @@ from common.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from common.request_id import propagate
 
 T = TypeVar("T")
 
@@ -39,12 +40,14 @@ def new_http_client(
     connect_timeout: float,
     headers: dict[str, str] | None = None,
 ) -> httpx.AsyncClient:
-    """``headers`` go with every request (the service token and Modal's proxy auth)."""
+    """``headers`` go with every request (the service token and Modal's proxy auth), and so
+    does the calling request's ``X-Request-ID``."""
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         headers=headers,
+        event_hooks={"request": [propagate]},
     )
 
 

@@ -19,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from common.logging_setup import configure_logging
     from engine.generation.app import create_app
     from engine.generation.settings import EngineSettings
+
+    configure_logging("engine", args.log_level, vllm=True)
 
     overrides = {
         name: getattr(args, name)
@@ -33,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        log_config=None,  # uvicorn's loggers go through ours (request id, format)
         timeout_graceful_shutdown=10,
     )
     return 0

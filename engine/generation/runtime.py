@@ -75,12 +75,23 @@ def prefer_steerable_runner(settings: EngineSettings) -> None:
         logger.info("%s=0: steering needs vLLM's V1 model runner", V2_RUNNER_ENV)
 
 
+def stat_loggers(settings: EngineSettings) -> list[Any] | None:
+    """vLLM's Prometheus stat logger when metrics are on: the ``vllm:*`` metrics vLLM's own
+    server exposes, in prometheus_client's default registry. Passed as our only stat logger,
+    so vLLM's periodic log line stays off (``disable_log_stats`` above)."""
+    if not settings.metrics:
+        return None
+    from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+    return [PrometheusStatLogger]
+
+
 @asynccontextmanager
 async def open_engine(settings: EngineSettings) -> AsyncIterator[AsyncLLM]:
     from vllm.v1.engine.async_llm import AsyncLLM
 
     prefer_steerable_runner(settings)
-    engine = AsyncLLM.from_engine_args(engine_args(settings))
+    engine = AsyncLLM.from_engine_args(engine_args(settings), stat_loggers=stat_loggers(settings))
     try:
         yield engine
     finally:

@@ -76,6 +76,7 @@ class GenerationService:
         self.eos_ids = _eos_ids(settings, tokenizer)
         self.device = device_name()
         self.aborted = 0  # requests cancelled before they finished (health shows it)
+        self.steered = 0  # requests that ran with a steering vector (/metrics)
         # Whether the vLLM workers attached steering (steering.probe); unknown: refused.
         self.steering = steering or SteeringSupport(False, "not probed")
 
@@ -174,6 +175,7 @@ class GenerationService:
         prompt = TokensPrompt(prompt_token_ids=prompt_ids)
         spec = self.steer_spec(request)
         if spec is not None:
+            self.steered += 1
             params.extra_args = spec.extra_args
             prompt["cache_salt"] = spec.cache_salt
         try:

@@ -56,6 +56,11 @@ class EngineSettings(BaseSettings):
     max_body_bytes: int = Field(
         8 << 20, ge=1024, le=1 << 30, description="request bodies over this answer 413"
     )
+    metrics: bool = Field(
+        True,
+        description="GET /metrics: vLLM's engine metrics (its Prometheus stat logger), HTTP "
+        "metrics and ours (docs/operations.md); off: none of them are recorded",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EngineSettings:

@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from common.app import create_service_app
+from common.metrics import new_registry
 from engine.sae.api_router import router
+from engine.sae.metrics import SaeMetrics
 from engine.sae.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -72,10 +74,14 @@ def build_service(settings: Settings):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = SaeMetrics(new_registry()) if settings.metrics else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         service = await asyncio.to_thread(build_service, settings)
+        if metrics is not None:
+            service.metrics = metrics
+            metrics.attach(service.batcher)
         service.batcher.start()
         app.state.sae_service = service
         try:
@@ -89,4 +95,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         max_body_bytes=settings.max_body_bytes,
         token=settings.api_token,
+        metrics=metrics.registry if metrics is not None else None,
     )

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Callable
 
 from engine.sae.encode_batch import MAX_PADDING_RATIO, EncodeJob, EncodeResult, compute_batch
 from engine.sae.registry import SaeRegistry
@@ -64,6 +65,8 @@ class Batcher:
         self.batches_run = 0
         self.work_positions = 0  # SAE work: positions run through the truncated forward
         self.jobs_dropped = 0  # cancelled by their caller before their batch computed
+        # Told each computed batch's positions (the metrics' histogram, engine/sae/metrics.py).
+        self.on_batch: Callable[[int], None] = lambda positions: None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sae-batcher")
@@ -145,7 +148,9 @@ class Batcher:
                         job.future.set_exception(exc)
                 continue
             self.batches_run += 1
-            self.work_positions += sum(result.work_positions for result in results)
+            positions = sum(result.work_positions for result in results)
+            self.work_positions += positions
+            self.on_batch(positions)
             for job, result in zip(live, results, strict=True):
                 if job.future.done():
                     continue

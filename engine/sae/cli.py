@@ -22,14 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
 
+    from common.logging_setup import configure_logging
     from engine.sae.app import create_app
     from engine.sae.settings import Settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("sae")
     overrides = {
         key: value
         for key, value in {
@@ -42,5 +41,5 @@ def main(args: argparse.Namespace) -> int:
         if value is not None
     }
     app = create_app(Settings(**overrides))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
     return 0

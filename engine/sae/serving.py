@@ -4,11 +4,14 @@ become the wire's errors."""
 
 from __future__ import annotations
 
+import time
+
 from common.errors import InvalidRequest, NotFound, Overloaded, ServiceUnavailable
 from engine.sae import steering
 from engine.sae.batching import Batcher, QueueFull
 from engine.sae.encode_batch import EncodeJob, EncodeResult, StreamChunk
 from engine.sae.encoder import SaeMeta
+from engine.sae.metrics import SaeMetrics
 from engine.sae.protocol import (
     AnalyzeRequest,
     ExtractRequest,
@@ -39,6 +42,7 @@ class SaeService:
         self.model, self.tokens, self.registry, self.batcher = model, tokens, registry, batcher
         self.model_id = settings.served_model_id
         self.max_len = min(settings.max_sequence_tokens, model.max_positions)
+        self.metrics: SaeMetrics | None = None  # set by the app when metrics are on
 
     def _resolve(self, sae_id: str | None, layer: int | None) -> SaeMeta:
         try:
@@ -49,12 +53,19 @@ class SaeService:
             raise NotFound(str(exc), code="sae_layer_not_found") from exc
 
     async def _submit(self, job: EncodeJob) -> EncodeResult:
+        start = time.perf_counter()
         try:
-            return await self.batcher.submit(job)
+            result = await self.batcher.submit(job)
         except SaeLoadFailed as exc:
             raise ServiceUnavailable(str(exc), code="sae_load_failed") from exc
         except QueueFull as exc:
+            if self.metrics is not None:
+                self.metrics.queue_full.inc()
             raise Overloaded(str(exc), retry_after_s=1) from exc
+        if self.metrics is not None:
+            kind = "analyze" if job.feature_ids is not None else "extract"
+            self.metrics.encoded(kind, time.perf_counter() - start)
+        return result
 
     def _check_sequence(self, req: ExtractRequest | AnalyzeRequest) -> SaeMeta:
         meta = self._resolve(req.sae_id, req.layer)

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     stream_cache_max_streams: int = Field(default=stream_cache.MAX_STREAMS, ge=0, le=100_000)
     stream_cache_max_bytes: int = Field(default=stream_cache.MAX_BYTES, ge=0, le=1 << 40)
     stream_cache_idle_s: float = Field(default=stream_cache.IDLE_S, gt=0, le=86_400)
+    # GET /metrics (docs/operations.md); off: nothing is measured and there is no route.
+    metrics: bool = True
 
     @field_validator("sae_dirs", mode="before")
     @classmethod

@@ -72,6 +72,8 @@ class StubState:
     dense: bool = False
     health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # X-Request-ID of each call in ``calls`` (the backend passes its request's id on).
+    request_ids: list[str | None] = field(default_factory=list)
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
     # backend also makes them on its own, at start-up.
     lookups: list[str] = field(default_factory=list)
@@ -182,6 +184,7 @@ def engine_app(state: StubState) -> FastAPI:
     async def generate(request: Request):
         body = await request.json()
         state.calls.append(body)
+        state.request_ids.append(request.headers.get("x-request-id"))
         if (fault := await _fault(state)) is not None:
             return fault
         if state.mode == "reject":
@@ -338,6 +341,7 @@ def sae_app(state: StubState) -> FastAPI:
     async def extract(request: Request):
         body = await request.json()
         state.calls.append(body)
+        state.request_ids.append(request.headers.get("x-request-id"))
         if (fault := await _fault(state)) is not None:
             return fault
         if body["sae_id"] == "unknown_sae":

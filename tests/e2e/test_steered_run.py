@@ -19,7 +19,8 @@ from backend.app import create_app
 from backend.settings import Settings
 from common import sse
 from tests.support.databases import create_database
-from tests.support.servers import SERVICE_TOKEN, serve_app
+from tests.support.metrics import sample, scrape
+from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
 
 pytestmark = pytest.mark.vllm
 
@@ -56,7 +57,16 @@ def read_back(run: dict, feature: int) -> dict:
     return {"max": max(acts, default=0.0), "mean": mean, "hits": len(acts)}
 
 
-def test_strength_zero_changes_nothing_and_a_strong_steer_changes_the_answer(backend_url):
+def steered_requests(engine_url: str) -> float:
+    """The engine's count of requests that ran with a steering vector (its /metrics)."""
+    answer = httpx.get(engine_url + "/metrics", headers=SERVICE_AUTH, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return sample(scrape(answer.text), "playground_engine_steered_requests_total")
+
+
+def test_strength_zero_changes_nothing_and_a_strong_steer_changes_the_answer(
+    backend_url, engine_url
+):
     plain = httpx.post(backend_url + RUN, json=BODY, timeout=300).json()
     feature = plain["preview"]["top_features"][0]["feature_id"]
 
@@ -65,7 +75,10 @@ def test_strength_zero_changes_nothing_and_a_strong_steer_changes_the_answer(bac
     assert zero["output"]["token_ids"] == default.json()["output"]["token_ids"]
     assert zero["output"]["token_ids"] == plain["output"]["token_ids"]  # same seed, same answer
 
+    before = steered_requests(engine_url)
     strong = steered(backend_url, feature, 300.0)
+    # The pair's steered run carried the vector; its default did not.
+    assert steered_requests(engine_url) - before == 1
     default = httpx.get(
         f"{backend_url}/playground/activations/{strong['pair']['request_id']}"
     ).json()

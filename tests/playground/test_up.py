@@ -40,6 +40,8 @@ SWITCHES = (
     "PLAYGROUND_DATA_DIR",
     "PLAYGROUND_PORT",
     "PLAYGROUND_DEFAULT_SAE_ID",
+    "PLAYGROUND_LOG_FORMAT",
+    "PLAYGROUND_METRICS_TOKEN",
 )
 
 
@@ -143,6 +145,17 @@ def test_up_serves_the_page_and_a_run_then_stops_cleanly(tmp_path, artifacts_dir
         assert [r["request_id"] for r in runs] == [body["request_id"]]
         # The page's model field names what the engine answered with (its served name).
         assert f'value="{body["model_id"]}"' in page.text
+        # Where the metrics are, and each run's line at the terminal (docs/operations.md).
+        token = (data_dir / "run" / "service-token").read_text()
+        for name in ("engine", "sae", "backend"):
+            url = re.search(rf"^  {name} +(http://\S+/metrics) ", output, re.MULTILINE).group(1)
+            auth = {} if name == "backend" else {"authorization": f"Bearer {token}"}
+            assert httpx.get(url, headers=auth, timeout=10).status_code == 200, name
+        deadline = time.monotonic() + 15
+        line = rf"^  \[{run.headers['x-request-id']}\] run {body['request_id']} ok engine="
+        while not re.search(line, log_path.read_text(), re.MULTILINE):
+            assert time.monotonic() < deadline, "no run line at up's terminal"
+            time.sleep(0.5)
 
         children = descendants(proc.pid)
         postmaster_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
