@@ -237,8 +237,8 @@ class SteeringRuns:
         db_ms = elapsed_ms(start)
         self.service.writer.on_stored()
         if self.service.writer.metrics is not None:  # each run's stage times, as for any run
-            for record in records:
-                self.service.writer.metrics.stored(record, db_ms)
+            for stored_run in records:
+                self.service.writer.metrics.stored(stored_run, db_ms)
         views = []
         for record, role, other in (
             (steered, "steered", default),
