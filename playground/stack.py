@@ -39,6 +39,7 @@ from playground.local_models import (
     ensure_tiny_model,
     ensure_trained_sae,
 )
+from playground.phases import ENGINE_MARKS, LogPhases, format_phases
 from playground.settings import UpSettings
 
 PROGRESS_EVERY_S = 5.0
@@ -152,20 +153,39 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def wait_healthy(services: list[Service], timeout: float) -> None:
-    """Wait for ``services`` with progress lines; a child that exits or hangs fails start-up."""
+def wait_healthy(
+    services: list[Service], timeout: float, watch: LogPhases | None = None
+) -> dict[str, float]:
+    """Wait for ``services`` with progress lines; a child that exits or hangs fails start-up.
+    ``watch`` (the engine's log phases) is polled meanwhile. Returns each service's seconds to
+    healthy, counted from its start."""
+    healthy: dict[str, float] = {}
+    printed: dict[str, float] = {}
+
+    def on_healthy(svc: Service, _waited: float) -> None:
+        healthy[svc.name] = time.monotonic() - svc.started_at
+        say(f"  {svc.name}: healthy at {svc.url} ({healthy[svc.name]:.0f} s)")
+
+    def on_progress(svc: Service, waited: float) -> None:
+        if watch is not None:
+            watch.poll()
+        if waited - printed.get(svc.name, 0.0) >= PROGRESS_EVERY_S:
+            printed[svc.name] = waited
+            say(f"  {svc.name}: starting ({waited:.0f} s) {svc.last_log_line()}")
+
     try:
         common_wait_healthy(
             services,
             timeout,
-            on_healthy=lambda svc, s: say(f"  {svc.name}: healthy at {svc.url} ({s:.0f} s)"),
-            on_progress=lambda svc, s: say(
-                f"  {svc.name}: starting ({s:.0f} s) {svc.last_log_line()}"
-            ),
-            progress_every_s=PROGRESS_EVERY_S,
+            on_healthy=on_healthy,
+            on_progress=on_progress,
+            progress_every_s=0.5,
         )
     except (ServiceExited, ServiceTimeout) as exc:
         raise StartupFailed(str(exc)) from exc
+    if watch is not None:
+        watch.poll()
+    return healthy
 
 
 def _default_sae(sae_url: str, token: str) -> tuple[str, int] | None:
@@ -347,25 +367,38 @@ def up(args: argparse.Namespace) -> int:
     children: list[Service] = []
     with ExitStack() as stack:
         try:
+            started = time.monotonic()
             _check_port_free(args.host, args.port)
-            database_url, postgres = _database(stack, args, data_dir)
+            # The models first (the engine is the slowest to start), Postgres while they load.
             models = _model_services(args, data_dir)
+            watch = None
             for svc in models.to_start:
+                if svc.name == "engine":
+                    watch = LogPhases(svc.log_path, ENGINE_MARKS)
                 say(f"==> starting {svc.name} (log {svc.log_path})")
                 svc.start()
                 children.append(svc)
+            database_started = time.monotonic()
+            database_url, postgres = _database(stack, args, data_dir)
+            database_s = time.monotonic() - database_started
+            # The backend needs the SAE service (its default SAE), not the engine: it starts
+            # while the engine still loads.
+            first = [svc for svc in models.to_start if svc.name == "sae"]
+            healthy: dict[str, float] = {}
             if models.to_start:
                 say("==> loading models (progress below)")
-                wait_healthy(models.to_start, args.startup_timeout)
-
+            if first:
+                healthy |= wait_healthy(first, args.startup_timeout, watch)
             backend = _backend_service(args, data_dir, database_url, models)
             say(f"==> starting backend (log {backend.log_path})")
             backend.start(host=args.host)
             children.append(backend)
-            wait_healthy([backend], args.startup_timeout)
+            rest = [svc for svc in models.to_start if svc not in first]
+            healthy |= wait_healthy([*rest, backend], args.startup_timeout, watch)
 
             host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
             say("")
+            say_phases(time.monotonic() - started, database_s, healthy, watch)
             say(f"Ready: http://{host}:{args.port}{PAGE_PATH}")
             say("Ctrl-C stops everything.")
             return _watch(children, postgres)
@@ -384,6 +417,17 @@ def up(args: argparse.Namespace) -> int:
                 else:
                     say(f"  {svc.name}: stopped")
     return 0
+
+
+def say_phases(
+    total_s: float, database_s: float, healthy: dict[str, float], watch: LogPhases | None
+) -> None:
+    """Where the start-up went (docs/page.md, "Start-up")."""
+    parts = [f"Postgres + migrations {database_s:.1f} s (beside the models)"]
+    parts += [f"{name} {seconds:.1f} s" for name, seconds in healthy.items()]
+    say(f"Start-up: {total_s:.1f} s to Ready; " + ", ".join(parts))
+    if watch is not None and watch.seen:
+        say(f"  engine phases: {format_phases(watch.phases())}")
 
 
 def _watch(children: list[Service], postgres: EmbeddedServer | None = None) -> int:

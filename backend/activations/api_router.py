@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from backend.activations.derive import RowFilter
 from backend.activations.protocol import (
@@ -27,6 +27,7 @@ from backend.activations.protocol import (
     SummaryResponse,
     TopFeaturesResponse,
 )
+from backend.activations.stages import clock_for
 from backend.deps import ActivationsDep, ExplorerDep, HealthDep, PublicBaseDep, RunsDep
 from common import sse
 from common.errors import ERROR_RESPONSES, InvalidRequest, NotImplementedYet
@@ -60,6 +61,7 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses={**OWNED_RESPONSES, **STREAM_RESPONSE},
 )
 async def run(
+    request: Request,
     body: ActivationRunRequest,
     service: ActivationsDep,
     base_url: PublicBaseDep,
@@ -71,7 +73,10 @@ async def run(
     ``X-Run-Owner`` (409 ``run_owned`` otherwise, before any upstream call). Streamed as events
     when the client accepts ``text/event-stream`` (the token in ``started``)."""
     if sse.wants_events(accept):
-        return sse.event_stream(await service.open_stream(body, base_url, owner))
+        clock = clock_for(request.scope, request.headers)
+        if clock is not None:
+            clock.mark("route")
+        return sse.event_stream(await service.open_stream(body, base_url, owner, clock))
     return OrjsonResponse(await service.run(body, base_url, owner))
 
 

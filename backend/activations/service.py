@@ -26,6 +26,7 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.results import RunView
+from backend.activations.stages import StageClock
 from backend.activations.streaming import StreamedRun
 from backend.activations.views import run_view
 from backend.db import queries
@@ -185,7 +186,11 @@ class ActivationService:
         return Generation.of(answer), elapsed_ms(start)
 
     async def open_stream(
-        self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
+        self,
+        req: ActivationRunRequest,
+        public_base_url: str,
+        owner_token: str | None = None,
+        clock: StageClock | None = None,
     ) -> AsyncIterator[bytes]:
         """A streamed run's SSE frames. What can fail before the stream starts (our caps, the
         claim's 409, the engine's own 422) raises here, to be answered as plain HTTP, exactly
@@ -194,6 +199,8 @@ class ActivationService:
         start = time.perf_counter()
         plan = self._plan(req)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
+        if clock is not None:
+            clock.mark("claimed")
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))
         except ApiError as exc:
@@ -204,14 +211,18 @@ class ActivationService:
             if new_token is not None:  # the only chance to learn the token of this new run
                 exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
             raise
-        run = StreamedRun(self, req, plan, stream, public_base_url, start, new_token)
+        if clock is not None:
+            clock.mark("engine_open")
+        run = StreamedRun(self, req, plan, stream, public_base_url, start, new_token, clock)
         return run.frames()
 
     async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
         start = time.perf_counter()
+        # Packing the timeline is CPU work: off the event loop, which relays other runs' tokens
+        # meanwhile, and before a pooled connection is held.
+        run_rows = await asyncio.to_thread(storage.rows, record)
         async with connection(self.pool, self.settings.playground_db_timeout_s) as conn:
-            run_rows = storage.rows(record)
             await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
         self.on_stored()
         return elapsed_ms(start)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from backend.activations.protocol import ActivationRunRequest
     from backend.activations.service import ActivationService, RunPlan
+    from backend.activations.stages import StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class StreamedRun:
         public_base_url: str,
         start: float,
         owner_token: str | None = None,
+        clock: StageClock | None = None,
     ) -> None:
         self.service = service
         self.req = req
@@ -77,6 +79,7 @@ class StreamedRun:
         self.start = start
         # A new run's owner token (None for the owner's re-run), as the blocking answer has it.
         self.owner_token = owner_token
+        self.clock = clock  # the TTFT breakdown, when asked for (stages.py)
         self.frames_out: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.prompt_ids: list[int] = []
         self.output_ids: list[int] = []
@@ -102,8 +105,19 @@ class StreamedRun:
         self.service.background.add(producer)
         producer.add_done_callback(self.service.background.discard)
         try:
-            while (frame := await self.frames_out.get()) is not None:
-                yield frame
+            ended = False
+            while not ended and (frame := await self.frames_out.get()) is not None:
+                # Whatever queued up meanwhile goes in the same write (SSE allows several events
+                # per write): under load, one socket write per event was the relay's cost. The
+                # first event never waits for company.
+                frames = [frame]
+                while not self.frames_out.empty():
+                    more = self.frames_out.get_nowait()
+                    if more is None:
+                        ended = True
+                        break
+                    frames.append(more)
+                yield frames[0] if len(frames) == 1 else b"".join(frames)
         finally:
             producer.cancel()  # no-op when it has finished
 
@@ -140,12 +154,19 @@ class StreamedRun:
         answer: GenerateResponse | None = None
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
+                if self.clock is not None:
+                    self.clock.mark("engine_prompt")
                 self.prompt_ids = event.prompt_token_ids
                 self._put("started", self._started(event))
             elif isinstance(event, TokenEvent):
                 position = len(self.prompt_ids) + len(self.output_ids)
                 self.output_ids.append(event.token_id)
-                self._put("token", {**event.model_dump(), "position": position})
+                token = {**event.model_dump(), "position": position}
+                if self.clock is not None and len(self.output_ids) == 1:
+                    self.clock.mark("engine_token")
+                    self.clock.mark("queued")
+                    token["timing_ms"] = self.clock.as_dict()
+                self._put("token", token)
                 self.grown.set()
                 self._start_features()
             else:
@@ -194,7 +215,8 @@ class StreamedRun:
                 await self._extract_chunk(full, sent, end=True)
                 self.sae_ended = True
             if done:
-                extraction = checked_extraction(
+                extraction = await asyncio.to_thread(  # CPU work (serialising): off the loop
+                    checked_extraction,
                     self.service.sae.name,
                     entries,
                     len(full),
@@ -259,7 +281,7 @@ class StreamedRun:
         db_ms = await self.service.store(record)
         logger.debug("run %s: SAE work %d positions", record.request_id, self.sae_positions)
         done = replace(record, timings=replace(record.timings, db=db_ms))
-        view = run_view(done, self.public_base_url)
+        view = await asyncio.to_thread(run_view, done, self.public_base_url)  # off the loop
         view["owner_token"] = self.owner_token
         self._put("done", view)
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.limits.limiter import Limiter, route_class
 from common.errors import ApiError, error_response
+from common.timing import SCOPE_ADMITTED, SCOPE_ARRIVED
 
 
 class LimitsMiddleware:
@@ -14,6 +17,7 @@ class LimitsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SCOPE_ARRIVED] = time.perf_counter()
         klass = route_class(scope["method"], scope["path"]) if scope["type"] == "http" else None
         limiter: Limiter | None = getattr(scope["app"].state, "limiter", None) if klass else None
         if limiter is None or klass is None:
@@ -26,6 +30,7 @@ class LimitsMiddleware:
             response = error_response(exc.status_code, exc.to_info(), headers=exc.headers)
             await response(scope, receive, send)
             return
+        scope[SCOPE_ADMITTED] = time.perf_counter()
         try:
             await self.app(scope, receive, send)
         finally:
