@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -62,22 +61,10 @@ def engine_args(settings: EngineSettings) -> AsyncEngineArgs:
     return AsyncEngineArgs(**engine_kwargs(settings))
 
 
-def single_worker_process() -> None:
-    """On CPU, run vLLM's model worker inside its EngineCore process (the "uni" executor)
-    instead of a third process: each of those imports torch and vLLM again, ~15-25 s of a
-    start on the 2-core box. vLLM's CPU platform picks the multiprocess executor unless
-    ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (a documented vLLM variable; it does not change
-    AsyncLLM, whose EngineCore stays a process of its own). Set in the environment (before
-    vLLM reads it) unless the operator set it."""
-    if on_cpu():
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-
-
 @asynccontextmanager
 async def open_engine(settings: EngineSettings) -> AsyncIterator[AsyncLLM]:
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    single_worker_process()
     engine = AsyncLLM.from_engine_args(engine_args(settings))
     try:
         yield engine
