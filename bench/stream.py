@@ -242,6 +242,8 @@ def prefix_work(streams: list[Streamed]) -> tuple[int, int]:
 async def drive(args: argparse.Namespace, engine: Service, sae: Service, backend: Service):
     print(f"TTFT: {args.pairs} pairs", flush=True)
     ttft = await measure_ttft(engine.url, backend.url, args.pairs, args.max_tokens)
+    for name, row in ttft.items():  # at once: a later failure must not lose them
+        print(f"  TTFT {name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms", flush=True)
     blocks: list[dict[str, Any]] = []
     if args.ttft_only:
         summary = {
