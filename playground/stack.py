@@ -23,6 +23,7 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,8 +277,12 @@ class ModelServices:
     served_model_id: str | None  # the name the local engine answers with; None when remote
 
 
-def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
-    """Engine and SAE services to start, both base URLs, and the model's name."""
+def _model_services(
+    args: argparse.Namespace, data_dir: Path, start: Callable[[Service], None]
+) -> ModelServices:
+    """Engine and SAE services, each handed to ``start`` as soon as what it needs is there
+    (the engine before the SAE folder is resolved: that imports torch), both base URLs, and
+    the model's name."""
     logs = data_dir / "logs"
     model = args.model
     local_default = model is None
@@ -300,6 +305,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
             {"ENGINE_API_TOKEN": args.service_token},
         )
         services.append(engine)
+        start(engine)
         engine_url = engine.url
     if sae_url:
         _report_remote("sae", sae_url)
@@ -321,6 +327,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
             sae_env["SAE_SERVICE_TORCH_THREADS"] = str(args.sae_torch_threads)
         sae = Service("sae", sae_args, free_port(), logs / "sae.log", sae_env)
         services.append(sae)
+        start(sae)
         sae_url = sae.url
     return ModelServices(
         services,
@@ -370,14 +377,17 @@ def up(args: argparse.Namespace) -> int:
             started = time.monotonic()
             _check_port_free(args.host, args.port)
             # The models first (the engine is the slowest to start), Postgres while they load.
-            models = _model_services(args, data_dir)
-            watch = None
-            for svc in models.to_start:
+            watches: list[LogPhases] = []
+
+            def start(svc: Service) -> None:
                 if svc.name == "engine":
-                    watch = LogPhases(svc.log_path, ENGINE_MARKS)
+                    watches.append(LogPhases(svc.log_path, ENGINE_MARKS))
                 say(f"==> starting {svc.name} (log {svc.log_path})")
                 svc.start()
                 children.append(svc)
+
+            models = _model_services(args, data_dir, start)
+            watch = watches[0] if watches else None
             database_started = time.monotonic()
             database_url, postgres = _database(stack, args, data_dir)
             database_s = time.monotonic() - database_started
