@@ -66,6 +66,7 @@ class Streamed:
     tokens: int = 0
     reads_with_tokens: int = 0
     chunk_ends: list[int] = field(default_factory=list)  # features events' last position + 1
+    stages: dict[str, float] | None = None  # the first token's timing_ms (--breakdown)
     done: dict[str, Any] | None = None
 
 
@@ -93,6 +94,7 @@ async def stream_request(
                 if name == "token":
                     if out.ttft_s is None:
                         out.ttft_s = time.perf_counter() - started
+                        out.stages = data.get("timing_ms")
                     tokens_here += 1
                 elif name == "features" and data["entries"]:
                     out.chunk_ends.append(data["entries"][-1]["position"] + 1)
@@ -107,6 +109,8 @@ async def stream_request(
 
 
 FEATURES = True  # --no-features: runs without SAE features (to tell SAE costs from the rest)
+BREAKDOWN = False  # --breakdown: the backend's per-stage timestamps of the first token
+STAGES = ["admitted", "route", "claimed", "engine_open", "engine_prompt", "engine_token", "queued"]
 
 
 def body(i: int, max_tokens: int, request_id: str | None = None) -> dict[str, Any]:
@@ -128,7 +132,7 @@ async def sae_work(sae_url: str) -> int:
 
 async def measure_ttft(engine_url: str, backend_url: str, pairs: int, max_tokens: int) -> dict:
     auth = {"authorization": f"Bearer {TOKEN}"}
-    engine_s, backend_s = [], []
+    engine_s, backend_s, stages = [], [], []
     async with httpx.AsyncClient(timeout=300) as client:
         for i in range(pairs + 1):  # the first pair warms both paths up
             req = body(i, max_tokens)
@@ -141,7 +145,8 @@ async def measure_ttft(engine_url: str, backend_url: str, pairs: int, max_tokens
                 )
 
             async def backend(req: dict = req) -> Streamed:
-                return await stream_request(client, backend_url + RUN, json=req, headers=EVENTS)
+                headers = EVENTS | ({"x-playground-timing": "1"} if BREAKDOWN else {})
+                return await stream_request(client, backend_url + RUN, json=req, headers=headers)
 
             first, second = (engine, backend) if i % 2 == 0 else (backend, engine)
             a, b = await first(), await second()
@@ -149,12 +154,33 @@ async def measure_ttft(engine_url: str, backend_url: str, pairs: int, max_tokens
             if i and e.ttft_s is not None and bk.ttft_s is not None:
                 engine_s.append(e.ttft_s)
                 backend_s.append(bk.ttft_s)
+                if bk.stages:
+                    stages.append(split_stages(bk.stages, bk.ttft_s, e.ttft_s))
     overhead = [b - e for e, b in zip(engine_s, backend_s, strict=True)]
-    return {
+    out = {
         "engine": harness.timing_stats(engine_s),
         "backend": harness.timing_stats(backend_s),
         "overhead": harness.timing_stats(overhead),
     }
+    for name in stages[0] if stages else []:
+        out[f"stage {name}"] = harness.timing_stats([s[name] / 1000 for s in stages])
+    return out
+
+
+def split_stages(marks: dict[str, float], backend_s: float, engine_s: float) -> dict[str, float]:
+    """One streamed run's first token, stage by stage (ms): the time between consecutive
+    marks (``timing_ms``), the engine's part measured against the engine's own TTFT of the same
+    request (its stream's headers to its first token), and what the client saw past ``queued``
+    (the response write and the wire both ways, plus what comes before our middleware)."""
+    out, last = {}, 0.0
+    for name in STAGES:
+        if name in marks:
+            out[name] = marks[name] - last
+            last = marks[name]
+    engine_part = marks["engine_token"] - marks["claimed"]
+    out["engine_beyond_own_ttft"] = engine_part - engine_s * 1000
+    out["client_past_queued"] = backend_s * 1000 - marks["queued"]
+    return out
 
 
 async def run_block(
@@ -217,6 +243,8 @@ def prefix_work(streams: list[Streamed]) -> tuple[int, int]:
 async def drive(args: argparse.Namespace, engine: Service, sae: Service, backend: Service):
     print(f"TTFT: {args.pairs} pairs", flush=True)
     ttft = await measure_ttft(engine.url, backend.url, args.pairs, args.max_tokens)
+    for name, row in ttft.items():  # at once: a later failure must not lose them
+        print(f"  TTFT {name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms", flush=True)
     blocks: list[dict[str, Any]] = []
     if args.ttft_only:
         summary = {
@@ -283,9 +311,15 @@ def main() -> int:
     parser.add_argument(
         "--no-features", action="store_true", help="runs without SAE features (diagnosis)"
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="TTFT stage by stage (X-Playground-Timing: 1; stages in docs/backend.md)",
+    )
     args = parser.parse_args()
-    global FEATURES
+    global FEATURES, BREAKDOWN
     FEATURES = not args.no_features
+    BREAKDOWN = args.breakdown
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         parser.error(f"--concurrency: 1..{MAX_CONCURRENCY}")
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="playground-stream-"))

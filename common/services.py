@@ -61,12 +61,14 @@ class Service:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, host: str = "127.0.0.1") -> None:
+        self.started_at = time.monotonic()
         cmd = [sys.executable, "-m", "playground.cli", *self.args]
         cmd += ["--host", host, "--port", str(self.port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

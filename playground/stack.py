@@ -22,6 +22,7 @@ import argparse
 import signal
 import socket
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from playground.local_models import (
     ensure_trained_sae,
 )
 from playground.observability import RunLines, metrics_lines, write_token
+from playground.phases import ENGINE_MARKS, LogPhases, format_phases
 from playground.up_args import add_arguments as add_arguments  # the `up` subcommand's parser
 from playground.up_args import service_token
 
@@ -61,20 +63,39 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def wait_healthy(services: list[Service], timeout: float) -> None:
-    """Wait for ``services`` with progress lines; a child that exits or hangs fails start-up."""
+def wait_healthy(
+    services: list[Service], timeout: float, watch: LogPhases | None = None
+) -> dict[str, float]:
+    """Wait for ``services`` with progress lines; a child that exits or hangs fails start-up.
+    ``watch`` (the engine's log phases) is polled meanwhile. Returns each service's seconds to
+    healthy, counted from its start."""
+    healthy: dict[str, float] = {}
+    printed: dict[str, float] = {}
+
+    def on_healthy(svc: Service, _waited: float) -> None:
+        healthy[svc.name] = time.monotonic() - svc.started_at
+        say(f"  {svc.name}: healthy at {svc.url} ({healthy[svc.name]:.0f} s)")
+
+    def on_progress(svc: Service, waited: float) -> None:
+        if watch is not None:
+            watch.poll()
+        if waited - printed.get(svc.name, 0.0) >= PROGRESS_EVERY_S:
+            printed[svc.name] = waited
+            say(f"  {svc.name}: starting ({waited:.0f} s) {svc.last_log_line()}")
+
     try:
         common_wait_healthy(
             services,
             timeout,
-            on_healthy=lambda svc, s: say(f"  {svc.name}: healthy at {svc.url} ({s:.0f} s)"),
-            on_progress=lambda svc, s: say(
-                f"  {svc.name}: starting ({s:.0f} s) {svc.last_log_line()}"
-            ),
-            progress_every_s=PROGRESS_EVERY_S,
+            on_healthy=on_healthy,
+            on_progress=on_progress,
+            progress_every_s=0.5,
         )
     except (ServiceExited, ServiceTimeout) as exc:
         raise StartupFailed(str(exc)) from exc
+    if watch is not None:
+        watch.poll()
+    return healthy
 
 
 def _default_sae(sae_url: str, token: str) -> tuple[str, int] | None:
@@ -165,8 +186,12 @@ class ModelServices:
     served_model_id: str | None  # the name the local engine answers with; None when remote
 
 
-def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
-    """Engine and SAE services to start, both base URLs, and the model's name."""
+def _model_services(
+    args: argparse.Namespace, data_dir: Path, start: Callable[[Service], None]
+) -> ModelServices:
+    """Engine and SAE services, each handed to ``start`` as soon as what it needs is there
+    (the engine before the SAE folder is resolved: that imports torch), both base URLs, and
+    the model's name."""
     logs = data_dir / "logs"
     model = args.model
     local_default = model is None
@@ -189,6 +214,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
             {"ENGINE_API_TOKEN": args.service_token},
         )
         services.append(engine)
+        start(engine)
         engine_url = engine.url
     if sae_url:
         _report_remote("sae", sae_url)
@@ -210,6 +236,7 @@ def _model_services(args: argparse.Namespace, data_dir: Path) -> ModelServices:
             sae_env["SAE_SERVICE_TORCH_THREADS"] = str(args.sae_torch_threads)
         sae = Service("sae", sae_args, free_port(), logs / "sae.log", sae_env)
         services.append(sae)
+        start(sae)
         sae_url = sae.url
     return ModelServices(
         services,
@@ -256,22 +283,37 @@ def up(args: argparse.Namespace) -> int:
     children: list[Service] = []
     with ExitStack() as stack:
         try:
+            started = time.monotonic()
             _check_port_free(args.host, args.port)
-            database_url, postgres = _database(stack, args, data_dir)
-            models = _model_services(args, data_dir)
-            for svc in models.to_start:
+            # The models first (the engine is the slowest to start), Postgres while they load.
+            watches: list[LogPhases] = []
+
+            def start(svc: Service) -> None:
+                if svc.name == "engine":
+                    watches.append(LogPhases(svc.log_path, ENGINE_MARKS))
                 say(f"==> starting {svc.name} (log {svc.log_path})")
                 svc.start()
                 children.append(svc)
+
+            models = _model_services(args, data_dir, start)
+            watch = watches[0] if watches else None
+            database_started = time.monotonic()
+            database_url, postgres = _database(stack, args, data_dir)
+            database_s = time.monotonic() - database_started
+            # The backend needs the SAE service (its default SAE), not the engine: it starts
+            # while the engine still loads.
+            first = [svc for svc in models.to_start if svc.name == "sae"]
+            healthy: dict[str, float] = {}
             if models.to_start:
                 say("==> loading models (progress below)")
-                wait_healthy(models.to_start, args.startup_timeout)
-
+            if first:
+                healthy |= wait_healthy(first, args.startup_timeout, watch)
             backend = _backend_service(args, data_dir, database_url, models)
             say(f"==> starting backend (log {backend.log_path})")
             backend.start(host=args.host)
             children.append(backend)
-            wait_healthy([backend], args.startup_timeout)
+            rest = [svc for svc in models.to_start if svc not in first]
+            healthy |= wait_healthy([*rest, backend], args.startup_timeout, watch)
 
             host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
             urls = {
@@ -288,6 +330,7 @@ def up(args: argparse.Namespace) -> int:
             ):
                 say(line)
             say("")
+            say_phases(time.monotonic() - started, database_s, healthy, watch)
             say(f"Ready: http://{host}:{args.port}{PAGE_PATH}")
             say("Ctrl-C stops everything; each run shows below.")
             return _watch(children, postgres, RunLines(backend.log_path))
@@ -306,6 +349,17 @@ def up(args: argparse.Namespace) -> int:
                 else:
                     say(f"  {svc.name}: stopped")
     return 0
+
+
+def say_phases(
+    total_s: float, database_s: float, healthy: dict[str, float], watch: LogPhases | None
+) -> None:
+    """Where the start-up went (docs/page.md, "Start-up")."""
+    parts = [f"Postgres + migrations {database_s:.1f} s (beside the models)"]
+    parts += [f"{name} {seconds:.1f} s" for name, seconds in healthy.items()]
+    say(f"Start-up: {total_s:.1f} s to Ready; " + ", ".join(parts))
+    if watch is not None and watch.seen:
+        say(f"  engine phases: {format_phases(watch.phases())}")
 
 
 def _watch(

@@ -31,6 +31,7 @@ from backend.activations.protocol import (
 )
 from backend.activations.reads import RunReader
 from backend.activations.service import ActivationService
+from backend.activations.stages import clock_for
 from backend.deps import PublicBaseDep
 from backend.features.explorer import FeatureExplorer
 from backend.health import HealthService
@@ -106,7 +107,10 @@ async def run(
     async with AsyncExitStack() as held:
         await held.enter_async_context(extra)
         if sse.wants_events(accept):
-            frames = await service.open_stream(body, base_url, owner)
+            clock = clock_for(request.scope, request.headers)
+            if clock is not None:
+                clock.mark("route")
+            frames = await service.open_stream(body, base_url, owner, clock)
             held.pop_all()  # the stream holds them now
             return sse.event_stream(extra.around(frames))
         try:  # a client that leaves cancels its run (the engine aborts it)

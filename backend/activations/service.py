@@ -28,6 +28,7 @@ from backend.activations.record import (
     pg_text,
 )
 from backend.activations.results import RunView
+from backend.activations.stages import StageClock
 from backend.activations.steer_stream import open_pair_stream
 from backend.activations.steering import SteeringRuns
 from backend.activations.streaming import StreamedRun
@@ -184,7 +185,11 @@ class ActivationService:
         return Generation.of(answer), elapsed_ms(start)
 
     async def open_stream(
-        self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
+        self,
+        req: ActivationRunRequest,
+        public_base_url: str,
+        owner_token: str | None = None,
+        clock: StageClock | None = None,
     ) -> AsyncIterator[bytes]:
         """A streamed run's SSE frames. What can fail before the stream starts (our caps, the
         claim's 409, the engine's own 422) raises here, to be answered as plain HTTP, exactly
@@ -198,6 +203,8 @@ class ActivationService:
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         if new_token is None:  # a re-run: no longer in a steering pair
             await self.steering.forget_pair(plan.request_id)
+        if clock is not None:
+            clock.mark("claimed")
         try:
             stream = await self.engine.open_stream(self.engine_request(req, plan))
         except ApiError as exc:
@@ -208,6 +215,8 @@ class ActivationService:
             if new_token is not None:  # the only chance to learn the token of this new run
                 exc.headers = {**(exc.headers or {}), OWNER_HEADER: new_token}
             raise
+        if clock is not None:
+            clock.mark("engine_open")
         run = StreamedRun(
             self.writer,
             self.sae,
@@ -219,6 +228,7 @@ class ActivationService:
             public_base_url,
             start,
             new_token,
+            clock,
         )
         if self.metrics is None:
             return run.frames()

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from backend.activations.plan import RunPlan
     from backend.activations.protocol import ActivationRunRequest
+    from backend.activations.stages import StageClock
     from backend.activations.writer import RunWriter
     from backend.upstreams.sae import SaeClient
 
@@ -76,6 +77,7 @@ class StreamedRun:
         public_base_url: str,
         start: float,
         owner_token: str | None = None,
+        clock: StageClock | None = None,
     ) -> None:
         self.writer = writer
         self.sae = sae
@@ -88,6 +90,7 @@ class StreamedRun:
         self.start = start
         # A new run's owner token (None for the owner's re-run), as the blocking answer has it.
         self.owner_token = owner_token
+        self.clock = clock  # the TTFT breakdown, when asked for (stages.py)
         # Bounded: a client that stops reading is detached (pacing.py), never buffered for.
         self.pacing = pacing
         self.prompt_ids: list[int] = []
@@ -158,6 +161,8 @@ class StreamedRun:
         answer: GenerateResponse | None = None
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
+                if self.clock is not None:
+                    self.clock.mark("engine_prompt")
                 self.prompt_ids = event.prompt_token_ids
                 self.prompt_tokens, self.model_id = event.tokens, event.model_id
                 await self._put("started", self._started(event))
@@ -165,7 +170,12 @@ class StreamedRun:
                 position = len(self.prompt_ids) + len(self.output_ids)
                 self.output_ids.append(event.token_id)
                 self.output_texts.append(event.text)
-                await self._put("token", {**event.model_dump(), "position": position})
+                token = {**event.model_dump(), "position": position}
+                if self.clock is not None and len(self.output_ids) == 1:
+                    self.clock.mark("engine_token")
+                    self.clock.mark("queued")
+                    token["timing_ms"] = self.clock.as_dict()
+                await self._put("token", token)
                 self.grown.set()
                 self._start_features()
             else:
@@ -215,7 +225,8 @@ class StreamedRun:
                 await self._extract_chunk(full, sent, end=True)
                 self.sae_ended = True
             if done:
-                extraction = checked_extraction(
+                extraction = await asyncio.to_thread(  # CPU work (serialising): off the loop
+                    checked_extraction,
                     self.sae.name,
                     entries,
                     len(full),
@@ -278,7 +289,7 @@ class StreamedRun:
         db_ms = await self.writer.store(record)
         logger.debug("run %s: SAE work %d positions", record.request_id, self.sae_positions)
         done = replace(record, timings=replace(record.timings, db=db_ms))
-        view = run_view(done, self.public_base_url)
+        view = await asyncio.to_thread(run_view, done, self.public_base_url)  # off the loop
         view["owner_token"] = self.owner_token
         await self._put("done", view)
 

@@ -3,6 +3,7 @@ told. A streamed run receives this writer, not the whole service."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -42,15 +43,16 @@ class RunWriter:
     async def store(self, record: RunRecord) -> float:
         """Write the run's rows in one statement; returns the write's milliseconds."""
         start = time.perf_counter()
-        async with connection(self.pool, self.db_timeout_s) as conn:
-            run_rows = storage.rows(record)
-            async with conn.transaction():
-                # Deleted while it ran: dropped, never written back (backend/db/tombstones.py).
-                if not await tombstones.claim_is_live(conn, record.request_id):
-                    logger.info("run %s was deleted while running: dropped", record.request_id)
-                    return elapsed_ms(start)
-                await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
-                await quota.record(conn, current_client(), storage.stored_bytes(run_rows))
+        # Packing the timeline is CPU work: off the event loop, which relays other runs' tokens
+        # meanwhile, and before a pooled connection is held.
+        run_rows = await asyncio.to_thread(storage.rows, record)
+        async with connection(self.pool, self.db_timeout_s) as conn, conn.transaction():
+            # Deleted while it ran: dropped, never written back (backend/db/tombstones.py).
+            if not await tombstones.claim_is_live(conn, record.request_id):
+                logger.info("run %s was deleted while running: dropped", record.request_id)
+                return elapsed_ms(start)
+            await queries.save_run(conn, run_rows.index, run_rows.preview, run_rows.features)
+            await quota.record(conn, current_client(), storage.stored_bytes(run_rows))
         self.on_stored()
         db_ms = elapsed_ms(start)
         if self.metrics is not None:

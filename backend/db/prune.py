@@ -9,13 +9,18 @@ while the prune is at it waits at most that long. A re-run that lands between th
 the delete has a new created_at and keeps its preview (each delete re-checks the cutoff).
 
 Stopped at any point (Ctrl-C, SIGTERM, ``max_batches``, ``max_seconds``), the committed work
-stays; the next prune picks up what is still older than its cutoff, marked or not. Prune
-commits are asynchronous (``synchronous_commit = off`` on its session): a crash can only lose
-the last instants of pruning, which the next prune redoes.
+stays; the next prune picks up what is still older than its cutoff, marked or not.
+
+Prune commits are synchronous on purpose: each chunk's commit flushes the WAL that chunk wrote
+(mostly the deleted TOAST pages' full-page images). With asynchronous commits that WAL piled up
+unflushed and a concurrent run write's commit had to flush all of it first: its worst case
+was 130-260 ms; flushed chunk by chunk it stays near one chunk's flush (bench/prune.py,
+docs/scale.md). ``async_commit=True`` and ``pause_s`` are kept for that benchmark.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +82,7 @@ async def prune_batch(
     after: datetime,
     batch_size: int,
     delete_chunk: int = DELETE_CHUNK,
+    pause_s: float = 0.0,
 ) -> tuple[int, datetime | None]:
     """Mark up to ``batch_size`` runs with previews created in [after, cutoff) pruned, then
     delete their previews chunk by chunk.
@@ -95,6 +101,8 @@ async def prune_batch(
     for k in range(0, len(marked), delete_chunk):
         status = await conn.execute(_DELETE_CHUNK, marked[k : k + delete_chunk], cutoff)
         deleted += int(status.split()[-1])
+        if pause_s > 0:
+            await asyncio.sleep(pause_s)
     return deleted, max(r["created_at"] for r in locked)
 
 
@@ -107,6 +115,8 @@ async def prune_previews(
     max_batches: int | None = None,
     max_seconds: float | None = None,
     on_batch: Callable[[PruneProgress], None] | None = None,
+    pause_s: float = 0.0,
+    async_commit: bool = False,
 ) -> PruneProgress:
     """Delete previews older than ``older_than`` batch by batch; returns the totals. Stops
     after ``max_batches`` batches or the batch that ends past ``max_seconds``, if given."""
@@ -119,12 +129,15 @@ async def prune_previews(
     start = time.perf_counter()
     after = datetime.min.replace(tzinfo=cutoff.tzinfo)
     progress = PruneProgress(cutoff, 0, 0, 0.0)
-    await conn.execute("SET synchronous_commit = off")
+    if async_commit:
+        await conn.execute("SET synchronous_commit = off")
     try:
         while (max_batches is None or progress.batches < max_batches) and (
             max_seconds is None or progress.elapsed_s < max_seconds
         ):
-            pruned, newest = await prune_batch(conn, cutoff, after, batch_size, delete_chunk)
+            pruned, newest = await prune_batch(
+                conn, cutoff, after, batch_size, delete_chunk, pause_s
+            )
             if newest is None:
                 break
             after = newest

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,7 @@ from backend.limits import slot as gpu_slot
 from backend.limits.limiter import FAIL_OPEN_PATHS, Limiter, route_class
 from backend.limits.quota import STORING_ROUTES, StorageGuard
 from common.errors import ApiError, error_response
+from common.timing import SCOPE_ADMITTED, SCOPE_ARRIVED
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class LimitsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SCOPE_ARRIVED] = time.perf_counter()
         klass = route_class(scope["method"], scope["path"]) if scope["type"] == "http" else None
         limiter: Limiter | None = getattr(scope["app"].state, "limiter", None) if klass else None
         if limiter is None or klass is None:
@@ -52,6 +55,7 @@ class LimitsMiddleware:
             response = error_response(exc.status_code, exc.to_info(), headers=exc.headers)
             await response(scope, receive, send)
             return
+        scope[SCOPE_ADMITTED] = time.perf_counter()
         if slot is None:
             await self.app(scope, receive, send)
             return

@@ -1,8 +1,9 @@
 """Dynamic batching: requests that arrive while a batch computes are gathered into the next
 one, whose maths (``encode_batch.compute_batch``, pure torch) runs in a worker thread.
 
-A stream's chunk (``EncodeJob.stream``) runs its own forward over only the positions its KV
-cache (``stream_cache.py``) does not hold yet, then joins its SAE's encode with the rest.
+A stream's chunk (``EncodeJob.stream``) runs only the positions its KV cache
+(``stream_cache.py``) does not hold yet; the chunks of one batch go through one padded forward
+together (``stream_batch.py``), then join their SAE's encode with the rest.
 
 "SAE work" is the number of positions run through the truncated forward: a plain job's whole
 sequence, a stream chunk's new positions (its whole sequence when its cache was absent).

@@ -1,6 +1,7 @@
 """The maths of one SAE batch, pure torch (no asyncio): a right-padded forward per length
-bucket (up to the highest layer any job reads), a stream chunk's forward over only the positions
-its KV cache (``stream_cache.py``) lacks, then per SAE one encode matmul over every real token
+bucket (up to the highest layer any job reads), the batch's stream chunks over only the positions
+their KV caches (``stream_cache.py``) lack, together in one padded forward (``stream_batch.py``),
+then per SAE one encode matmul over every real token
 (chunked to bound memory) and one ``torch.topk``. No Python loop over positions for the maths.
 The asyncio batcher (``batching.py``) gathers the jobs and runs ``compute_batch`` in a thread.
 
@@ -20,7 +21,8 @@ import torch
 from engine.sae.encoder import SaeMeta
 from engine.sae.registry import SaeRegistry
 from engine.sae.residual import ResidualModel
-from engine.sae.stream_cache import StreamCaches, StreamState
+from engine.sae.stream_batch import stream_rows
+from engine.sae.stream_cache import StreamCaches
 
 MAX_PADDING_RATIO = 1.25  # padded / real tokens allowed in one forward
 ENCODE_CHUNK_TOKENS = 2048  # tokens per encode matmul: bounds the [tokens, d_sae] buffer
@@ -83,33 +85,6 @@ def length_buckets(lengths: list[int], max_padding: float) -> list[list[int]]:
     return buckets
 
 
-def stream_residuals(
-    model: ResidualModel, caches: StreamCaches, job: EncodeJob
-) -> tuple[torch.Tensor, int, bool]:
-    """A stream chunk's residuals at its layer for the positions its cache lacks: (rows,
-    position of the first row, cache hit). The cache is extended and kept (dropped at the
-    stream's end)."""
-    assert job.stream is not None
-    depth = job.meta.layer + 1
-    ids = job.token_ids
-    state = caches.take(job.stream.stream_id, ids, depth)
-    wanted = job.stream.from_position
-    if state is not None and len(state.token_ids) > wanted:  # a chunk asked again
-        state.kv.crop(wanted)
-        state.token_ids = state.token_ids[:wanted]
-    hit = state is not None and 0 < len(state.token_ids) < len(ids)
-    if state is None or not hit:  # absent (or emptied): the whole sequence
-        state = StreamState(token_ids=[], depth=depth, kv=model.new_cache(), nbytes=0)
-    done = len(state.token_ids)
-    new = torch.tensor([ids[done:]], dtype=torch.long)
-    rows = model.residuals(new, {job.meta.layer}, cache=state.kv)[job.meta.layer][0]
-    if not job.stream.end:
-        state.token_ids = list(ids)
-        state.nbytes = len(ids) * model.kv_bytes_per_token(depth)
-        caches.put(job.stream.stream_id, state)
-    return rows, done, hit
-
-
 def compute_batch(
     model: ResidualModel,
     registry: SaeRegistry,
@@ -124,10 +99,14 @@ def compute_batch(
     started = time.perf_counter()
     results = [EncodeResult(batch_size=len(jobs)) for _ in jobs]
     per_job: dict[int, dict[int, torch.Tensor]] = {}  # job -> layer -> [T, d] (real tokens)
-    for index, job in enumerate(jobs):
-        if job.stream is not None and caches is not None:
-            rows, first, hit = stream_residuals(model, caches, job)
-            per_job[index] = {job.meta.layer: rows}
+    streamed = [i for i, job in enumerate(jobs) if job.stream is not None and caches is not None]
+    if streamed:
+        assert caches is not None
+        # The batch's stream chunks of one layer in one padded forward (stream_batch.py).
+        for index, (rows, first, hit) in zip(
+            streamed, stream_rows(model, caches, [jobs[i] for i in streamed]), strict=True
+        ):
+            per_job[index] = {jobs[index].meta.layer: rows}
             results[index].first_position = first
             results[index].cache = "hit" if hit else "miss"
     plain = [i for i in range(len(jobs)) if i not in per_job]

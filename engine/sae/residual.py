@@ -82,7 +82,13 @@ class ResidualModel:
 
     @torch.inference_mode()
     def residuals(
-        self, input_ids: torch.Tensor, layers: set[int], cache: DynamicCache | None = None
+        self,
+        input_ids: torch.Tensor,
+        layers: set[int],
+        cache: DynamicCache | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> dict[int, torch.Tensor]:
         """input_ids [B, T] (right-padded) -> {L: residual after block L, [B, T, d_model]}.
 
@@ -92,6 +98,10 @@ class ResidualModel:
         ``cache`` (one sequence, B = 1): the keys and values of the positions before these
         (blocks 0..max(layers)), extended in place with these; ``input_ids`` are the positions
         that follow the cached ones. Blocks above max(layers) leave it untouched.
+
+        Several streams in one forward (``stream_batch.py``): a cache of B rows, each row's
+        past left-padded to the longest, ``attention_mask`` [B, past + T] (0 at padding) and
+        ``position_ids`` [B, T] (each row's own positions).
         """
         last = max(layers)
         if last >= self.kept_layers:
@@ -99,12 +109,18 @@ class ResidualModel:
         base = self.base
         input_ids = input_ids.to(self.device)
         hidden = base.embed_tokens(input_ids)
-        past = cache.get_seq_length() if cache is not None else 0
-        position_ids = torch.arange(past, past + hidden.shape[1], device=self.device).unsqueeze(0)
+        if position_ids is None:
+            past = cache.get_seq_length() if cache is not None else 0
+            position_ids = torch.arange(past, past + hidden.shape[1], device=self.device)
+            position_ids = position_ids.unsqueeze(0)
+        else:
+            position_ids = position_ids.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden,
-            attention_mask=None,
+            attention_mask=attention_mask,
             past_key_values=cache,
             position_ids=position_ids,
         )

@@ -121,7 +121,7 @@ class SaeService:
         # The rows start at result.first_position (a stream chunk's new positions) and at most
         # at from_position; the timeline starts at from_position.
         skip = req.from_position - result.first_position
-        if skip < 0:  # stream_residuals cuts a cache back to from_position: cannot happen
+        if skip < 0:  # stream_batch.take_state cuts a cache back to from_position: cannot happen
             raise ServiceUnavailable("stream cache answered too few positions")
         timeline = self.tokens.describe(req.token_ids, req.output_start)[req.from_position :]
         # A job with top_k always gets both lists (a missing one fails the strict zip).

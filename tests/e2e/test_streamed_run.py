@@ -139,6 +139,24 @@ def test_event_order_and_shapes(pair):
     first_features = events[names.index("features")][1]["entries"]
     assert [e["position"] for e in first_features] == list(range(len(prompt_ids)))
     assert names.count("features") >= 2  # the prompt, then the output in chunks
+    # The first token is relayed before any SAE work is answered.
+    assert names.index("token") < names.index("features")
+    assert all("timing_ms" not in t for t in tokens)  # only when asked for
+
+
+def test_stage_breakdown_when_asked(backend_url):
+    headers = {**EVENTS, "x-playground-timing": "1"}
+    body = {**BODY, "request_id": "streamed-timing"}
+    with httpx.stream("POST", backend_url + RUN, json=body, headers=headers, timeout=300) as r:
+        assert r.status_code == 200, r.read()
+        events = list(sse.parse(r.iter_lines()))
+    tokens = [data for name, data in events if name == "token"]
+    timing = tokens[0]["timing_ms"]
+    stages = ["admitted", "route", "claimed", "engine_open", "engine_prompt", "engine_token"]
+    assert list(timing) == [*stages, "queued"]
+    values = list(timing.values())
+    assert values[0] >= 0 and values == sorted(values)
+    assert all("timing_ms" not in t for t in tokens[1:])
 
 
 def test_done_is_the_blocking_answer_and_the_stored_run(pair, backend_url):
