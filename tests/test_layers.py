@@ -146,7 +146,7 @@ BACKEND_LEVELS = [
     {"app"},
     {"cli", "export_cli"},
 ]
-ROUTERS_LEVEL = 5
+ROUTERS_LEVEL = BACKEND_LEVELS.index(set())
 
 
 def _backend_level(module: str) -> int:

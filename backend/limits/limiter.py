@@ -24,6 +24,7 @@ from backend.limits.fair_share import FairShare
 from backend.limits.identity import ClientIdentity
 from backend.limits.slot import Slot
 from backend.settings import Settings
+from common.defaults import PAGE_PATH
 from common.errors import Overloaded, RateLimited, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,14 @@ GPU_ROUTES = frozenset(
 # Liveness probes (`up`, the platform) and the metrics scrape (its own token) are not limited.
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 # Limited, but let through when Postgres cannot count them: the health route must answer
-# "postgres down" itself (it asks the upstreams at most once per interval, from its cache).
-FAIL_OPEN_PATHS = frozenset({"/playground/activations/health"})
+# "postgres down" itself (it asks the upstreams at most once per interval, from its cache), and
+# the page and its static files are served without the database (the page says what is down).
+FAIL_OPEN_PATHS = frozenset({"/playground/activations/health", PAGE_PATH})
+FAIL_OPEN_PREFIXES = ("/playground/assets/",)
+
+
+def fails_open(path: str) -> bool:
+    return path in FAIL_OPEN_PATHS or path.startswith(FAIL_OPEN_PREFIXES)
 
 
 def route_class(method: str, path: str) -> str | None:

@@ -17,7 +17,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.limits import slot as gpu_slot
-from backend.limits.limiter import FAIL_OPEN_PATHS, Limiter, route_class
+from backend.limits.limiter import Limiter, fails_open, route_class
 from backend.limits.quota import STORING_ROUTES, StorageGuard
 from common.errors import ApiError, error_response
 from common.timing import SCOPE_ADMITTED, SCOPE_ARRIVED
@@ -46,7 +46,7 @@ class LimitsMiddleware:
             if guard is not None and (scope["method"], scope["path"]) in STORING_ROUTES:
                 await guard.check(client_key)  # 429 quota_exceeded, 507 storage_full
             slot = await limiter.admit(
-                client_key, klass, fail_open=scope["path"] in FAIL_OPEN_PATHS
+                client_key, klass, fail_open=fails_open(scope["path"])
             )
         except ApiError as exc:
             metrics = getattr(scope["app"].state, "metrics", None)

@@ -8,8 +8,7 @@
   (backend/limits/quota.py).
 
 Revision ID: 0019_tombstones_and_quotas
-Revises: 0017_maintain_run_counts (the newest revision on issue 20's branch; the integrator
-re-chains 0018)
+Revises: 0018_steering_pairs
 """
 
 from alembic import op

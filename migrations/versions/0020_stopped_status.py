@@ -8,7 +8,7 @@ Downgrade: stopped runs become failed runs (``client_closed``, as they were reco
 this revision), without their previews (a failed run keeps none), then the check narrows back.
 
 Revision ID: 0020_stopped_status
-Revises: 0017_maintain_run_counts (the newest revision on this branch when it was written)
+Revises: 0019_tombstones_and_quotas
 """
 
 from alembic import op

@@ -5,7 +5,7 @@ service). Nullable: runs stored before this revision, and rows written outside a
 (old rows are all NULL, so there is nothing to scan).
 
 Revision ID: 0021_run_trace_id
-Revises: 0017_maintain_run_counts (the newest revision on this branch; re-chained at merge)
+Revises: 0020_stopped_status
 """
 
 from alembic import op

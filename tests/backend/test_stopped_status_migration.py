@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
+from backend.db.migrate import current_revision, downgrade, upgrade
 from tests.support.databases import create_database
 
 PREVIEW = (
@@ -16,10 +16,13 @@ PREVIEW = (
 )
 
 
+REVISION, BEFORE = "0020_stopped_status", "0019_tombstones_and_quotas"
+
+
 async def test_0020_allows_stopped_and_downgrades(pg_uri):
     uri = create_database(pg_uri)
-    upgrade(uri)
-    assert await current_revision(uri) == HEAD == "0020_stopped_status"
+    upgrade(uri, REVISION)
+    assert await current_revision(uri) == REVISION
     conn = await asyncpg.connect(uri)
     try:
         for request_id, status in (("s1", "stopped"), ("o1", "ok")):
@@ -37,7 +40,7 @@ async def test_0020_allows_stopped_and_downgrades(pg_uri):
                 " VALUES ('x', 'm', 'paused')"
             )
 
-        downgrade(uri, "0017_maintain_run_counts")
+        downgrade(uri, BEFORE)
         rows = {
             r["request_id"]: (r["status"], r["has_preview"], r["error_code"])
             for r in await conn.fetch("SELECT * FROM activation_run_index")

@@ -74,13 +74,14 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     )
     assert ok.status_code == 200, ok.text
     assert ok.headers["x-request-id"] == TRACE and ok.json()["trace_id"] == TRACE
-    # 2: a failed run (the SAE service does not know the SAE: stored as failed).
-    failed = httpx.post(
+    # 2: a refused run (the SAE service does not list the SAE: 404 before any generation,
+    # nothing stored).
+    refused_run = httpx.post(
         backend_url + RUN,
-        json={**BODY, "request_id": "obs-e2e-failed", "sae_id": "no_such_sae"},
+        json={**BODY, "request_id": "obs-e2e-refused", "sae_id": "no_such_sae"},
         timeout=300,
     )
-    assert failed.status_code == 422, failed.text
+    assert refused_run.status_code == 404, refused_run.text
     # 3: a streamed run.
     with httpx.stream(
         "POST",
@@ -121,10 +122,12 @@ def test_metrics_request_ids_and_logs_across_the_stack(
         missing = missing_metrics(samples, documented_metrics(service, "all"))
         assert not missing, f"{name}: documented metrics missing from its scrape: {missing}"
 
-    # What the runs did, counted: four runs stored (3 ok, 1 failed), one streamed with a TTFT.
+    # What the runs did, counted: three runs stored (all ok), one streamed with a TTFT, one
+    # refused before it reached an upstream.
     total = "playground_run_stage_seconds_count"
     assert sample(backend, total, stage="total", outcome="ok") == 3
-    assert sample(backend, total, stage="total", outcome="failed") == 1
+    assert sample(backend, total, stage="total", outcome="failed") == 0
+    assert sample(backend, "playground_http_errors_total", route=RUN, code="sae_not_found") == 1
     assert sample(backend, "playground_run_ttft_seconds_count") == 1
     assert sample(backend, "playground_streaming_runs_in_flight") == 0
     code = "rate_limited"
@@ -137,10 +140,9 @@ def test_metrics_request_ids_and_logs_across_the_stack(
         - sample(engine_before, errors, route="/generate", code=code)
         == 1
     )
-    assert sample(sae, errors, route="/extract_features", code="sae_not_found") >= 1
-    # vLLM generated for all four runs (the failed one failed at the SAE).
+    # vLLM generated for the three stored runs, not for the refused one.
     engine_done = _total(engine, "vllm:request_success_total")
-    assert engine_done - _total(engine_before, "vllm:request_success_total") == 4
+    assert engine_done - _total(engine_before, "vllm:request_success_total") == 3
     sampler = [labels for (n, labels), _ in engine.items() if n.endswith("sampler_plugin_info")]
     assert len(sampler) == 1 and dict(sampler[0])["enabled"] in ("true", "false")
     # The SAE service encoded three runs' sequences (the stream's in chunks), refused nothing.

@@ -27,7 +27,8 @@ RUN = "/playground/activations/run"
 EVENTS = {"accept": "text/event-stream"}
 BODY = {"prompt": "Name three colours.", "max_tokens": 40, "temperature": 0.9, "seed": 11}
 # Columns that differ between two runs of the same request by nature.
-PER_RUN = {"request_id", "created_at", "updated_at", "engine_ms", "sae_ms", "total_ms"}
+# What differs between any two runs (trace_id: each request's own X-Request-ID).
+PER_RUN = {"request_id", "created_at", "updated_at", "engine_ms", "sae_ms", "total_ms", "trace_id"}
 # The timeline's activations: equal within the exactness tolerance, not to the last bit (the
 # streamed run's forward ran in chunks over a KV cache).
 TIMELINE = {"feature_timeline", "timeline_packed"}
@@ -227,7 +228,14 @@ def test_errors_known_up_front_are_plain_http(backend_url):
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["error"]["code"] == "validation_error"
     # The engine's own up-front refusal (context exceeded) is plain HTTP too.
-    too_long = {**BODY, "prompt": "word " * 3000, "max_tokens": 2000, "request_id": "too-long"}
+    # (Without activations: with them our own timeline cap refuses it first, as plain HTTP too.)
+    too_long = {
+        **BODY,
+        "prompt": "word " * 3000,
+        "max_tokens": 2000,
+        "request_id": "too-long",
+        "collect_activations": False,
+    }
     response = httpx.post(backend_url + RUN, json=too_long, headers=EVENTS, timeout=60)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/json")
