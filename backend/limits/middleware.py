@@ -45,9 +45,7 @@ class LimitsMiddleware:
         try:
             if guard is not None and (scope["method"], scope["path"]) in STORING_ROUTES:
                 await guard.check(client_key)  # 429 quota_exceeded, 507 storage_full
-            slot = await limiter.admit(
-                client_key, klass, fail_open=fails_open(scope["path"])
-            )
+            slot = await limiter.admit(client_key, klass, fail_open=fails_open(scope["path"]))
         except ApiError as exc:
             metrics = getattr(scope["app"].state, "metrics", None)
             if metrics is not None:

@@ -110,6 +110,12 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     refused = httpx.post(engine_url + "/generate", json=too_long, headers=SERVICE_AUTH, timeout=60)
     assert refused.status_code == 422
     assert re.fullmatch(r"[0-9a-f]{32}", refused.headers["x-request-id"])
+    # 7: the SAE service refuses a request of ours (its error counter).
+    unknown_sae = {"token_ids": [1, 2], "sae_id": "no_such_sae"}
+    sae_refused = httpx.post(
+        sae_url + "/extract_features", json=unknown_sae, headers=SERVICE_AUTH, timeout=60
+    )
+    assert sae_refused.status_code == 404, sae_refused.text
 
     backend, backend_text = _scrape(backend_url)
     engine, _ = _scrape(engine_url, SERVICE_AUTH)
@@ -140,6 +146,8 @@ def test_metrics_request_ids_and_logs_across_the_stack(
         - sample(engine_before, errors, route="/generate", code=code)
         == 1
     )
+    sae_error = {"route": "/extract_features", "code": "sae_not_found"}
+    assert sample(sae, errors, **sae_error) - sample(sae_before, errors, **sae_error) == 1
     # vLLM generated for the three stored runs, not for the refused one.
     engine_done = _total(engine, "vllm:request_success_total")
     assert engine_done - _total(engine_before, "vllm:request_success_total") == 3
