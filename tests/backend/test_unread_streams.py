@@ -47,10 +47,10 @@ def backend(pg_uri, stub_urls, artifacts_dir):
         yield url, db
 
 
-def unread_stream(url: str, source: str, request_id: str) -> socket.socket:
+def unread_stream(url: str, source: str, request_id: str, **extra) -> socket.socket:
     """A streamed run asked for from ``source`` and never read (4 KiB receive buffer)."""
     host, port = url.removeprefix("http://").split(":")
-    body = orjson.dumps({"prompt": "x" * 200, "request_id": request_id, **BIG})
+    body = orjson.dumps({"prompt": "x" * 200, "request_id": request_id, **BIG, **extra})
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.bind((source, 0))
@@ -109,6 +109,78 @@ async def test_unread_streams_hold_no_slot(backend, stub_states):
                 while sock.recv(1 << 16):
                     pass
                 raise ConnectionError("closed")
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# A steered pair (its default beside it) takes two GPU slots: its own and one more
+# (backend/limits/extra.py). Both come back when the pair's GPU work is over.
+PAIR = {"steer": [{"feature_id": 7, "strength": 40.0}], "compare": True}
+PAIR_ATTACKERS = ATTACKERS[:2]
+
+
+@pytest.fixture(scope="module")
+def pair_backend(pg_uri, stub_urls, artifacts_dir):
+    db = create_database(pg_uri, prefix="unread_pairs", migrate=True)
+    env = {
+        "DATABASE_URL": db,
+        "PLAYGROUND_ACTIVATIONS_HF_URL": stub_urls["engine"],
+        "PLAYGROUND_SAE_URL": stub_urls["sae"],
+        "PLAYGROUND_GPU_IN_FLIGHT_PER_CLIENT": "2",
+        "PLAYGROUND_GPU_IN_FLIGHT_GLOBAL": str(2 * len(PAIR_ATTACKERS)),
+        "PLAYGROUND_GPU_RESERVE_NEW": "0",
+        "PLAYGROUND_CLIENT_SEND_TIMEOUT_S": "2",
+        "PLAYGROUND_STREAM_QUEUE_FRAMES": "8",
+        "PLAYGROUND_RATE_GPU_PER_WINDOW": "100",
+        "PLAYGROUND_SAE_TIMEOUT_S": "120",
+        "PLAYGROUND_MAX_TIMELINE_BYTES": str(64 << 20),
+    }
+    with serve_subcommand(
+        ["backend", "--no-migrate"], log_path=artifacts_dir / "unread_pairs.log", env=env
+    ) as url:
+        yield url, db
+
+
+async def test_unread_steered_pairs_hold_no_slot(pair_backend, stub_states):
+    url, db = pair_backend
+    stub_states["engine"].output_len = BIG["max_tokens"]
+    stub_states["sae"].dense = True
+    sockets = [
+        unread_stream(url, source, f"unread-pair-{i}", **PAIR)
+        for i, source in enumerate(PAIR_ATTACKERS)
+    ]
+    try:
+        conn = await asyncpg.connect(db)
+        try:
+            generations = 2 * len(PAIR_ATTACKERS)  # each pair: steered and default
+            deadline = time.monotonic() + 30
+            while sum("prompt" in c for c in stub_states["engine"].calls) < generations:
+                assert time.monotonic() < deadline, "the pairs never reached the engine"
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                deadline = time.monotonic() + 60
+                while True:
+                    fresh = await http.post(RUN, json={"prompt": "fresh"})
+                    if fresh.status_code == 200:
+                        break
+                    assert fresh.status_code == 503, fresh.text
+                    assert time.monotonic() < deadline, "unread pairs still hold the slots"
+                    await asyncio.sleep(0.5)
+            # Each pair is stored: the steered run and its default, both ok.
+            deadline = time.monotonic() + 60
+            while True:
+                rows = await conn.fetch(
+                    "SELECT p.role, i.status FROM activation_run_pairs p "
+                    "JOIN activation_run_index i USING (request_id)"
+                )
+                stored = sorted((r["role"], r["status"]) for r in rows)
+                if stored == sorted([("default", "ok"), ("steered", "ok")] * len(sockets)):
+                    break
+                assert time.monotonic() < deadline, stored
+                await asyncio.sleep(0.25)
+        finally:
+            await conn.close()
     finally:
         for sock in sockets:
             sock.close()

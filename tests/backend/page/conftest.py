@@ -3,6 +3,7 @@ the backend served over HTTP) and headless Chromium driven by Playwright."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,11 @@ def page(browser):
     page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
     yield page
     context.close()
+
+
+def drop_provoked(page, pattern: str) -> None:
+    """Take off ``page.problems`` the one entry a test provoked on purpose (``pattern``, a
+    regular expression searched in it): it must be there exactly once, and nothing else goes."""
+    matching = [p for p in page.problems if re.search(pattern, p)]
+    assert len(matching) == 1, (pattern, page.problems)
+    page.problems.remove(matching[0])
