@@ -1,5 +1,5 @@
 """`playground up`'s one settings object, read from the environment like the services'
-(CLI flags win; names as in the README's configuration table)."""
+(CLI flags win; names as in docs/configuration.md)."""
 
 from __future__ import annotations
 
