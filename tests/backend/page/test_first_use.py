@@ -8,8 +8,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backend.page.conftest import VIEWPORT
 from tests.backend.page.test_page import API, PAGE, api_get, api_run, run_in_page, wait_rows_loaded
+from tests.support.browser import VIEWPORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.vllm]
 
