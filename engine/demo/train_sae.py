@@ -24,6 +24,7 @@ from common.defaults import (
 )
 from engine.atomic_dir import atomic_directory
 from engine.demo import features
+from engine.demo.labels import write_labels
 from engine.demo.progress import Say, say_flush, step
 from engine.demo.residuals import collect_residuals, drop_sinks, tokenize_texts
 from engine.demo.train_config import TrainConfig, TrainingStats, resolve_collect_dtype
@@ -70,9 +71,7 @@ def write_sae_folder(
     with atomic_directory(out_dir) as staging:
         tensors = {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
         write_saelens(staging, tensors, cfg, weights_dtype)
-        (staging / LABELS_FILENAME).write_text(
-            json.dumps({str(f): label.text for f, label in sorted(labels.items())}, indent=0) + "\n"
-        )
+        write_labels(staging / LABELS_FILENAME, labels)
         written = features.write_examples(staging / EXAMPLES_FILENAME, examples)
         (staging / STATS_FILE).write_text(json.dumps(asdict(stats_fn()), indent=2) + "\n")
     return written
