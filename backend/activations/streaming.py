@@ -19,6 +19,11 @@ A client that leaves (Stop) cancels the run: the engine stream is closed (vLLM a
 call is cancelled, and the run is stored as ``stopped`` (``stopped.py``): its answer so far and
 the features computed so far, error code ``client_closed``, unless a run with this id already
 succeeded.
+
+The module stays one piece (over 300 lines): it is one class, StreamedRun, whose state (the
+tokens and features so far, the SAE service's stream, the timings) the token relay, the feature
+worker, the finish and the Stop path all read and write; split, each part would reach into
+the others' fields.
 """
 
 from __future__ import annotations
