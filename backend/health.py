@@ -10,7 +10,7 @@ from typing import Literal, NotRequired, TypedDict
 
 import asyncpg
 
-from backend.db import queries
+from backend.db import run_reads
 from backend.db.pool import connection
 from backend.settings import Settings
 from backend.upstreams.engine import EngineClient
@@ -94,7 +94,7 @@ class HealthService:
 
     async def _ping(self) -> None:
         async with connection(self.pool, self._timeout) as conn:
-            await asyncio.wait_for(queries.ping(conn), self._timeout)
+            await asyncio.wait_for(run_reads.ping(conn), self._timeout)
 
     async def _probe(self, probe: Awaitable[None]) -> CheckView:
         start = time.perf_counter()

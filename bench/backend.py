@@ -43,7 +43,7 @@ from backend.activations.record import (
     RunRecord,
     RunTimings,
 )
-from backend.db import fold_sql, queries
+from backend.db import fold_sql, queries, run_reads
 from backend.db.migrate import upgrade
 from bench import compare_cases, feature_seed_sql, harness, observability
 from bench import features as feature_bench
@@ -393,12 +393,12 @@ async def time_bare_select(url: str, n: int, warmup: int) -> dict:
     conn = await asyncpg.connect(url)
     try:
         for _ in range(warmup):
-            await queries.select_preview_row(conn, BIG_ID)
+            await run_reads.select_preview_row(conn, BIG_ID)
         samples = []
         start = time.perf_counter()
         for _ in range(n):
             t = time.perf_counter()
-            row = await queries.select_preview_row(conn, BIG_ID)
+            row = await run_reads.select_preview_row(conn, BIG_ID)
             samples.append((time.perf_counter() - t) * 1000)
             assert row is not None
         return stats(samples, time.perf_counter() - start)

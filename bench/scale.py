@@ -47,7 +47,7 @@ import httpx
 from backend.activations import aggregate, storage
 from backend.activations import cursor as runs_cursor
 from backend.activations.record import RunFailure, RunRecord
-from backend.db import fold_sql, queries
+from backend.db import fold_sql, queries, run_reads
 from backend.db.migrate import HEAD, down_revision_of, downgrade, upgrade
 from bench import feature_seed_sql, harness
 from bench import features as feature_bench
@@ -251,16 +251,16 @@ async def read_pages(url: str) -> dict[str, int]:
     try:
         total = (await bulk.brute_counts(conn))["total_runs"]
         pages = {
-            "summary": await bulk.pages_touched(conn, queries.SUMMARY_SQL),
-            "runs_per_model": await bulk.pages_touched(conn, queries.RUNS_PER_MODEL_SQL, 20),
+            "summary": await bulk.pages_touched(conn, run_reads.SUMMARY_SQL),
+            "runs_per_model": await bulk.pages_touched(conn, run_reads.RUNS_PER_MODEL_SQL, 20),
         }
         for status, share in ((None, 1.0), ("ok", 0.98), ("failed", 0.02)):
             tag = f"_{status}" if status else ""
             extra = [status] if status else []
-            sql = queries.list_runs_sql(after=False, status=status is not None)
+            sql = run_reads.list_runs_sql(after=False, status=status is not None)
             pages[f"runs{tag}"] = await bulk.pages_touched(conn, sql, 51, *extra)
             pos = await bulk.listing_position(conn, int(total * share) // 2, status)
-            sql = queries.list_runs_sql(after=True, status=status is not None)
+            sql = run_reads.list_runs_sql(after=True, status=status is not None)
             pages[f"runs{tag}_deep"] = await bulk.pages_touched(conn, sql, 51, *pos, *extra)
         return pages
     finally:
@@ -582,7 +582,7 @@ async def check_counts(url: str) -> dict:
     conn = await asyncpg.connect(url)
     try:
         brute = await bulk.brute_counts(conn)
-        kept = dict(await queries.summary(conn))
+        kept = dict(await run_reads.summary(conn))
         exact = all(kept[k] == v for k, v in brute.items())
         return {"exact": exact, "brute_force": brute}
     finally:

@@ -211,15 +211,17 @@ def _group_members(pgid: int) -> list[int]:
         except ProcessLookupError:
             return []
         return [pgid]
-    members = []
+    return [pid for pid, fields in proc_stats(proc) if fields[0] != "Z" and int(fields[2]) == pgid]
+
+
+def proc_stats(proc: Path = Path("/proc")) -> Iterator[tuple[int, list[str]]]:
+    """Each process's pid and the fields of its /proc stat after the parenthesised name
+    (state, ppid, pgrp, ...); a process gone meanwhile is left out (Linux)."""
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            # Fields after the parenthesised name: state, ppid, pgrp, ...
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+        yield int(entry.name), fields

@@ -13,6 +13,9 @@ import pytest
 from common.pgembed import embedded_postgres
 from tests.support.servers import ENGINE_MAX_BODY_BYTES, SERVICE_TOKEN, serve_subcommand
 
+# The `browser` and `page` fixtures, for the page tests and the end-to-end tests that drive it.
+pytest_plugins = ("tests.support.browser",)
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Skips a full run may report, by a substring of their reason. Anything else fails the session
 # (`./dev test`, so CI): a test that silently stops running is a test lost.

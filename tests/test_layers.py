@@ -183,3 +183,21 @@ def test_activations_never_imports_features() -> None:
         if m.startswith("backend.activations.") and m != "backend.activations.api_router"
     }
     assert not {m: i for m, i in bad.items() if i}
+
+
+MAX_MODULE_LINES = 300
+
+
+def test_module_sizes() -> None:
+    """No module of the product over MAX_MODULE_LINES lines unless its docstring says why it
+    must stay "one piece" (a module that big usually holds a second job worth its own file)."""
+    too_big = {}
+    for package in ("common", "engine", "backend", "playground"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text()
+            lines = text.count("\n")
+            if lines > MAX_MODULE_LINES and "one piece" not in (
+                ast.get_docstring(ast.parse(text)) or ""
+            ):
+                too_big[str(path.relative_to(ROOT))] = lines
+    assert not too_big, f"over {MAX_MODULE_LINES} lines, no 'one piece' reason: {too_big}"

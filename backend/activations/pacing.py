@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
+from backend.limits.slot import client_dropped
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -66,3 +68,22 @@ class FramePacing:
             yield batch[0] if len(batch) == 1 else b"".join(batch)
             if ended:
                 return
+
+    async def frames_of(
+        self,
+        produce: Callable[[], Coroutine[Any, Any, None]],
+        background: set[asyncio.Task[None]],
+    ) -> AsyncIterator[bytes]:
+        """The frames as ``produce`` makes them (a streamed run's or a steered pair's). The run
+        is its own task, held in ``background`` until it ends (a database write must outlive
+        the response); closing this iterator, as the server does when the client goes,
+        cancels it."""
+        producer = asyncio.create_task(produce())
+        background.add(producer)
+        producer.add_done_callback(background.discard)
+        try:
+            async for frame in self.frames():
+                yield frame
+        finally:
+            if not client_dropped():  # a departed client cancels; a dropped one does not
+                producer.cancel()  # no-op when it has finished

@@ -10,7 +10,7 @@ import orjson
 from backend.activations import cursor as runs_cursor
 from backend.activations import derive, packed, results, views
 from backend.activations.steering_views import with_pair
-from backend.db import pairs, queries
+from backend.db import pairs, run_reads
 from backend.db.pool import connection
 from backend.settings import Settings
 from common.errors import Gone, NotFound
@@ -44,7 +44,7 @@ class RunReader:
 
     async def get_run(self, request_id: str, public_base_url: str) -> results.RunView:
         async with self._conn() as conn:
-            row = await queries.get_run(conn, request_id)
+            row = await run_reads.get_run(conn, request_id)
             pair = await pairs.get_pair(conn, request_id) if row is not None else None
         if row is None:
             raise NotFound(f"no run {request_id!r}")
@@ -59,7 +59,7 @@ class RunReader:
 
     async def _timeline(self, request_id: str, *, with_tokens: bool) -> StoredTimeline:
         async with self._conn() as conn:
-            row = await queries.get_timeline(conn, request_id, with_tokens=with_tokens)
+            row = await run_reads.get_timeline(conn, request_id, with_tokens=with_tokens)
         if row is None:
             raise NotFound(f"no run {request_id!r}")
         if row["status"] == "failed" or (row["status"] == "stopped" and not row["stored"]):
@@ -102,7 +102,7 @@ class RunReader:
     ) -> results.RunsPageView:
         after = runs_cursor.decode(cursor) if cursor else None
         async with self._conn() as conn:
-            records = await queries.list_runs(
+            records = await run_reads.list_runs(
                 conn,
                 limit=limit + 1,
                 before_created_at=after.created_at if after else None,
@@ -120,6 +120,6 @@ class RunReader:
 
     async def summary(self) -> results.SummaryView:
         async with self._conn() as conn, conn.transaction(readonly=True):
-            counts = await queries.summary(conn)
-            models = await queries.runs_per_model(conn)
+            counts = await run_reads.summary(conn)
+            models = await run_reads.runs_per_model(conn)
         return views.summary_view(counts, models)

@@ -100,6 +100,7 @@ class RunsPageView(TypedDict):
 
 
 class SummaryView(TypedDict):
+    # SummaryResponse's fields; all but ``models`` are run_reads.SUMMARY_SQL's columns, by name.
     total_runs: int
     ok_runs: int
     failed_runs: int

@@ -1,6 +1,6 @@
-"""The parts of a steered pair that are data, not orchestration (``steering.py``): the resolved
-steer items, the decoder rows, the pair's plan, the records and rows of its runs, the steering
-spec with its read-back figures, and waiting on both runs at once."""
+"""The parts of a steered pair that are data, not orchestration (``steering.py``): the steer
+items, bounded (422) and resolved, the decoder rows, the pair's plan, the records and rows of
+its runs, the steering spec with its read-back figures, and waiting on both runs at once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from backend.activations.readback import read_back
 from backend.activations.record import Generation, RunRecord, RunTimings
 from backend.db import pairs
 from backend.upstreams.engine import SteerVector
+from common.errors import InvalidRequest
 
 if TYPE_CHECKING:
     import asyncpg
@@ -144,3 +145,30 @@ def steering_spec(
         ],
         "seed": pair.seed,
     }
+
+
+def steer_items(req: ActivationRunRequest, plan: RunPlan, settings: Settings) -> list[SteerItem]:
+    """The configured bounds (422); each item's SAE and layer resolved to the run's."""
+    steer = req.steer or []
+    limit = settings.playground_max_steer_features
+    if len(steer) > limit:
+        raise InvalidRequest(f"steer: at most {limit} features", code="too_many_steer")
+    cap = settings.playground_max_steer_strength
+    items = []
+    for i, feature in enumerate(steer):
+        if abs(feature.strength) > cap:
+            raise InvalidRequest(
+                f"steer[{i}].strength: |strength| at most {cap:g}", code="strength_over_cap"
+            )
+        items.append(
+            SteerItem(
+                feature_id=feature.feature_id,
+                strength=feature.strength,
+                sae_id=feature.sae_id or plan.sae_id,
+                layer=feature.layer if feature.layer is not None else plan.sae_layer,
+            )
+        )
+    keys = [(it.sae_id, it.layer, it.feature_id) for it in items]
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest("steer: each feature at most once", code="duplicate_steer")
+    return items

@@ -22,7 +22,7 @@ from backend.activations.steer_parts import PairPlan, Vectors, first_error, reco
 from backend.activations.steering import SteeringRuns
 from backend.activations.stopped import CLIENT_CLOSED
 from backend.activations.streaming import StreamedRun
-from backend.limits.slot import client_dropped, gpu_work_done
+from backend.limits.slot import gpu_work_done
 from backend.upstreams.engine import GenerationStream
 from common import sse
 from common.errors import ApiError, ErrorResponse
@@ -125,17 +125,8 @@ class PairStream:
             for (role, plan), stream in zip(plans, streams, strict=True)
         ]
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        service = self.steering.service
-        producer = asyncio.create_task(self._produce())
-        service.background.add(producer)
-        producer.add_done_callback(service.background.discard)
-        try:
-            async for frame in self.pacing.frames():
-                yield frame
-        finally:
-            if not client_dropped():  # a departed client cancels; a dropped one does not
-                producer.cancel()  # no-op when it has finished
+    def frames(self) -> AsyncIterator[bytes]:
+        return self.pacing.frames_of(self._produce, self.steering.service.background)
 
     async def _put(self, event: str, data: dict[str, Any]) -> None:
         await self.pacing.put(sse.frame(event, data))

@@ -34,6 +34,7 @@ from backend.activations.steer_parts import (
     first_error,
     record_of,
     row_set,
+    steer_items,
     steering_spec,
 )
 from backend.activations.views import run_view
@@ -42,7 +43,7 @@ from backend.db.pool import connection
 from backend.limits import quota
 from backend.limits.slot import current_client
 from backend.upstreams.engine import SteerVector
-from common.errors import ApiError, InvalidRequest, RunOwned, UpstreamError
+from common.errors import ApiError, RunOwned, UpstreamError
 from common.timing import elapsed_ms
 
 if TYPE_CHECKING:
@@ -60,38 +61,12 @@ class SteeringRuns:
 
     # -- before any upstream ---------------------------------------------------------------
 
-    def check(self, req: ActivationRunRequest, plan: RunPlan) -> list[SteerItem]:
-        """The configured bounds (422); each item's SAE and layer resolved to the run's."""
-        steer = req.steer or []
-        limit = self.settings.playground_max_steer_features
-        if len(steer) > limit:
-            raise InvalidRequest(f"steer: at most {limit} features", code="too_many_steer")
-        cap = self.settings.playground_max_steer_strength
-        items = []
-        for i, feature in enumerate(steer):
-            if abs(feature.strength) > cap:
-                raise InvalidRequest(
-                    f"steer[{i}].strength: |strength| at most {cap:g}", code="strength_over_cap"
-                )
-            items.append(
-                SteerItem(
-                    feature_id=feature.feature_id,
-                    strength=feature.strength,
-                    sae_id=feature.sae_id or plan.sae_id,
-                    layer=feature.layer if feature.layer is not None else plan.sae_layer,
-                )
-            )
-        keys = [(it.sae_id, it.layer, it.feature_id) for it in items]
-        if len(set(keys)) != len(keys):
-            raise InvalidRequest("steer: each feature at most once", code="duplicate_steer")
-        return items
-
     async def claim(
         self, req: ActivationRunRequest, plan: RunPlan, owner_token: str | None
     ) -> PairPlan:
         """The steered id as any run's (409 ``run_owned``); with ``compare`` the default's id
         (a re-run's earlier default, else a new one) under the same owner token."""
-        items = self.check(req, plan)
+        items = steer_items(req, plan, self.settings)
         await self.service._check_sae(plan)
         new_token = await self.service.ownership.claim(plan.request_id, owner_token)
         new_ids = [plan.request_id] if new_token is not None else []

@@ -19,6 +19,11 @@ A client that leaves (Stop) cancels the run: the engine stream is closed (vLLM a
 call is cancelled, and the run is stored as ``stopped`` (``stopped.py``): its answer so far and
 the features computed so far, error code ``client_closed``, unless a run with this id already
 succeeded.
+
+The module stays one piece (over 300 lines): it is one class, StreamedRun, whose state (the
+tokens and features so far, the SAE service's stream, the timings) the token relay, the feature
+worker, the finish and the Stop path all read and write; split, each part would reach into
+the others' fields.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from backend.activations.record import (
 )
 from backend.activations.stopped import PartialRun, stopped_record
 from backend.activations.views import run_view
-from backend.limits.slot import client_dropped, gpu_work_done
+from backend.limits.slot import gpu_work_done
 from backend.upstreams.engine import GenerateResponse, GenerationStream, PromptEvent, TokenEvent
 from backend.upstreams.sae import ExtractRequest
 from common import sse
@@ -114,19 +119,9 @@ class StreamedRun:
         self.sae_id: str | None = None  # as the SAE service names what it used
         self.sae_layer: int | None = None
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        """The frames as the run produces them. The run is its own task (a database write
-        must outlive the response); closing this iterator, as the server does when the client
-        goes, cancels it."""
-        producer = asyncio.create_task(self._produce())
-        self.background.add(producer)
-        producer.add_done_callback(self.background.discard)
-        try:
-            async for frame in self.pacing.frames():
-                yield frame
-        finally:
-            if not client_dropped():  # a departed client cancels; a dropped one does not
-                producer.cancel()  # no-op when it has finished
+    def frames(self) -> AsyncIterator[bytes]:
+        """The frames as the run produces them (pacing.FramePacing.frames_of)."""
+        return self.pacing.frames_of(self._produce, self.background)
 
     async def _put(self, event: str, data: Any) -> None:
         await self.pacing.put(sse.frame(event, data))

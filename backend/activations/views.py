@@ -5,7 +5,7 @@ already-serialised JSON (``orjson.Fragment``), never re-parsed."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -236,14 +236,6 @@ def run_summary_view(row: asyncpg.Record) -> RunSummaryView:
 
 
 def summary_view(counts: asyncpg.Record, models: list[asyncpg.Record]) -> SummaryView:
-    return {
-        "total_runs": counts["total_runs"],
-        "ok_runs": counts["ok_runs"],
-        "failed_runs": counts["failed_runs"],
-        "with_preview": counts["with_preview"],
-        "pruned_runs": counts["pruned_runs"],
-        "runs_last_24h": counts["runs_last_24h"],
-        "first_run_at": counts["first_run_at"],
-        "last_run_at": counts["last_run_at"],
-        "models": [{"model_id": m["model_id"], "runs": m["runs"]} for m in models],
-    }
+    """The summary statement's columns are the answer's fields, by name (run_reads.SUMMARY_SQL)."""
+    by_model = [{"model_id": m["model_id"], "runs": m["runs"]} for m in models]
+    return cast(SummaryView, dict(counts) | {"models": by_model})

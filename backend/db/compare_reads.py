@@ -34,7 +34,7 @@ WHERE i.request_id = ANY($1::text[])
 
 
 async def run_to_export(conn: asyncpg.Connection, request_id: str) -> asyncpg.Record | None:
-    """Everything the run read answers (``queries.get_run``'s columns) and the token texts."""
+    """Everything the run read answers (``run_reads.get_run``'s columns) and the token texts."""
     return await conn.fetchrow(
         _TIMELINE_SELECT
         + """,

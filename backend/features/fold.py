@@ -21,7 +21,7 @@ import numpy as np
 
 from backend.activations import aggregate
 from backend.activations.aggregate import HIST_EDGES, N_BINS, RunFeatures
-from backend.db import fold_sql
+from backend.db import board_sql, fold_sql
 from backend.features.members import positions_of, runs_below
 
 logger = logging.getLogger(__name__)
@@ -221,10 +221,10 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
         gone_versions = [q.version for q in plan.removals]
         await fold_sql.remove_members(conn, gone_ids, gone_versions)
         await fold_sql.copy_members(conn, plan.members)
-        thinned = await fold_sql.remove_top_runs(conn, gone_ids, gone_versions)
+        thinned = await board_sql.remove_top_runs(conn, gone_ids, gone_versions)
         if plan.adds:
             c = plan.candidates
-            over = await fold_sql.add_top_candidates(
+            over = await board_sql.add_top_candidates(
                 conn,
                 c.sae_keys,
                 c.feature_ids,
@@ -235,7 +235,7 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
                 CAPACITY,
             )
             if over:
-                await fold_sql.trim_top_runs(
+                await board_sql.trim_top_runs(
                     conn, [o["sae_key"] for o in over], [o["feature_id"] for o in over], CAPACITY
                 )
         low = [
@@ -244,7 +244,7 @@ async def fold_batch(conn: asyncpg.Connection, limit: int) -> FoldResult:
             if t["top_full"] and t["top_count"] < LOW_WATER
         ]
         if low:
-            for board in await fold_sql.boards_to_refill(
+            for board in await board_sql.boards_to_refill(
                 conn, [k for k, _ in low], [f for _, f in low], LOW_WATER, REFILL_PER_BATCH
             ):
                 await refill(conn, board)
@@ -264,7 +264,7 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     floor = (board["floor_act"], board["floor_request_id"])
     more = await runs_below(conn, sae_key, fid, floor, want)
     positions = await positions_of(conn, [r.request_id for r in more], fid)
-    await fold_sql.insert_top_runs(
+    await board_sql.insert_top_runs(
         conn,
         [
             (sae_key, fid, r.max_act, r.request_id, r.version, positions.get(r.request_id, 0))
@@ -274,7 +274,7 @@ async def refill(conn: asyncpg.Connection, board: asyncpg.Record) -> None:
     new_floor = (more[-1].max_act, more[-1].request_id, more[-1].version) if more else None
     if len(more) < want:
         new_floor = None  # every folded run of this feature is on the board now
-    await fold_sql.lower_floor(conn, sae_key, fid, len(more), new_floor)
+    await board_sql.lower_floor(conn, sae_key, fid, len(more), new_floor)
 
 
 async def fold_all(pool: asyncpg.Pool, batch: int = 64) -> int:

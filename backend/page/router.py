@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from backend.activations.limits import run_limits
 from backend.activations.permalink import page_url
 from backend.activations.protocol import REQUEST_ID_PATTERN
-from backend.db import queries
+from backend.db import run_reads
 from backend.db.pool import connection
 from backend.page.open_graph import open_graph_tags
 from common.defaults import PAGE_PATH
@@ -94,7 +94,7 @@ async def _prompt_preview(request: Request, request_id: str) -> str | None:
             async with connection(
                 request.app.state.pool, settings.playground_connect_timeout_s
             ) as conn:
-                return await queries.get_prompt_preview(conn, request_id)
+                return await run_reads.get_prompt_preview(conn, request_id)
     except (ServiceUnavailable, asyncpg.PostgresError, TimeoutError) as exc:
         logger.warning("page: no Open Graph tags for run %s: %s", request_id, exc)
         return None

@@ -34,7 +34,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.demo.train_sae import DEFAULT_TOKENS
+    from engine.demo.train_config import DEFAULT_TOKENS
     from engine.demo.trainer import TrainSettings
 
     d = TrainSettings()
@@ -80,6 +80,7 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     from engine.demo.corpus import CORPUS_NAME, files_corpus, fortunes_corpus
+    from engine.demo.train_config import TrainConfig
     from engine.demo.train_sae import train_sae
     from engine.demo.trainer import TrainSettings
 
@@ -103,10 +104,7 @@ def train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    stats = train_sae(
-        args.model,
-        args.layer,
-        args.out,
+    config = TrainConfig(
         texts=texts,
         corpus_name=corpus_name,
         tokens=args.tokens,
@@ -117,6 +115,7 @@ def train(args: argparse.Namespace) -> int:
         weights_dtype=args.weights_dtype,
         command=" ".join(["playground", *sys.argv[1:]]),
     )
+    stats = train_sae(args.model, args.layer, args.out, config)
     print(
         f"SAE {stats.sae_id} at layer {stats.layer}: FVU {stats.fvu_train} "
         f"(held-out {stats.fvu_heldout}), L0 {stats.l0}, dead {stats.dead_fraction:.1%}, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -19,74 +19,29 @@ import torch
 from common.defaults import (
     DEMO_CACHE_SUBDIR,
     DEMO_MODEL_ID,
-    DEMO_TRAINED_SAE_ID,
     DEMO_TRAINED_SAE_LAYER,
     DEMO_TRAINED_SAE_SUBDIR,
 )
 from engine.atomic_dir import atomic_directory
 from engine.demo import features
+from engine.demo.labels import write_labels
 from engine.demo.progress import Say, say_flush, step
 from engine.demo.residuals import collect_residuals, drop_sinks, tokenize_texts
-from engine.demo.trainer import TopKSae, TrainSettings, evaluate, train_topk_sae
+from engine.demo.train_config import TrainConfig, TrainingStats, resolve_collect_dtype
+from engine.demo.trainer import TopKSae, evaluate, train_topk_sae
 from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 STATS_FILE = "training_stats.json"
 HELDOUT_FRACTION = 0.1
 # The demo SAE as `train-sae` made it (command and figures in its training_stats.json).
 COMMITTED_SAE_DIR = Path(__file__).resolve().parent / "data" / "demo-trained-l15"
-DEFAULT_TOKENS = 120_000
-
-
-@dataclass(frozen=True)
-class TrainingStats:
-    sae_id: str
-    model: str
-    layer: int
-    d_in: int
-    d_sae: int
-    k: int
-    corpus: str
-    texts: int
-    tokens: int  # run through the model (position 0 of each text included)
-    tokens_train: int  # residuals trained on (position 0 left out)
-    tokens_heldout: int
-    sink_tokens_excluded: int  # residual norm > SINK_NORM_RATIO x median (residuals.py)
-    collect_dtype: str
-    torch_threads: int
-    residual_tokens_per_s: float
-    epochs: int
-    steps: int
-    fvu_train: float
-    fvu_heldout: float
-    l0: float
-    dead_features: int  # never active on any collected token
-    dead_fraction: float
-    labelled_features: int
-    label_precision: float  # see features.label_precision (held-out texts)
-    label_precision_judged: int
-    seconds: dict[str, float]
-    model_source: str | None  # the model folder's build source (build-demo's marker), if any
-    command: str  # how it was made
-
-
-def resolve_collect_dtype(name: str) -> torch.dtype:
-    """``auto``: bfloat16 where the CPU has native bf16 matmuls (AVX512-BF16/AMX: ~4x float32
-    here), else float32. The SAE itself trains in float32."""
-    if name != "auto":
-        return getattr(torch, name)
-    if torch.cuda.is_available():
-        return torch.bfloat16
-    fast_bf16 = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and bool(
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-    return torch.bfloat16 if fast_bf16 else torch.float32
 
 
 def sae_config(
     sae: TopKSae, *, layer: int, model_name: str, sae_id: str, description: str, demo: bool
 ) -> dict:
     """SAELens 6's saved ``cfg.json`` for a TopK SAE, plus the keys this service reads."""
-    from engine.sae.layouts import saelens_cfg
+    from engine.sae.saelens_files import saelens_cfg
 
     return saelens_cfg(
         architecture="topk",
@@ -111,42 +66,19 @@ def write_sae_folder(
     stats_fn,
     weights_dtype: torch.dtype,
 ) -> int:
-    from safetensors.torch import save_file
-
-    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS
+    from engine.sae.saelens_files import write_saelens
 
     with atomic_directory(out_dir) as staging:
         tensors = {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
-        save_file(
-            {k: v.to(weights_dtype).contiguous() for k, v in tensors.items()},
-            str(staging / SAELENS_WEIGHTS),
-        )
-        (staging / SAELENS_CFG).write_text(json.dumps(cfg, indent=2) + "\n")
-        (staging / LABELS_FILENAME).write_text(
-            json.dumps({str(f): label.text for f, label in sorted(labels.items())}, indent=0) + "\n"
-        )
+        write_saelens(staging, tensors, cfg, weights_dtype)
+        write_labels(staging / LABELS_FILENAME, labels)
         written = features.write_examples(staging / EXAMPLES_FILENAME, examples)
         (staging / STATS_FILE).write_text(json.dumps(asdict(stats_fn()), indent=2) + "\n")
     return written
 
 
 def train_sae(
-    model_dir: Path,
-    layer: int,
-    out_dir: Path,
-    *,
-    texts: list[str],
-    corpus_name: str,
-    tokens: int = DEFAULT_TOKENS,
-    settings: TrainSettings = TrainSettings(),
-    sae_id: str = DEMO_TRAINED_SAE_ID,
-    model_name: str | None = None,
-    demo: bool = True,
-    collect_dtype: str = "auto",
-    batch_tokens: int = 4096,
-    weights_dtype: str = "float32",
-    command: str = "",
-    say: Say = say_flush,
+    model_dir: Path, layer: int, out_dir: Path, config: TrainConfig, say: Say = say_flush
 ) -> TrainingStats:
     from transformers import AutoTokenizer
 
@@ -157,7 +89,7 @@ def train_sae(
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     with step(say, f"loading {model_dir} (blocks 0..{layer})") as timing:
-        dtype = resolve_collect_dtype(collect_dtype)
+        dtype = resolve_collect_dtype(config.collect_dtype)
         model = ResidualModel.load(
             str(model_dir), device=torch.device("cpu"), dtype=dtype, keep_layers=layer + 1
         )
@@ -165,7 +97,9 @@ def train_sae(
             raise ValueError(f"layer {layer} is outside the model's {model.n_layers} blocks")
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         table = TokenTable(tokenizer)
-        sequences = tokenize_texts(tokenizer, texts, budget=tokens, seed=settings.seed)
+        sequences = tokenize_texts(
+            tokenizer, config.texts, budget=config.tokens, seed=config.settings.seed
+        )
         if len(sequences.token_ids) < 10:
             raise ValueError(f"{len(sequences.token_ids)} texts is too few to train on")
     seconds["load"] = timing["seconds"]
@@ -176,7 +110,9 @@ def train_sae(
         f"{len(sequences.token_ids)} texts ({str(dtype).removeprefix('torch.')}, "
         f"{torch.get_num_threads()} threads)",
     ) as timing:
-        residuals = collect_residuals(model, sequences, layer, batch_tokens=batch_tokens, say=say)
+        residuals = collect_residuals(
+            model, sequences, layer, batch_tokens=config.batch_tokens, say=say
+        )
         del model
     seconds["collect"] = timing["seconds"]
     residuals, sinks = drop_sinks(residuals)
@@ -190,10 +126,10 @@ def train_sae(
 
     with step(
         say,
-        f"training a TopK SAE (d_sae {settings.d_sae}, k {settings.k}) on "
-        f"{train.acts.shape[0]} residuals, {settings.epochs} epochs",
+        f"training a TopK SAE (d_sae {config.settings.d_sae}, k {config.settings.k}) on "
+        f"{train.acts.shape[0]} residuals, {config.settings.epochs} epochs",
     ) as timing:
-        sae, report = train_topk_sae(train.acts, settings, say)
+        sae, report = train_topk_sae(train.acts, config.settings, say)
     seconds["train"] = timing["seconds"]
 
     with step(say, "evaluating, labelling, collecting examples") as timing:
@@ -222,24 +158,29 @@ def train_sae(
         )
     seconds["label"] = timing["seconds"]
 
-    name = model_name or str(model_dir)
+    name = config.model_name or str(model_dir)
     description = (
         f"DEMO: TopK SAE (d_sae {sae.d_sae}, k {sae.k}) trained here at layer {layer} of "
-        f"{name} on {sequences.tokens} tokens of {corpus_name}"
+        f"{name} on {sequences.tokens} tokens of {config.corpus_name}"
     )
     cfg = sae_config(
-        sae, layer=layer, model_name=name, sae_id=sae_id, description=description, demo=demo
+        sae,
+        layer=layer,
+        model_name=name,
+        sae_id=config.sae_id,
+        description=description,
+        demo=config.demo,
     )
 
     def stats() -> TrainingStats:
         return TrainingStats(
-            sae_id=sae_id,
+            sae_id=config.sae_id,
             model=name,
             layer=layer,
             d_in=sae.d_in,
             d_sae=sae.d_sae,
             k=sae.k,
-            corpus=corpus_name,
+            corpus=config.corpus_name,
             texts=n_texts,
             tokens=sequences.tokens,
             tokens_train=int(train.acts.shape[0]),
@@ -260,14 +201,14 @@ def train_sae(
             label_precision_judged=precision.judged,
             seconds={key: round(value, 1) for key, value in seconds.items()},
             model_source=model_source(model_dir),
-            command=command,
+            command=config.command,
         )
 
     with step(say, f"writing {out_dir}") as timing:
         examples = features.iter_examples(codes, residuals, sequences, text_of, sae.d_sae)
         seconds["total"] = time.perf_counter() - started
         write_sae_folder(
-            Path(out_dir), sae, cfg, labels, examples, stats, getattr(torch, weights_dtype)
+            Path(out_dir), sae, cfg, labels, examples, stats, getattr(torch, config.weights_dtype)
         )
     return stats()
 
@@ -321,15 +262,12 @@ def ensure_demo_sae(model_dir: Path, data_dir: Path, say: Say = say_flush) -> Pa
         return out_dir
     with step(say, "fetching the training text"):
         texts = fortunes_corpus(data_dir / DEMO_CACHE_SUBDIR, say)
-    train_sae(
-        Path(model_dir),
-        DEMO_TRAINED_SAE_LAYER,
-        out_dir,
+    config = TrainConfig(
         texts=texts,
         corpus_name=CORPUS_NAME,
         model_name=DEMO_MODEL_ID,
         command="ensure_demo_sae (playground up): the defaults of train-sae",
-        say=say,
     )
+    train_sae(Path(model_dir), DEMO_TRAINED_SAE_LAYER, out_dir, config, say=say)
     say(f"==> demo SAE: {out_dir}")
     return out_dir

@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from common.services import pid_alive
+from common.services import pid_alive, proc_stats
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,9 @@ def descendants(pid: int | None = None) -> list[int]:
     if not proc.is_dir():
         return []
     children: dict[int, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for child, fields in proc_stats(proc):
         if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            children.setdefault(int(fields[1]), []).append(child)
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from common import sse
 from common.errors import ApiError, ErrorResponse, InvalidRequest, ServiceUnavailable
-from engine.generation import steering
+from engine.generation import shaping, steering
 from engine.generation.prompts import PromptEncoder
 from engine.generation.protocol import (
     BatchRequest,
@@ -21,11 +18,9 @@ from engine.generation.protocol import (
     GenerateResponse,
     HealthResponse,
     PromptEvent,
-    Timings,
     TokenEvent,
     TokenizeRequest,
     TokenizeResponse,
-    Usage,
 )
 from engine.generation.runtime import device_name
 from engine.generation.settings import EngineSettings
@@ -34,29 +29,6 @@ from engine.generation.token_text import TokenTexts
 
 if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
-
-logger = logging.getLogger(__name__)
-
-
-def _eos_ids(settings: EngineSettings, tokenizer: Any) -> list[int]:
-    """The model's EOS IDs from its generation config (Llama-3.1: 128001, 128008, 128009),
-    plus the tokenizer's own EOS."""
-    from transformers import GenerationConfig
-
-    ids: set[int] = set()
-    try:
-        config = GenerationConfig.from_pretrained(
-            settings.model, cache_dir=str(settings.hf_cache_dir or "") or None
-        )
-        eos = config.eos_token_id
-        ids.update([eos] if isinstance(eos, int) else (eos or []))
-    except (OSError, ValueError, json.JSONDecodeError):
-        logger.warning(
-            "no generation config for %s; stopping on the tokenizer's EOS", settings.model
-        )
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return sorted(ids)
 
 
 class GenerationService:
@@ -73,7 +45,7 @@ class GenerationService:
         self.tokenizer = tokenizer
         self.prompts = PromptEncoder(tokenizer)
         self.settings = settings
-        self.eos_ids = _eos_ids(settings, tokenizer)
+        self.eos_ids = shaping.eos_ids(settings, tokenizer)
         self.device = device_name()
         self.aborted = 0  # requests cancelled before they finished (health shows it)
         self.steered = 0  # requests that ran with a steering vector (/metrics)
@@ -135,20 +107,6 @@ class GenerationService:
             return None
         return steering.steer_spec(request.steer, self.steering, self.settings, where)
 
-    def sampling_params(self, request: GenerateRequest):
-        from vllm import SamplingParams
-
-        return SamplingParams(
-            n=1,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            top_k=request.top_k,
-            seed=request.seed,
-            stop_token_ids=self.eos_ids,
-            skip_special_tokens=True,
-        )
-
     async def _prepare(self, request: GenerateRequest, where: str = "") -> list[int]:
         self.check_request(request, where)
         prompt_ids = await asyncio.to_thread(
@@ -169,7 +127,7 @@ class GenerationService:
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        params = self.sampling_params(request)
+        params = shaping.sampling_params(request, self.eos_ids)
         if delta:
             params.output_kind = RequestOutputKind.DELTA
         prompt = TokensPrompt(prompt_token_ids=prompt_ids)
@@ -191,41 +149,9 @@ class GenerationService:
         except ValueError as exc:  # vLLM's own input validation
             raise InvalidRequest(str(exc), code="engine_rejected") from exc
 
-    def _answer(
-        self,
-        request_id: str,
-        prompt_ids: list[int],
-        text: str,
-        output_ids: list[int],
-        finish_reason: str | None,
-        clock: tuple[float, float | None, float],
-    ) -> GenerateResponse:
-        received, first_token_at, done = clock
-        first_token_at = first_token_at or done
-        return GenerateResponse(
-            request_id=request_id,
-            model_id=self.settings.model_id,
-            output_text=text,
-            output_token_ids=output_ids,
-            prompt_token_ids=prompt_ids,
-            finish_reason=finish_reason or "abort",
-            usage=Usage(prompt_tokens=len(prompt_ids), output_tokens=len(output_ids)),
-            timings_ms=Timings(
-                queue=round((first_token_at - received) * 1000, 3),
-                generate=round((done - first_token_at) * 1000, 3),
-                total=round((done - received) * 1000, 3),
-            ),
-        )
-
-    @staticmethod
-    def _ids(request: GenerateRequest) -> tuple[str, str]:
-        request_id = request.request_id or uuid.uuid4().hex
-        # The client's request_id need not be unique; the engine's must be.
-        return request_id, f"{request_id}-{uuid.uuid4().hex[:8]}"
-
     async def _run(self, request: GenerateRequest, prompt_ids: list[int]) -> GenerateResponse:
         received = time.perf_counter()
-        request_id, engine_id = self._ids(request)
+        request_id, engine_id = shaping.request_ids(request)
         first_token_at = None
         final = None
         async for output in self._outputs(request, prompt_ids, engine_id, delta=False):
@@ -236,7 +162,8 @@ class GenerationService:
         if final is None:  # vLLM yields at least once per request; an empty stream is a bug
             raise ServiceUnavailable("the vLLM engine returned no output")
         completion = final.outputs[0]
-        return self._answer(
+        return shaping.answer(
+            self.settings.model_id,
             request_id,
             list(final.prompt_token_ids or prompt_ids),
             completion.text,
@@ -252,7 +179,7 @@ class GenerationService:
         `error`.
         The frames of one vLLM output (several tokens when we fell behind) go out as one write."""
         received = time.perf_counter()
-        request_id, engine_id = self._ids(request)
+        request_id, engine_id = shaping.request_ids(request)
         texts = TokenTexts(self.tokenizer, prompt_ids)
         tokens = [self.tokenizer.decode([i], skip_special_tokens=False) for i in prompt_ids]
         yield sse.frame(
@@ -288,8 +215,14 @@ class GenerationService:
             yield sse.frame("error", ErrorResponse(error=exc.to_info()))
             return
         clock = (received, first_token_at, time.perf_counter())
-        answer = self._answer(
-            request_id, prompt_ids, "".join(pieces), output_ids, finish_reason, clock
+        answer = shaping.answer(
+            self.settings.model_id,
+            request_id,
+            prompt_ids,
+            "".join(pieces),
+            output_ids,
+            finish_reason,
+            clock,
         )
         yield sse.frame("done", answer)
 

@@ -5,7 +5,6 @@ number of features (about 3% of 512) fire per token. Marked demo: its features m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from engine.atomic_dir import atomic_directory
@@ -27,11 +26,10 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
     """Write the demo SAE for ``model_dir``'s residual stream at ``layer`` to ``out_dir``
     (idempotent: a complete folder is reused). Returns ``out_dir``."""
     import torch
-    from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from engine.sae.layouts import SAELENS_CFG, SAELENS_WEIGHTS, saelens_cfg
     from engine.sae.residual import ResidualModel
+    from engine.sae.saelens_files import SAELENS_CFG, SAELENS_WEIGHTS, saelens_cfg, write_saelens
 
     out_dir = Path(out_dir)
     if (out_dir / SAELENS_CFG).is_file() and (out_dir / SAELENS_WEIGHTS).is_file():
@@ -78,8 +76,5 @@ def build_demo_sae(model_dir: Path, out_dir: Path, *, layer: int = 16, seed: int
         "features have no meaning",
     )
     with atomic_directory(out_dir) as staging:
-        save_file(
-            {k: v.float().contiguous() for k, v in tensors.items()}, staging / SAELENS_WEIGHTS
-        )
-        (staging / SAELENS_CFG).write_text(json.dumps(cfg, indent=2))
+        write_saelens(staging, tensors, cfg)
     return out_dir

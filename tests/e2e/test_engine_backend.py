@@ -18,7 +18,8 @@ PROMPT = "Count from one to five."
 
 
 @pytest.fixture(scope="module")
-async def backend_url(pg_uri, engine_url, tiny_model_dir):
+async def saeless_backend_url(pg_uri, engine_url, tiny_model_dir):
+    """The backend with no SAE service: no default SAE, an address where nothing listens."""
     database_url = create_database(pg_uri, prefix="e2e_engine", migrate=True)
     settings = Settings(
         database_url=database_url,
@@ -32,9 +33,13 @@ async def backend_url(pg_uri, engine_url, tiny_model_dir):
         yield url
 
 
-def test_run_without_activations_stores_engine_tokens(backend_url, engine_url, tiny_model_dir):
+def test_run_without_activations_stores_engine_tokens(
+    saeless_backend_url, engine_url, tiny_model_dir
+):
     body = {"prompt": PROMPT, "max_tokens": 10, "temperature": 0.0, "collect_activations": False}
-    response = httpx.post(backend_url + "/playground/activations/run", json=body, timeout=300)
+    response = httpx.post(
+        saeless_backend_url + "/playground/activations/run", json=body, timeout=300
+    )
     assert response.status_code == 200, response.text
     run = response.json()
 
@@ -60,10 +65,12 @@ def test_run_without_activations_stores_engine_tokens(backend_url, engine_url, t
     assert output["text"] == direct["output_text"]
     assert run["preview"] is None
 
-    stored = httpx.get(backend_url + f"/playground/activations/{run['request_id']}").json()
+    stored = httpx.get(saeless_backend_url + f"/playground/activations/{run['request_id']}").json()
     assert stored["model_id"] == run["model_id"]
     assert stored["prompt"] == PROMPT
     assert stored["output"] == output
 
-    listed = httpx.get(backend_url + "/playground/activations/runs", params={"limit": 5}).json()
+    listed = httpx.get(
+        saeless_backend_url + "/playground/activations/runs", params={"limit": 5}
+    ).json()
     assert run["request_id"] in str(listed)

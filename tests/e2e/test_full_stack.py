@@ -12,31 +12,12 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from backend.app import create_app
-from backend.settings import Settings
 from engine.sae import protocol as sae_protocol
-from tests.support.databases import create_database
-from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
+from tests.support.servers import SERVICE_AUTH
 
 pytestmark = pytest.mark.vllm
 
 SAE_TOP_K = 12
-
-
-@pytest.fixture(scope="module")
-async def backend_url(pg_uri, engine_url, sae_url, tiny_model_dir):
-    database_url = create_database(pg_uri, prefix="e2e", migrate=True)
-    settings = Settings(
-        database_url=database_url,
-        playground_activations_hf_url=engine_url,
-        playground_sae_url=sae_url,
-        playground_default_model_id=str(tiny_model_dir),
-        playground_default_sae_id="demo_random",
-        playground_default_sae_layer=16,
-        playground_service_token=SERVICE_TOKEN,
-    )
-    with serve_app(create_app(settings)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

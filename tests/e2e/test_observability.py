@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from backend.app import create_app
-from backend.settings import Settings
 from common import sse
 from common.request_id import RequestIdFilter
+from tests.e2e.conftest import e2e_settings
 from tests.support.databases import create_database
 from tests.support.metrics import documented_metrics, missing_metrics, sample, scrape
-from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
+from tests.support.servers import SERVICE_AUTH, serve_app
 
 pytestmark = pytest.mark.vllm
 
@@ -29,16 +29,11 @@ BODY = {"prompt": "Name three colours.", "max_tokens": 8, "temperature": 0.0, "s
 
 
 @pytest.fixture(scope="module")
-def backend_url(pg_uri, engine_url, sae_url, tiny_model_dir):
-    settings = Settings(
-        database_url=create_database(pg_uri, prefix="e2e_obs", migrate=True),
-        playground_activations_hf_url=engine_url,
-        playground_sae_url=sae_url,
-        playground_default_model_id=str(tiny_model_dir),
-        playground_default_sae_id="demo_random",
-        playground_default_sae_layer=16,
-        playground_service_token=SERVICE_TOKEN,
-        playground_rate_gpu_per_window=4,  # the fifth GPU request of this module is a 429
+def rate_limited_backend_url(pg_uri, engine_url, sae_url, tiny_model_dir):
+    """The e2e backend (tests/e2e/conftest.py) whose fifth GPU request of this module is a 429."""
+    database_url = create_database(pg_uri, prefix="e2e_obs", migrate=True)
+    settings = e2e_settings(
+        database_url, engine_url, sae_url, tiny_model_dir, playground_rate_gpu_per_window=4
     )
     with serve_app(create_app(settings)) as url:
         yield url
@@ -55,7 +50,7 @@ def _total(samples, name: str) -> float:
 
 
 def test_metrics_request_ids_and_logs_across_the_stack(
-    backend_url, engine_url, sae_url, artifacts_dir, caplog
+    rate_limited_backend_url, engine_url, sae_url, artifacts_dir, caplog
 ):
     caplog.handler.addFilter(RequestIdFilter())
     caplog.set_level(logging.INFO, logger="backend.runs")
@@ -67,7 +62,7 @@ def test_metrics_request_ids_and_logs_across_the_stack(
 
     # 1: a run with a given request id.
     ok = httpx.post(
-        backend_url + RUN,
+        rate_limited_backend_url + RUN,
         json={**BODY, "request_id": "obs-e2e-ok"},
         headers={"x-request-id": TRACE},
         timeout=300,
@@ -77,7 +72,7 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     # 2: a refused run (the SAE service does not list the SAE: 404 before any generation,
     # nothing stored).
     refused_run = httpx.post(
-        backend_url + RUN,
+        rate_limited_backend_url + RUN,
         json={**BODY, "request_id": "obs-e2e-refused", "sae_id": "no_such_sae"},
         timeout=300,
     )
@@ -85,7 +80,7 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     # 3: a streamed run.
     with httpx.stream(
         "POST",
-        backend_url + RUN,
+        rate_limited_backend_url + RUN,
         json={**BODY, "request_id": "obs-e2e-stream"},
         headers={"accept": "text/event-stream"},
         timeout=300,
@@ -95,7 +90,7 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     assert events[-1] == "done" and "token" in events
     # 4: a hostile id (never sent on, logged or stored raw).
     hostile = httpx.post(
-        backend_url + RUN,
+        rate_limited_backend_url + RUN,
         json={**BODY, "request_id": "obs-e2e-hostile"},
         headers=[(b"x-request-id", HOSTILE.encode())],
         timeout=300,
@@ -104,7 +99,7 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     replaced = hostile.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced) and hostile.json()["trace_id"] == replaced
     # 5: over the window's 4 GPU requests.
-    assert httpx.post(backend_url + RUN, json=BODY, timeout=60).status_code == 429
+    assert httpx.post(rate_limited_backend_url + RUN, json=BODY, timeout=60).status_code == 429
     # 6: the engine refuses a request of ours (its error counter).
     too_long = {"prompt": "x", "max_tokens": 10**6}
     refused = httpx.post(engine_url + "/generate", json=too_long, headers=SERVICE_AUTH, timeout=60)
@@ -117,7 +112,7 @@ def test_metrics_request_ids_and_logs_across_the_stack(
     )
     assert sae_refused.status_code == 404, sae_refused.text
 
-    backend, backend_text = _scrape(backend_url)
+    backend, backend_text = _scrape(rate_limited_backend_url)
     engine, _ = _scrape(engine_url, SERVICE_AUTH)
     sae, _ = _scrape(sae_url, SERVICE_AUTH)
     for name, samples, service in (

@@ -15,32 +15,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from backend.app import create_app
-from backend.settings import Settings
 from common import sse
-from tests.support.databases import create_database
 from tests.support.metrics import sample, scrape
-from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
+from tests.support.servers import SERVICE_AUTH
 
 pytestmark = pytest.mark.vllm
 
 RUN = "/playground/activations/run"
 BODY = {"prompt": "Name three colours.", "max_tokens": 16, "temperature": 0.8, "seed": 3}
-
-
-@pytest.fixture(scope="module")
-def backend_url(pg_uri, engine_url, sae_url, tiny_model_dir):
-    settings = Settings(
-        database_url=create_database(pg_uri, prefix="e2e_steer", migrate=True),
-        playground_activations_hf_url=engine_url,
-        playground_sae_url=sae_url,
-        playground_default_model_id=str(tiny_model_dir),
-        playground_default_sae_id="demo_random",
-        playground_default_sae_layer=16,
-        playground_service_token=SERVICE_TOKEN,
-    )
-    with serve_app(create_app(settings)) as url:
-        yield url
 
 
 def steered(backend_url: str, feature: int, strength: float, **extra) -> dict:

@@ -15,11 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from backend.app import create_app
-from backend.settings import Settings
 from common import sse
-from tests.support.databases import create_database
-from tests.support.servers import SERVICE_AUTH, SERVICE_TOKEN, serve_app
+from tests.support.servers import SERVICE_AUTH
 
 pytestmark = pytest.mark.vllm
 
@@ -60,26 +57,6 @@ def assert_same_timeline(got: list[dict], want: list[dict]) -> None:
         assert [f["activation"] for f in g["features"]] == pytest.approx(
             [f["activation"] for f in w["features"]], rel=1e-5, abs=1e-6
         )
-
-
-@pytest.fixture(scope="module")
-def database_url(pg_uri) -> str:
-    return create_database(pg_uri, prefix="e2e_stream", migrate=True)
-
-
-@pytest.fixture(scope="module")
-def backend_url(database_url, engine_url, sae_url, tiny_model_dir):
-    settings = Settings(
-        database_url=database_url,
-        playground_activations_hf_url=engine_url,
-        playground_sae_url=sae_url,
-        playground_default_model_id=str(tiny_model_dir),
-        playground_default_sae_id="demo_random",
-        playground_default_sae_layer=16,
-        playground_service_token=SERVICE_TOKEN,
-    )
-    with serve_app(create_app(settings)) as url:
-        yield url
 
 
 def streamed(backend_url: str, body: dict, owner: str | None = None) -> list[tuple[str, dict]]:

@@ -1,10 +1,7 @@
 """Browser test parts: the real stack (session engine and SAE service, a fresh migrated database,
-the backend served over HTTP) and headless Chromium driven by Playwright."""
+the backend served over HTTP); headless Chromium (`browser`, `page`) is tests/support/browser.py."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pytest
 
@@ -12,19 +9,6 @@ from backend.app import create_app
 from backend.settings import Settings
 from tests.support.databases import create_database
 from tests.support.servers import SERVICE_TOKEN, free_port, serve_app
-
-CHROMIUM = Path("/usr/bin/chromium")
-# The network is closed here: without the background-networking flags Chromium floods it.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="module")
@@ -62,37 +46,3 @@ def engineless_backend_url(page_db, sae_url):
         create_app(settings_for(page_db, f"http://127.0.0.1:{free_port()}", sae_url))
     ) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (./dev test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context per test; console errors and page errors are collected."""
-    # CSP bypassed: Playwright's wait_for_function evaluates strings, which the page's CSP
-    # forbids; it also makes the HTML-prompt test check the page's rendering on its own.
-    context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
-    yield page
-    context.close()
-
-
-def drop_provoked(page, pattern: str) -> None:
-    """Take off ``page.problems`` the one entry a test provoked on purpose (``pattern``, a
-    regular expression searched in it): it must be there exactly once, and nothing else goes."""
-    matching = [p for p in page.problems if re.search(pattern, p)]
-    assert len(matching) == 1, (pattern, page.problems)
-    page.problems.remove(matching[0])

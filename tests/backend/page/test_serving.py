@@ -9,8 +9,9 @@ import pytest
 
 from backend.app import create_app
 from backend.page.router import SECURITY_HEADERS, STATIC_DIR
-from tests.backend.page.conftest import VIEWPORT, settings_for
+from tests.backend.page.conftest import settings_for
 from tests.backend.page.test_page import PAGE
+from tests.support.browser import VIEWPORT
 from tests.support.servers import serve_app
 
 pytestmark = [pytest.mark.vllm]

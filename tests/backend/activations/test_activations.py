@@ -17,6 +17,7 @@ from backend.activations.protocol import (
     TopFeaturesResponse,
 )
 from backend.app import create_app
+from bench.run_seed_sql import brute_counts
 from tests.backend import stubs
 from tests.backend.conftest import backend_settings
 from tests.support.servers import serve_app
@@ -438,18 +439,13 @@ async def test_summary_counts(client, db, stub_states):
     stub_states["engine"].mode = "ok"
     body = (await client.get("/playground/activations/summary")).json()
     SummaryResponse.model_validate(body)
-    counts = await db.fetchrow(
-        "SELECT count(*) AS total, count(*) FILTER (WHERE status='failed') AS failed, "
-        "count(*) FILTER (WHERE has_preview) AS with_preview, max(created_at) AS last "
-        "FROM activation_run_index"
-    )
-    assert body["total_runs"] == counts["total"] >= 2
-    assert body["failed_runs"] == counts["failed"] >= 1
+    counts = await brute_counts(db)
+    assert body["total_runs"] == counts["total_runs"] >= 2
+    assert body["failed_runs"] == counts["failed_runs"] >= 1
     assert body["with_preview"] == counts["with_preview"] >= 1
-    assert body["ok_runs"] == counts["total"] - counts["failed"]
-    assert body["with_preview"] == counts["with_preview"]
-    assert body["runs_last_24h"] == counts["total"]
-    assert sum(m["runs"] for m in body["models"]) == counts["total"]
+    assert body["ok_runs"] == counts["total_runs"] - counts["failed_runs"]
+    assert body["runs_last_24h"] == counts["total_runs"]
+    assert sum(m["runs"] for m in body["models"]) == counts["total_runs"]
 
 
 async def test_health_ok_and_degraded(client, stub_states):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from backend.db import queries
+from backend.db import queries, run_reads
 
 N_RUNS = 6_000
 FAILED_EVERY = 200  # rare, so a listing of failed runs without its index reads ~200x a page
@@ -109,17 +109,17 @@ async def test_listing_reads_one_page(seeded, status, deep):
         args += list(await _middle(seeded))
     if status:
         args.append(status)
-    sql = queries.list_runs_sql(after=deep, status=status is not None)
+    sql = run_reads.list_runs_sql(after=deep, status=status is not None)
     assert await _rows_read(seeded, sql, *args) <= PAGE + 1
 
 
 async def test_summary_and_models_read_no_index_rows_but_two(seeded):
     # min/max probe the two ends of the created_at index: one row each.
-    assert await _rows_read(seeded, queries.SUMMARY_SQL) <= 2
-    assert await _rows_read(seeded, queries.RUNS_PER_MODEL_SQL, 20) == 0
+    assert await _rows_read(seeded, run_reads.SUMMARY_SQL) <= 2
+    assert await _rows_read(seeded, run_reads.RUNS_PER_MODEL_SQL, 20) == 0
     conn = await asyncpg.connect(seeded)
     try:
-        summary = await queries.summary(conn)
+        summary = await run_reads.summary(conn)
         assert summary["total_runs"] == N_RUNS
         assert summary["failed_runs"] == N_RUNS // FAILED_EVERY
     finally:

@@ -15,7 +15,7 @@ import pytest
 from backend.activations import storage
 from backend.activations.record import Generation, RunFailure, RunRecord, RunTimings
 from backend.app import create_app
-from backend.db import queries
+from backend.db import queries, run_reads
 from backend.db.prune import prune_previews
 from bench.run_seed_sql import brute_counts
 from tests.backend.conftest import backend_settings
@@ -39,8 +39,8 @@ async def assert_exact(db: asyncpg.Connection, client: httpx.AsyncClient | None 
     """The maintained numbers (and the summary endpoint, when given) equal brute force."""
     brute = await brute_counts(db) | dict(await db.fetchrow(BRUTE_SPAN))
     models = [dict(r) for r in await db.fetch(BRUTE_MODELS)]
-    assert dict(await queries.summary(db)) == brute
-    assert [dict(r) for r in await queries.runs_per_model(db, 1000)] == models
+    assert dict(await run_reads.summary(db)) == brute
+    assert [dict(r) for r in await run_reads.runs_per_model(db, 1000)] == models
     if client is not None:
         answer = (await client.get("/playground/activations/summary")).json()
         for key in ("total_runs", "ok_runs", "failed_runs", "with_preview", "pruned_runs"):
@@ -105,7 +105,7 @@ async def test_counts_follow_runs_reruns_prunes_and_deletes(api, db, stub_states
     assert await _run(api, "c-a3", collect_activations=False) == 200  # no preview any more
     counts = await assert_exact(db, api)
     assert (counts["ok_runs"], counts["failed_runs"], counts["with_preview"]) == (4, 0, 3)
-    models = {m["model_id"]: m["runs"] for m in await queries.runs_per_model(db)}
+    models = {m["model_id"]: m["runs"] for m in await run_reads.runs_per_model(db)}
     assert models[OTHER_MODEL] == 1
 
     await db.execute(

@@ -194,7 +194,7 @@ async def test_a_rerun_between_mark_and_delete_keeps_its_preview(client, db, db_
     import asyncpg
 
     from backend.db.prune import prune_previews
-    from tests.backend.test_counters import assert_exact
+    from tests.backend.db.test_counters import assert_exact
 
     await db.execute("TRUNCATE activation_run_index CASCADE")
     await _old_runs(client, db, ["rerun", "plain"])

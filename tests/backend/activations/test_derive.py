@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.activations import derive, packed
-from tests.backend.test_activations import assert_features, brute_rows, brute_top
+from tests.backend.activations.test_activations import assert_features, brute_rows, brute_top
 
 
 @st.composite

@@ -186,7 +186,7 @@ async def test_0017_backfills_counts_and_downgrades(pg_uri):
     """Counts start exact on a database that already has runs; downgrade leaves the schema
     before 0017 and writes keep working; upgrading again counts the runs written meanwhile."""
     from backend.db.migrate import down_revision_of
-    from tests.backend.test_counters import assert_exact
+    from tests.backend.db.test_counters import assert_exact
 
     before = down_revision_of("0017_maintain_run_counts")
     uri = create_database(pg_uri)
@@ -296,7 +296,7 @@ async def _assert_adopted(conn: asyncpg.Connection) -> None:
 async def _read_through_the_api(uri: str, stub_urls, conn: asyncpg.Connection) -> None:
     from backend.app import create_app
     from tests.backend.conftest import backend_settings
-    from tests.backend.test_counters import assert_exact
+    from tests.backend.db.test_counters import assert_exact
     from tests.support.servers import serve_app
 
     with serve_app(create_app(backend_settings(uri, stub_urls))) as url:
