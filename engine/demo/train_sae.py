@@ -255,7 +255,7 @@ def train_sae(
             l0=round(ev_train.l0, 2),
             dead_features=dead,
             dead_fraction=round(dead / sae.d_sae, 4),
-            labelled_features=len(labels),
+            labelled_features=sum(not label.diverse for label in labels.values()),
             label_precision=round(precision.value, 4),
             label_precision_judged=precision.judged,
             seconds={key: round(value, 1) for key, value in seconds.items()},
