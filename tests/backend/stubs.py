@@ -307,6 +307,7 @@ def sae_app(state: StubState) -> FastAPI:
             "layer": layer,
             "d_sae": D_SAE,
             "labels": {str(i): stub_label(i) for i in range(N_FEATURES)},
+            "words": {},
         })  # fmt: skip
 
     @app.get("/features/{sae_id}/{layer}/{feature_id}")
