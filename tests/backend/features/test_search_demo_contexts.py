@@ -61,7 +61,6 @@ async def test_a_word_of_the_contexts_finds_a_relevant_feature(db, demo_sae, que
         )
     }
     found = [r["feature_id"] for r in rows if relevant(query, stored[r["feature_id"]])]
-    print(query, [(f, stored[f][:60]) for f in found[:3]])
     assert found, (query, [(r["feature_id"], r["label"]) for r in rows])
 
 
