@@ -217,7 +217,8 @@ def train_sae(
         dead = int((~fired).sum())
         say(
             f"    FVU {ev_train.fvu:.3f} (held-out {ev_heldout.fvu:.3f}), L0 {ev_train.l0:.1f}, "
-            f"dead {dead}/{sae.d_sae}, {len(labels)} labels, "
+            f"dead {dead}/{sae.d_sae}, {sum(not lb.diverse for lb in labels.values())} labelled "
+            f"({len(labels)} with a text), "
             f"label precision {precision.value:.2f} over {precision.judged} features"
         )
     seconds["label"] = timing["seconds"]
