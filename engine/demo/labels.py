@@ -312,10 +312,9 @@ def make_label(hits: Sequence[Hit], common: frozenset[str] = frozenset()) -> Lab
         chosen.append(context[0])
         shown = [*shown, context[0]]
     text = " · ".join(p.words for p in shown)
-    keys = token_keys
     if not agreed:
-        return Label(text=DIVERSE + text, keys=keys, patterns=tuple(chosen), diverse=True)
-    return Label(text=text, keys=keys, patterns=tuple(chosen))
+        return Label(DIVERSE + text, token_keys, tuple(chosen), diverse=True)
+    return Label(text, token_keys, tuple(chosen))
 
 
 def hits_from_examples(examples: Sequence[dict]) -> list[Hit]:
@@ -382,7 +381,8 @@ def read_examples(sae_dir: Path) -> list[dict]:
 
 def relabel_from_examples(sae_dir: Path) -> int:
     """Rewrite an SAE folder's labels.json from its examples file alone (the weights are not
-    read): how the committed demo SAE's labels were made. Returns how many features it labels."""
+    read): how the committed demo SAE's labels were made. Returns how many features it labels
+    (the "diverse:" ones have a text but no label)."""
     labels = labels_from_examples(read_examples(sae_dir))
     text = json.dumps({str(f): label.text for f, label in sorted(labels.items())}, indent=0)
     (sae_dir / LABELS_FILENAME).write_text(text + "\n", encoding="utf-8")
@@ -393,4 +393,4 @@ if __name__ == "__main__":  # python -m engine.demo.labels <sae folder>
     import sys
 
     folder = Path(sys.argv[1])
-    print(f"{relabel_from_examples(folder)} labels written to {folder / LABELS_FILENAME}")
+    print(f"{relabel_from_examples(folder)} features labelled in {folder / LABELS_FILENAME}")
