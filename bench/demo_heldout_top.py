@@ -4,7 +4,8 @@ them (same texts, order, token budget and split), written for the label precisio
 
     python -m bench.demo_heldout_top <model folder from build-demo> <wheel cache> <out.json.xz>
 
-About 10 minutes on one CPU thread (10k held-out tokens through 16 layers of SmolLM2-135M).
+About a minute on one CPU thread (10k held-out tokens through 16 layers of SmolLM2-135M);
+rerun on 2026-12-04 it wrote the committed file byte for byte.
 """
 
 from __future__ import annotations
