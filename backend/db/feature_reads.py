@@ -201,9 +201,10 @@ async def search_fired_labels(
     layer: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Fired features whose label matches a ``to_tsquery('simple', ...)`` text, most-fired
-    first. Postgres picks the plan: for a broad query it walks features by runs_fired and
-    stops at ``limit`` matches; for a narrow one it takes the label index's matches and sorts."""
+    """Fired features whose label or examples' words (``search``, migration 0022) match a
+    ``to_tsquery('simple', ...)`` text, most-fired first. Postgres picks the plan: for a broad
+    query it walks features by runs_fired and stops at ``limit`` matches; for a narrow one it
+    takes the label index's matches and sorts."""
     return await conn.fetch(
         """
 SELECT s.sae_id, s.layer, st.feature_id, l.label, st.runs_fired
@@ -230,7 +231,8 @@ async def search_unfired_labels(
     layer: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Matching labels of features that never fired in a folded run (after the fired ones)."""
+    """Matching labels of features that never fired in a folded run (after the fired ones):
+    those whose label itself matches first, then those matched by their examples' words."""
     return await conn.fetch(
         """
 SELECT s.sae_id, s.layer, l.feature_id, l.label, 0::bigint AS runs_fired
@@ -241,7 +243,8 @@ WHERE l.search @@ to_tsquery('simple', $1)
   AND ($3::int IS NULL OR s.layer = $3)
   AND NOT EXISTS (SELECT 1 FROM feature_stats st WHERE st.sae_key = l.sae_key
                   AND st.feature_id = l.feature_id AND st.runs_fired > 0)
-ORDER BY s.sae_id, s.layer, l.feature_id
+ORDER BY to_tsvector('simple', l.label) @@ to_tsquery('simple', $1) DESC,
+  s.sae_id, s.layer, l.feature_id
 LIMIT $4
 """,
         tsquery,

@@ -65,14 +65,21 @@ async def replace_labels(
     feature_ids: Sequence[int],
     labels_: Sequence[str],
     source: str,
+    words: Sequence[str] | None = None,
 ) -> None:
-    """All of an SAE's labels at once (one transaction): delete, COPY, stamp the source."""
+    """All of an SAE's labels at once (one transaction): delete, COPY, stamp the source.
+    ``words``: per label, the words of the feature's examples, which label search also matches
+    (migration 0022)."""
+    context = words if words is not None else [""] * len(feature_ids)
     async with conn.transaction():
         await conn.execute("DELETE FROM feature_labels WHERE sae_key = $1", sae_key)
         await conn.copy_records_to_table(
             "feature_labels",
-            records=[(sae_key, f, text) for f, text in zip(feature_ids, labels_, strict=True)],
-            columns=["sae_key", "feature_id", "label"],
+            records=[
+                (sae_key, f, text, w)
+                for f, text, w in zip(feature_ids, labels_, context, strict=True)
+            ],
+            columns=["sae_key", "feature_id", "label", "context_words"],
         )
         await conn.execute(
             "UPDATE feature_saes SET labels_source = $2, labels_loaded_at = now()"

@@ -37,6 +37,7 @@ RETRY_S = 30.0
 # never keep an SAE container awake.
 UNKNOWN_RECHECK_S = 1200.0
 MAX_LABEL_CHARS = 500
+MAX_WORDS_CHARS = 4000  # a feature's context words (searched, never shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,11 @@ def _entry(row: asyncpg.Record) -> SaeEntry:
 def clean_label(text: str) -> str:
     """Storable and bounded: no NUL, at most MAX_LABEL_CHARS, surrounding space trimmed."""
     return text.replace("\x00", "\ufffd").strip()[:MAX_LABEL_CHARS]
+
+
+def clean_words(text: str) -> str:
+    """A feature's context words as stored for search: no NUL, at most MAX_WORDS_CHARS."""
+    return text.replace("\x00", " ")[:MAX_WORDS_CHARS]
 
 
 def label_rows(labels: dict[int, str], d_sae: int | None) -> tuple[list[int], list[str]]:
@@ -179,8 +185,9 @@ class SaeCatalog:
         if answer is None:
             return
         ids, texts = label_rows(answer.labels, row["d_sae"])
+        words = [clean_words(answer.words.get(f, "")) for f in ids]
         async with self._conn() as conn:
-            await sae_catalog.replace_labels(conn, row["sae_key"], ids, texts, "sae_service")
+            await sae_catalog.replace_labels(conn, row["sae_key"], ids, texts, "sae_service", words)
 
     async def labels(
         self, sae_id: str, layer: int, feature_ids: list[int] | None

@@ -1,5 +1,7 @@
 """Label search over the Postgres label cache: prefix words (``wak`` finds "wake / awaken"),
-all of them required; a number also finds that feature id. Most-fired features first."""
+all of them required, in a feature's label or in the words of its examples' contexts (migration
+0022: "capital" finds a feature whose examples mention a capital); a number also finds that
+feature id. Most-fired features first; among the never-fired, label matches first."""
 
 from __future__ import annotations
 

@@ -113,6 +113,7 @@ class SaeLabels(BaseModel):
     layer: int
     d_sae: int | None = None
     labels: dict[int, str]
+    words: dict[int, str] = {}  # the words of each feature's examples (what search also matches)
 
 
 class FeatureInfo(BaseModel):

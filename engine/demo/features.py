@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.demo.label_precision import Precision
+from engine.demo.label_precision import label_precision as labels_precision
 from engine.demo.labels import Hit, Label, make_label
 from engine.demo.residuals import ResidualSet, Sequences
 from engine.demo.trainer import TopKSae
 from engine.sae.sidecars import EXAMPLES_FORMAT
 
 LABEL_TOP_N = 20  # a label is made from, and judged on, a feature's top-20 activations
-LABEL_MIN_HITS = 3  # a feature judged on fewer held-out activations is left out
 EXAMPLES_PER_FEATURE = 5
 CONTEXT_BEFORE = 8
 CONTEXT_AFTER = 3
@@ -125,26 +126,12 @@ def make_labels(top: TopActivations, window: WindowOf) -> dict[int, Label]:
     return labels
 
 
-@dataclass(frozen=True)
-class Precision:
-    value: float  # mean over judged features of the share of held-out top tokens the label names
-    judged: int  # labelled features with at least LABEL_MIN_HITS held-out activations
-
-
 def label_precision(
     labels: dict[int, Label], heldout_top: TopActivations, window: WindowOf
 ) -> Precision:
-    """For each labelled feature with at least LABEL_MIN_HITS held-out activations, the share
-    of its held-out top activations that its label names (``Label.names``: its tokens, their
-    class or ending, the word before, or its context word); averaged over those features."""
-    shares = []
-    for feature, label in labels.items():
-        hits = hits_of(heldout_top, feature, window)
-        if len(hits) < LABEL_MIN_HITS:
-            continue
-        named = sum(label.names(h.tokens, h.index) for h in hits)
-        shares.append(named / len(hits))
-    return Precision(value=float(np.mean(shares)) if shares else 0.0, judged=len(shares))
+    """``labels.label_precision`` on the held-out top activations in their windows."""
+    heldout = {feature: hits_of(heldout_top, feature, window) for feature in labels}
+    return labels_precision(labels, heldout)
 
 
 def iter_examples(

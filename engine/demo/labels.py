@@ -1,42 +1,46 @@
 """Labels from contexts: what a trained feature's strongest activations have in common, said in
 words. Made by `train-sae` from each feature's top activations with the text around them (the
 same windows the examples file keeps), or from a committed examples file alone
-(``labels_from_examples``; `playground relabel-sae`).
+(``labels_from_examples``; ``python -m engine.demo.labels <folder>``).
 
-Candidate patterns, each scored by the share of the feature's activations it names:
-- the tokens themselves (up to three, most frequent first: "room / hall / house");
-- a token class, when the tokens share one: numbers, punctuation, line breaks and spaces,
-  initials, place names, names and title-case words, ALL-CAPS words, word endings ("-ing");
-- the word just before ("after “the”");
-- a common word of the windows ("near “sea”": in most windows, not the token itself).
+A label names, in this order:
+- the tokens that fire (case and leading space aside; up to four, strongest first, each at
+  least 5 % of the activation: "room / hall / house"; "ask" also names "asked");
+- the token class they share, when one names at least 30 % of the activation: numbers,
+  punctuation, line breaks and spaces, initials, place names, names and title-case words,
+  ALL-CAPS words, a word ending ("-ing"); a class naming 80 % labels alone ("numbers (7, 3)");
+- a word most of the windows share ("near “sea”": in 40 % of them, not the token itself), so a
+  label search finds "sea" on a feature about waves.
 
-The label is the best pattern when it names at least half of the activations, with the common
-context word added when there is one (so that a label search finds "sea" on a feature about
-waves); otherwise the two strongest patterns joined ("numbers · after “chapter”"), never the
-old "mixed: ...". Each label keeps its patterns, so its precision on held-out text is measured
-by what it says (``Label.names``).
+A feature is *labelled* only when its contexts agree: the strongest token of every context is
+one word (case, leading space and word forms aside), or they all share a token class (not a
+word ending), or the class names 60 % of the activation. Otherwise its text says so,
+"diverse: a / b / c / d", and it is not judged: label precision (``label_precision``) averages
+over labelled features only, and the share of features labelled is reported beside it. Each
+label keeps its patterns, so its precision on held-out text is measured by what it says
+(``Label.names``).
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine.demo.label_words import CLASSES, STOPWORDS, same_word, token_display, token_key
-from engine.sae.sidecars import EXAMPLES_FILENAME, LABELS_FILENAME
 
 MIN_HITS = 3  # a feature active fewer times gets no label
-MAX_NAMES = 3
-STRONG = 0.8  # a pattern naming this share of the activations labels alone
+MAX_NAMES = 4
+STRONG = 0.8  # a class naming this share of the activations labels alone
+CLASS_SHARE = 0.3  # a class naming this share is added to the tokens
+AGREE_SHARE = 0.6  # a class naming this share makes the contexts agree
 WEAK = 0.25  # activations under this share of the feature's strongest are left out
-NAME_SHARE = 0.1  # a token named in a tokens pattern carries at least this share
+NAME_SHARE = 0.05  # a token named in a tokens pattern carries at least this share
 CONTEXT_SHARE = 0.4  # a context word in at least 40 % of the windows is mentioned
 MIN_SUFFIX = 2
 COMMON_SHARE = 0.01  # a word around more than 1 % of the features is no feature's context
+DIVERSE = "diverse: "
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class Pattern:
-    kind: str  # tokens | class | suffix | before | context
+    kind: str  # tokens | class | suffix | context
     words: str  # how the label says it
     test: Callable[[Sequence[str], int], bool] = field(compare=False)
 
@@ -68,6 +72,7 @@ class Label:
     text: str  # what labels.json holds
     keys: frozenset[str]  # the normalised tokens it names (a tokens pattern's)
     patterns: tuple[Pattern, ...] = ()
+    diverse: bool = False  # its contexts do not agree: not a label, not judged
 
     def names(self, tokens: Sequence[str], index: int) -> bool:
         """Whether the label says what this activation is (the precision measure's test)."""
@@ -112,7 +117,7 @@ def _tokens_pattern(hits: Sequence[Hit]) -> tuple[Pattern, frozenset[str]]:
         first_seen.setdefault(token_key(h.token), h.token)
     total = sum(weights.values()) or 1.0
     ranked = sorted(weights, key=lambda key: -weights[key])  # stable: strength breaks ties
-    names = [k for k in ranked[:MAX_NAMES] if weights[k] >= NAME_SHARE * total] or ranked[:1]
+    names = ranked[:1] + [k for k in ranked[1:MAX_NAMES] if weights[k] >= NAME_SHARE * total]
     keys = frozenset(names)
     pattern = Pattern(
         "tokens",
@@ -156,20 +161,6 @@ def _suffix_pattern(hits: Sequence[Hit]) -> Pattern | None:
     )
 
 
-def _before_pattern(hits: Sequence[Hit]) -> Pattern | None:
-    before = [token_key(h.tokens[h.index - 1]) for h in hits if h.index > 0]
-    if not before:
-        return None
-    key, _ = collections.Counter(before).most_common(1)[0]
-    if not key.strip() or not any(c.isalnum() for c in key):
-        return None
-    return Pattern(
-        "before",
-        f"after “{key}”",
-        lambda tokens, i: i > 0 and token_key(tokens[i - 1]) == key,
-    )
-
-
 def _window_words(tokens: Sequence[str], index: int) -> set[str]:
     """The words of a window but its own token's (tokens glued into text: "S" "ea" is "sea")."""
     text = "".join(t for j, t in enumerate(tokens) if j != index)
@@ -201,6 +192,29 @@ def _context_pattern(
     return pattern, ranked[0][0] / len(windows)
 
 
+def _strongest_per_window(hits: Sequence[Hit]) -> list[Hit]:
+    best: dict[int, Hit] = {}
+    for h in hits:
+        if h.window not in best or h.activation > best[h.window].activation:
+            best[h.window] = h
+    return list(best.values())
+
+
+def _agreed(hits: Sequence[Hit], class_share: float) -> bool:
+    """Whether the contexts agree: the strongest token of each is one word, or they share a
+    class, or the best class names AGREE_SHARE of the activation. A shared word ending is not
+    enough (on the demo SAE such labels named about half of the held-out activations)."""
+    if class_share >= AGREE_SHARE:
+        return True
+    tops = [h.token for h in _strongest_per_window(hits)]
+    first = token_key(tops[0])
+    if all(same_word(token_key(t), first) for t in tops):
+        return True
+    if all(not t.strip() for t in tops):
+        return True
+    return any(all(test(t.strip()) for t in tops) for _, test in CLASSES)
+
+
 def make_label(hits: Sequence[Hit], common: frozenset[str] = frozenset()) -> Label | None:
     """The label of a feature from its activations, strongest first (see the module doc).
     ``common``: words too frequent around every feature to say anything (``common_words``)."""
@@ -209,31 +223,31 @@ def make_label(hits: Sequence[Hit], common: frozenset[str] = frozenset()) -> Lab
     peak = max(h.activation for h in hits)
     hits = [h for h in hits if h.activation >= WEAK * peak]
     tokens, token_keys = _tokens_pattern(hits)
-    candidates = [tokens, *_class_patterns(hits)]
-    for extra in (_suffix_pattern(hits), _before_pattern(hits)):
-        if extra is not None:
-            candidates.append(extra)
-    # Ranked by how much they name; a class or word ending says more than a list of tokens
-    # naming as much, so it wins ties.
-    order = {"class": 0, "suffix": 1, "tokens": 2, "before": 3}
-    scored = sorted(
-        ((_weighted_share(hits, p), p) for p in candidates),
-        key=lambda item: (-round(item[0], 2), order[item[1].kind]),
-    )
-    context = _context_pattern(hits, common)
-    best_share, best = scored[0]
-    if best_share >= STRONG:
-        chosen = [best]
-        text = best.words
+    # The class naming most; on a tie the first (most specific) one.
+    classes = [(_weighted_share(hits, p), p) for p in _class_patterns(hits)]
+    suffix = _suffix_pattern(hits)
+    agreed = _agreed(hits, max(share for share, _ in classes))
+    if suffix is not None:
+        classes.append((_weighted_share(hits, suffix), suffix))
+    class_share, cls = max(classes, key=lambda item: round(item[0], 2))
+    if class_share >= STRONG:
+        # The class says it; its tokens are still named, and shown when the class misses one.
+        chosen = [cls, tokens]
+        misses = any(
+            not cls.names(h.tokens, h.index) for h in hits if token_key(h.token) in token_keys
+        )
+        shown = list(chosen) if misses else [cls]
     else:
-        second = next((p for s, p in scored[1:] if s > 0 and p.kind != best.kind), None)
-        chosen = [best] if second is None else [best, second]
-        text = " · ".join(p.words for p in chosen)
+        chosen = [tokens, cls] if class_share >= CLASS_SHARE else [tokens]
+        shown = list(chosen)
+    context = _context_pattern(hits, common)
     if context is not None and context[1] >= CONTEXT_SHARE:
         chosen.append(context[0])
-        text = f"{text} · {context[0].words}"
-    keys = token_keys if tokens in chosen else frozenset()
-    return Label(text=text, keys=keys, patterns=tuple(chosen))
+        shown = [*shown, context[0]]
+    text = " · ".join(p.words for p in shown)
+    if not agreed:
+        return Label(DIVERSE + text, token_keys, tuple(chosen), diverse=True)
+    return Label(text, token_keys, tuple(chosen))
 
 
 def hits_from_examples(examples: Sequence[dict]) -> list[Hit]:
@@ -268,26 +282,3 @@ def labels_from_examples(records: Sequence[dict]) -> dict[int, Label]:
         if label is not None:
             labels[int(record["feature_id"])] = label
     return labels
-
-
-def relabel_from_examples(sae_dir: Path) -> int:
-    """Rewrite an SAE folder's labels.json from its examples file alone (the weights are not
-    read): how the committed demo SAE's labels were made. Returns how many features it labels."""
-    lines = (sae_dir / EXAMPLES_FILENAME).read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines[1:] if line.strip()]  # after the header
-    labels = labels_from_examples(records)
-    write_labels(sae_dir / LABELS_FILENAME, labels)
-    return len(labels)
-
-
-def write_labels(path: Path, labels: dict[int, Label]) -> None:
-    """labels.json: each labelled feature's text by its id (train-sae's and relabelling's)."""
-    text = json.dumps({str(f): label.text for f, label in sorted(labels.items())}, indent=0)
-    path.write_text(text + "\n", encoding="utf-8")
-
-
-if __name__ == "__main__":  # python -m engine.demo.labels <sae folder>
-    import sys
-
-    folder = Path(sys.argv[1])
-    print(f"{relabel_from_examples(folder)} labels written to {folder / LABELS_FILENAME}")

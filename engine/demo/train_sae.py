@@ -24,8 +24,8 @@ from common.defaults import (
 )
 from engine.atomic_dir import atomic_directory
 from engine.demo import features
-from engine.demo.labels import write_labels
 from engine.demo.progress import Say, say_flush, step
+from engine.demo.relabel import write_labels
 from engine.demo.residuals import collect_residuals, drop_sinks, tokenize_texts
 from engine.demo.train_config import TrainConfig, TrainingStats, resolve_collect_dtype
 from engine.demo.trainer import TopKSae, evaluate, train_topk_sae
@@ -153,7 +153,8 @@ def train_sae(
         dead = int((~fired).sum())
         say(
             f"    FVU {ev_train.fvu:.3f} (held-out {ev_heldout.fvu:.3f}), L0 {ev_train.l0:.1f}, "
-            f"dead {dead}/{sae.d_sae}, {len(labels)} labels, "
+            f"dead {dead}/{sae.d_sae}, {sum(not lb.diverse for lb in labels.values())} labelled "
+            f"({len(labels)} with a text), "
             f"label precision {precision.value:.2f} over {precision.judged} features"
         )
     seconds["label"] = timing["seconds"]
@@ -196,7 +197,7 @@ def train_sae(
             l0=round(ev_train.l0, 2),
             dead_features=dead,
             dead_fraction=round(dead / sae.d_sae, 4),
-            labelled_features=len(labels),
+            labelled_features=sum(not label.diverse for label in labels.values()),
             label_precision=round(precision.value, 4),
             label_precision_judged=precision.judged,
             seconds={key: round(value, 1) for key, value in seconds.items()},

@@ -177,6 +177,11 @@ class LabelsResponse(BaseModel):
     layer: int
     d_sae: int
     labels: dict[int, str] = Field(description="feature id -> label, labelled features only")
+    words: dict[int, str] = Field(
+        default_factory=dict,
+        description="labelled feature id -> the distinct words of its examples' contexts, "
+        "space-separated (what a label search matches besides the label); {} without examples",
+    )
 
 
 class SaesResponse(BaseModel):

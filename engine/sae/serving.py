@@ -196,11 +196,15 @@ class SaeService:
 
     def labels(self, sae_id: str, layer: int) -> LabelsResponse:
         meta = self._resolve(sae_id, layer)
+        labels = self.registry.labels(meta)
         return LabelsResponse(
             sae_id=meta.sae_id,
             layer=meta.layer,
             d_sae=meta.d_sae,
-            labels=self.registry.labels(meta),
+            labels=labels,
+            words={
+                f: w for f, w in self.registry.sidecars.context_words(meta).items() if f in labels
+            },
         )
 
     @staticmethod

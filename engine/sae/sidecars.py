@@ -1,12 +1,14 @@
 """Files beside an SAE's weights that explain its features: ``labels.json`` (a short label per
 feature) and the examples file (``feature_examples.jsonl``: max-activating contexts per
 feature; format in docs/sae.md). Read on first use and cached; the examples file is indexed
-by byte offset, so one feature's examples cost one line's read."""
+by byte offset, so one feature's examples cost one line's read. A label search also matches
+the words of a feature's examples (``context_words``), read from the same file."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +37,36 @@ def read_labels(path: Path) -> dict[int, str]:
     return {int(k): str(v) for k, v in items if k is not None and v}
 
 
+_WORD = re.compile(r"[^\W_]{2,}")
+MAX_CONTEXT_WORDS = 200  # per feature
+
+
+def context_words(examples: list[dict]) -> str:
+    """The distinct words of a feature's example windows, lower case, in order of first use
+    (each window's tokens joined into text: " S" "ea" is "sea")."""
+    seen: dict[str, None] = {}
+    for example in examples:
+        for word in _WORD.findall("".join(str(t) for t in example.get("tokens", ()))):
+            seen.setdefault(word.lower(), None)
+    return " ".join(list(seen)[:MAX_CONTEXT_WORDS])
+
+
+def read_context_words(path: Path) -> dict[int, str]:
+    """feature id -> ``context_words`` of its examples, for every feature of an examples file."""
+    if not path.is_file():
+        return {}
+    words: dict[int, str] = {}
+    with path.open("rb") as handle:
+        handle.readline()  # the header (checked by index_examples)
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                text = context_words(record.get("examples", []))
+                if text:
+                    words[int(record["feature_id"])] = text
+    return words
+
+
 def index_examples(path: Path) -> dict[int, tuple[int, int]]:
     """feature id -> (byte offset, length) of its line; the first line is the header."""
     index: dict[int, tuple[int, int]] = {}
@@ -56,6 +88,7 @@ class Sidecars:
         self.examples_filename = examples_filename
         self._labels: dict[SaeKey, dict[int, str]] = {}
         self._examples: dict[SaeKey, dict[int, tuple[int, int]]] = {}
+        self._words: dict[SaeKey, dict[int, str]] = {}
         self._lock = threading.Lock()
 
     def has_labels(self, meta: SaeMeta) -> bool:
@@ -70,6 +103,14 @@ class Sidecars:
             if key not in self._labels:
                 self._labels[key] = read_labels(meta.folder / self.labels_filename)
             return self._labels[key]
+
+    def context_words(self, meta: SaeMeta) -> dict[int, str]:
+        """feature id -> the words of its examples' contexts (``{}`` without an examples file)."""
+        key = (meta.sae_id, meta.layer)
+        with self._lock:
+            if key not in self._words:
+                self._words[key] = read_context_words(meta.folder / self.examples_filename)
+            return self._words[key]
 
     def examples(self, meta: SaeMeta, feature_id: int) -> list[dict]:
         """The feature's examples (``[]`` when it has none or the SAE has no examples file)."""

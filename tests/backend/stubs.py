@@ -125,6 +125,9 @@ def features_at(
     return [{"feature_id": f, "activation": a} for f, a in zip(ids, acts, strict=True)]
 
 
+STUB_CONTEXT_WORDS = "giraffe ran across the savanna"  # feature 3's examples' words
+
+
 def stub_label(feature_id: int) -> str:
     """The stub SAE's label of a feature: a shared word and one of five others."""
     return (
@@ -307,6 +310,7 @@ def sae_app(state: StubState) -> FastAPI:
             "layer": layer,
             "d_sae": D_SAE,
             "labels": {str(i): stub_label(i) for i in range(N_FEATURES)},
+            "words": {"3": STUB_CONTEXT_WORDS},  # what search matches besides the label
         })  # fmt: skip
 
     @app.get("/features/{sae_id}/{layer}/{feature_id}")

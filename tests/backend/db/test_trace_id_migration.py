@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from backend.db.migrate import HEAD, current_revision, downgrade, upgrade
+from backend.db.migrate import current_revision, downgrade, upgrade
 from tests.support.databases import create_database
 
 INSERT = """
@@ -33,8 +33,8 @@ async def test_trace_id_column_roundtrip(pg_uri):
     finally:
         await conn.close()
 
-    upgrade(uri)
-    assert HEAD == "0021_run_trace_id" and await current_revision(uri) == HEAD
+    upgrade(uri, "0021_run_trace_id")
+    assert await current_revision(uri) == "0021_run_trace_id"
     conn = await asyncpg.connect(uri)
     try:
         assert "trace_id" in await _columns(conn)

@@ -83,6 +83,9 @@ async def test_label_search(client, db):
     assert by_id[0].feature_id == 7
     assert await search(q="!!! ???") == []
     assert await search(q="zebra") == []
+    # A word of a feature's examples finds it (migration 0022); the label is what is shown.
+    giraffe = await search(q="savan", sae_id="llama_scope_lxr_8x", layer=16)
+    assert [(r.feature_id, r.label) for r in giraffe] == [(3, stubs.stub_label(3))]
     assert await search(q="wake", sae_id="other_sae") == []
     for params in ({"q": ""}, {"q": "x" * 201}, {"q": "a", "limit": 0}, {"q": "a", "layer": -1}):
         response = await client.get("/playground/features/search", params=params)

@@ -9,7 +9,13 @@ import torch
 
 from engine.demo import features
 from engine.demo.corpus import split_texts
-from engine.demo.labels import Hit, Label, labels_from_examples, make_label
+from engine.demo.label_precision import Precision, label_precision
+from engine.demo.labels import (
+    Hit,
+    Label,
+    labels_from_examples,
+    make_label,
+)
 from engine.demo.residuals import plan_batches
 from engine.demo.trainer import TrainSettings, evaluate, train_topk_sae
 
@@ -89,28 +95,47 @@ def hits(*tokens: str, before: str | None = None) -> list[Hit]:
 
 def test_labels_name_the_strongest_top_tokens():
     label = make_label(hits(" wake", " Wake", "woke", " awaken", " wake", " the"))
-    assert label.text == "wake / woke / awaken" and label.keys == {"wake", "woke", "awaken"}
-    assert not label.names([" walk"], 0) and label.names([" awakened"], 0)  # "awaken-"
+    # Up to four tokens, each at least 5 % of the activation; "wake" names "Wake" and "awaken-".
+    assert label.text.startswith("diverse: wake / woke / awaken / the")
+    assert label.keys == {"wake", "woke", "awaken", "the"} and label.diverse
+    assert not label.names([" walk"], 0) and label.names([" awakened"], 0)
     assert make_label(hits(" a", " b")) is None  # too few activations to say
-    assert make_label(hits("\n", "\n", "\n ")).text == "line breaks and spaces"
+    spaces = make_label(hits("\n", "\n", "\n "))
+    assert spaces.text == "line breaks and spaces" and not spaces.diverse
+
+
+def test_a_feature_is_labelled_when_its_contexts_agree():
+    one_word = make_label(hits(" wake", " Wake", " wakes", " wake"))
+    assert not one_word.diverse and one_word.text == "wake / wakes"
+    # The strongest tokens differ and share nothing: said so, and not judged.
+    scattered = make_label(hits(*(f" w{i}" for i in range(8)), before=" the"))
+    assert scattered.diverse and scattered.text == "diverse: w0 / w1 / w2 / w3"
+    assert "mixed" not in scattered.text
+    held = {0: [Hit([" w0"], 0, 1.0)] * 3, 1: [Hit([" wake"], 0, 1.0), *[Hit([" x"], 0, 1.0)] * 3]}
+    labels = {0: scattered, 1: one_word}
+    assert label_precision(labels, held) == Precision(0.25, 1)
+    assert label_precision(labels, held, diverse=True) == Precision((1 + 0.25) / 2, 2)
 
 
 def test_labels_say_the_class_the_tokens_share():
     digits = make_label(hits("7", " 12", "5", "1999"))
-    assert digits.text == "numbers (7, 12, 5)"
+    assert digits.text == "numbers (7, 12, 5)" and not digits.diverse
     assert digits.names(["3"], 0) and not digits.names([" seven"], 0)
     places = make_label(hits(" Paris", " London", " France", " Tokyo"))
     assert places.text.startswith("place names (Paris, London, France)")
     assert places.names([" Berlin"], 0) and not places.names([" Smith"], 0)
-    assert make_label(hits(" running", " jumping", " eating", " sleeping")).text.startswith(
-        "words ending “-ing”"
+    # A class naming most but not all: shown with the tokens it misses.
+    names = make_label(hits(" Alice", " the", " Bob", " Carol", " Dave", " Eve", " Frank"))
+    assert (
+        names.text == "names and title-case words (Alice, Bob, Carol) · Alice / the / Bob / Carol"
     )
+    assert not names.diverse and names.names([" the"], 0)
+    # A word ending is said, but the contexts do not agree on it alone.
+    ing = make_label(hits(" running", " jumping", " eating", " sleeping"))
+    assert ing.text == "diverse: words ending “-ing”" and ing.names([" singing"], 0)
 
 
-def test_no_mixed_labels_two_patterns_and_the_context_word():
-    # Nothing in common but the word before: no "mixed:", the two strongest patterns.
-    scattered = make_label(hits(*(f" w{i}" for i in range(8)), before=" the"))
-    assert "mixed" not in scattered.text and "after “the”" in scattered.text
+def test_the_context_word_is_said():
     # A word in most windows (not the token itself) is named: a search for it finds the feature.
     sea = [Hit([" the", " sea", " and", t, "."], 3, 9.0 - n, window=n)
            for n, t in enumerate([" waves", " wind", " boat", " storm"])]  # fmt: skip

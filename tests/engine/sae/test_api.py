@@ -294,9 +294,12 @@ def test_all_labels_of_an_sae_in_one_answer(sae_service_url):
         "layer": 16,
         "d_sae": 256,
         "labels": {"3": "feature three", "7": "seven"},
+        # Each labelled feature's example words, what label search also matches (200 has
+        # examples but no label, 7 a label but no examples).
+        "words": {"3": "the quick fox"},
     }
     empty = httpx.get(sae_service_url + "/saes/llama_scope_lxr_8x/3/labels").json()
-    assert empty["labels"] == {} and empty["d_sae"] == 256
+    assert empty["labels"] == {} and empty["words"] == {} and empty["d_sae"] == 256
 
 
 @pytest.mark.parametrize(
