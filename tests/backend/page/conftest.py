@@ -3,6 +3,7 @@ the backend served over HTTP) and headless Chromium driven by Playwright."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,30 @@ def page(browser):
     context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+    watch_problems(page)
     yield page
     context.close()
+
+
+def watch_problems(page) -> None:
+    """Collect on ``page.problems`` the page's uncaught errors and its console errors (what a
+    user's console would show in red; Chromium also logs a failed fetch there, with its URL
+    and status). A test that provokes one on purpose (a 4xx it expects) drops that one entry
+    by a precise pattern, with its reason, never by clearing the list."""
+    page.problems = []
+    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+
+    def console(message) -> None:
+        if message.type == "error":
+            where = message.location or {}
+            page.problems.append(f"console error: {message.text} ({where.get('url', '?')})")
+
+    page.on("console", console)
+
+
+def drop_provoked(page, pattern: str) -> None:
+    """Take off ``page.problems`` the one entry a test provoked on purpose (``pattern``, a
+    regular expression searched in it): it must be there exactly once, and nothing else goes."""
+    matching = [p for p in page.problems if re.search(pattern, p)]
+    assert len(matching) == 1, (pattern, page.problems)
+    page.problems.remove(matching[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backend.page.conftest import VIEWPORT
+from tests.backend.page.conftest import VIEWPORT, watch_problems
 from tests.backend.page.test_page import API, PAGE, api_get, api_run, run_in_page, wait_rows_loaded
 
 pytestmark = [pytest.mark.browser, pytest.mark.vllm]
@@ -28,8 +28,7 @@ def phone(browser):
     context = browser.new_context(viewport=PHONE, bypass_csp=True, is_mobile=True, has_touch=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+    watch_problems(page)
     yield page
     context.close()
 

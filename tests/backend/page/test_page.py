@@ -9,6 +9,8 @@ import re
 import httpx
 import pytest
 
+from tests.backend.page.conftest import drop_provoked
+
 pytestmark = [pytest.mark.browser, pytest.mark.vllm]
 
 PAGE = "/playground/activations"
@@ -191,6 +193,11 @@ def test_filter_and_page_rows(page, backend_url, artifacts_dir):
     assert "rank_max" in page.locator("#error-message").inner_text()
     assert "HTTP 422" in page.locator("#error-meta").inner_text()
     assert page.locator("#run-form").is_visible()
+    # The rejected fetch is in the console (Chromium logs every failed resource): the one 422
+    # this test asked for, nothing else.
+    drop_provoked(
+        page, r"^console error: Failed to load resource: .*status of 422 .*/rows\?rank_max=0&"
+    )
     assert page.problems == []
 
 
@@ -280,6 +287,11 @@ def test_engine_down_is_reported_plainly(page, engineless_backend_url, artifacts
     page.wait_for_selector("#recent-runs .run-flags")
     assert "failed" in page.locator("#recent-runs .run-flags").first.inner_text()
     page.screenshot(path=str(artifacts_dir / "page-engine-down.png"), full_page=True)
+    # The run's 503 is in the console (Chromium logs every failed resource): that one only.
+    drop_provoked(
+        page,
+        r"^console error: Failed to load resource: .*status of 503 .*/activations/run\)$",
+    )
     assert page.problems == []
 
 
