@@ -3,7 +3,6 @@ engine and SAE services started once per session (they are slow to start)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.pgembed import embedded_postgres
+from tests.support import strict_skips
 from tests.support.servers import ENGINE_MAX_BODY_BYTES, SERVICE_TOKEN, serve_subcommand
 
 # The `browser` and `page` fixtures, for the page tests and the end-to-end tests that drive it.
@@ -18,28 +18,14 @@ pytest_plugins = ("tests.support.browser",)
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Skips a full run may report, by a substring of their reason. Anything else fails the session
-# (`./dev test`, so CI): a test that silently stops running is a test lost.
+# under PLAYGROUND_STRICT_SKIPS=1 (`./dev test`, so CI): a test that silently stops running is
+# a test lost. Skips while collecting (a module-level importorskip) count too
+# (tests/support/strict_skips.py).
 EXPECTED_SKIPS: tuple[str, ...] = ()
-_unexpected_skips: list[str] = []
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and not hasattr(report, "wasxfail"):
-        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
-        if not any(expected in reason for expected in EXPECTED_SKIPS):
-            _unexpected_skips.append(f"{report.nodeid}: {reason}")
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _unexpected_skips and os.environ.get("PLAYGROUND_STRICT_SKIPS") == "1" and exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if _unexpected_skips and os.environ.get("PLAYGROUND_STRICT_SKIPS") == "1":
-        terminalreporter.section("unexpected skips (PLAYGROUND_STRICT_SKIPS=1): failing the run")
-        for line in _unexpected_skips:
-            terminalreporter.line(line)
+def pytest_configure(config: pytest.Config) -> None:
+    strict_skips.register(config, EXPECTED_SKIPS)
 
 
 # Tests that start their own vLLM engine, each run in its own pytest invocation (`./dev test`

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from common import sse
+from tests.support.metrics import sample, scrape
 from tests.support.servers import SERVICE_AUTH
 
 pytestmark = pytest.mark.vllm
@@ -304,20 +305,34 @@ async def test_client_gone_cancels_and_stores_a_stopped_run(backend_url, engine_
     assert top.status_code == 200 and top.json()["top_features"]
 
 
+def stopped_writes(backend_url: str) -> float:
+    """How many ``stopped`` runs the backend has written (its /metrics: a write of a stopped
+    run is counted once its statement has committed, whether or not the guard that keeps a
+    success let it change anything)."""
+    samples = scrape(httpx.get(backend_url + "/metrics", timeout=30).text)
+    return sample(samples, "playground_run_stage_seconds_count", stage="total", outcome="stopped")
+
+
 async def test_client_gone_does_not_overwrite_a_success(backend_url, engine_url, database_url):
     async with httpx.AsyncClient(base_url=backend_url, timeout=300) as client:
         ok = await client.post(RUN, json={**BODY, "request_id": "kept"})
     assert ok.status_code == 200
     before = await stored_rows(database_url, "kept")
     owner = ok.json()["owner_token"]
+    writes = stopped_writes(backend_url)
     body = {**BODY, "max_tokens": 2000, "request_id": "kept"}
     await leave_after_tokens(backend_url, body, 3, owner=owner)
 
     async def engine_idle() -> bool:
         return in_flight(engine_url) == 0
 
+    async def stopped_run_written() -> bool:
+        return stopped_writes(backend_url) > writes
+
     await wait_for(engine_idle, "the engine kept generating for a departed client")
-    await asyncio.sleep(0.5)  # the cancelled run's clean-up has had its turn
+    # The cancelled run's clean-up has written its stopped run (over the success: a no-op).
+    await wait_for(stopped_run_written, "the departed client's run was never written as stopped")
+    assert stopped_writes(backend_url) == writes + 1
     assert await stored_rows(database_url, "kept") == before
 
 

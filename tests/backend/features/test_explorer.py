@@ -1,6 +1,9 @@
 """The feature page and the runs listing filtered by a feature, against a brute force over the
 stored timelines: with every run still queued, partly folded, and fully folded; after re-runs,
-failures, prune and delete. Real Postgres, stub upstreams over HTTP."""
+failures, prune and delete. Real Postgres, stub upstreams over HTTP.
+
+Each test has a database and a backend of its own and builds the runs it needs (fixtures
+``queued_runs``/``folded_runs``): any one of them runs alone (``-k``), in any order."""
 
 from __future__ import annotations
 
@@ -11,10 +14,14 @@ import asyncpg
 import pytest
 
 from backend.activations.protocol import RunsPage
+from backend.app import create_app
 from backend.db.prune import prune_previews
 from backend.features import fold
 from backend.features.protocol import FeatureResponse
+from tests.backend.conftest import backend_settings
 from tests.backend.features import brute
+from tests.support.databases import create_database
+from tests.support.servers import serve_app
 
 SAE_ID, LAYER = "llama_scope_lxr_8x", 16
 WORDS = ["sky", "blue", "why", "light", "sea", "ocean", "red", "sun", "night", "star"]
@@ -24,13 +31,47 @@ def prompt(i: int) -> str:
     return " ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(3 + i % 5)) + f" #{i}"
 
 
-# Owner tokens of the runs this module made: a re-run of an id needs its owner's token.
-OWNERS: dict[str, str] = {}
+# The runs most tests start from: 18, enough for boards of 4 to fill, set floors and refill.
+RUN_IDS = [f"run-{i:02d}" for i in range(18)]
 
 
-async def make_runs(client, ids, *, offset=0) -> None:
+@pytest.fixture
+def db_uri(pg_uri) -> str:
+    """A fresh database per test (overrides the module's): no test sees another's runs."""
+    return create_database(pg_uri, prefix="explorer", migrate=True)
+
+
+@pytest.fixture
+def backend_url(db_uri, stub_urls):
+    """The backend on this test's database, its background fold off (as features/conftest.py)."""
+    settings = backend_settings(db_uri, stub_urls, playground_feature_fold=False)
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def owners() -> dict[str, str]:
+    """Owner tokens of the runs this test made: a re-run of an id needs its owner's token."""
+    return {}
+
+
+@pytest.fixture
+async def queued_runs(client, owners) -> list[str]:
+    """RUN_IDS stored, every one still queued for the fold."""
+    await make_runs(client, owners, RUN_IDS)
+    return RUN_IDS
+
+
+@pytest.fixture
+async def folded_runs(queued_runs, pool) -> list[str]:
+    """RUN_IDS stored and folded."""
+    assert await fold.fold_all(pool) == len(queued_runs)
+    return queued_runs
+
+
+async def make_runs(client, owners: dict[str, str], ids, *, offset=0) -> None:
     for n, request_id in enumerate(ids):
-        owner = OWNERS.get(request_id)
+        owner = owners.get(request_id)
         response = await client.post(
             "/playground/activations/run",
             json={"prompt": prompt(n + offset), "request_id": request_id, "max_tokens": 12},
@@ -38,7 +79,7 @@ async def make_runs(client, ids, *, offset=0) -> None:
         )
         assert response.status_code == 200, response.text
         if response.json()["owner_token"]:
-            OWNERS[request_id] = response.json()["owner_token"]
+            owners[request_id] = response.json()["owner_token"]
 
 
 async def feature_page(client, feature_id, top=10) -> FeatureResponse:
@@ -94,8 +135,7 @@ async def check(client, db, features=None, *, listing_limit=3) -> int:
     return len(features) if features is not None else len(fired)
 
 
-async def test_pages_match_brute_force_queued_and_folded(client, db, pool):
-    await make_runs(client, [f"run-{i:02d}" for i in range(18)])
+async def test_pages_match_brute_force_queued_and_folded(client, db, pool, queued_runs):
     assert (await db.fetchval("SELECT count(*) FROM feature_pending_runs")) == 18
     assert await check(client, db) > 20  # every run still queued: answers come from the queue
 
@@ -110,12 +150,12 @@ async def test_pages_match_brute_force_queued_and_folded(client, db, pool):
     assert await db.fetchval("SELECT max(top_count) FROM feature_stats") == 4
 
 
-async def test_rerun_replaces_the_runs_contribution(client, db, pool):
+async def test_rerun_replaces_the_runs_contribution(client, db, pool, owners, folded_runs):
     before = {r.request_id: r.timeline for r in await brute.stored_runs(db)}
     # New prompts for old ids: some re-runs folded before the next, some still queued.
-    await make_runs(client, ["run-03", "run-11"], offset=40)
+    await make_runs(client, owners, ["run-03", "run-11"], offset=40)
     await fold.fold_all(pool)
-    await make_runs(client, ["run-05", "run-11"], offset=50)
+    await make_runs(client, owners, ["run-05", "run-11"], offset=50)
     after = {r.request_id: r.timeline for r in await brute.stored_runs(db)}
     assert after["run-11"] != before["run-11"]
     removals = await db.fetchval("SELECT count(*) FROM feature_pending_removals")
@@ -130,19 +170,21 @@ async def test_rerun_replaces_the_runs_contribution(client, db, pool):
     assert stale == 0
 
 
-async def test_failures_prune_and_deletes_remove_runs(client, db, pool, stub_states):
+async def test_failures_prune_and_deletes_remove_runs(
+    client, db, pool, stub_states, owners, folded_runs
+):
     # A failed re-run never replaces a success: run-03 keeps its features.
     stub_states["sae"].mode = "error500"
     response = await client.post(
         "/playground/activations/run",
         json={"prompt": "x", "request_id": "run-03"},
-        headers={"X-Run-Owner": OWNERS["run-03"]},
+        headers={"X-Run-Owner": owners["run-03"]},
     )
     assert response.status_code == 502
     stub_states["sae"].mode = "ok"
     # Its owner deletes a run (DELETE with X-Run-Owner): the features go with it.
     response = await client.delete(
-        "/playground/activations/run-00", headers={"X-Run-Owner": OWNERS["run-00"]}
+        "/playground/activations/run-00", headers={"X-Run-Owner": owners["run-00"]}
     )
     assert response.status_code == 204, response.text
     # Prune (the query `playground prune` runs) takes three more; a run is deleted outright.
@@ -174,7 +216,7 @@ async def test_failures_prune_and_deletes_remove_runs(client, db, pool, stub_sta
     assert thin == 0
 
 
-async def test_never_fired_unknown_sae_and_bounds(client, db):
+async def test_never_fired_unknown_sae_and_bounds(client, db, folded_runs):
     quiet = await feature_page(client, 12345)
     assert quiet.density.runs_fired == 0 and quiet.density.positions_fired == 0
     assert quiet.density.runs_total > 0
@@ -211,11 +253,11 @@ async def test_never_fired_unknown_sae_and_bounds(client, db):
         assert response.status_code == 422, (params, response.text)
 
 
-async def test_rerun_while_its_version_is_being_folded(client, db, db_uri, pool):
+async def test_rerun_while_its_version_is_being_folded(client, db, db_uri, pool, owners):
     """A write never waits for a fold: with the old version's queue row locked (as a fold
     holds it), the re-run goes through and queues the old version's removal. If that fold then
     rolls back, the pair cancels out; answers stay exact throughout."""
-    await make_runs(client, ["busy-1"], offset=70)
+    await make_runs(client, owners, ["busy-1"], offset=70)
     version = await db.fetchval(
         "SELECT version FROM activation_run_features WHERE request_id = 'busy-1'"
     )
@@ -226,7 +268,7 @@ async def test_rerun_while_its_version_is_being_folded(client, db, db_uri, pool)
         await folder.execute(
             "SELECT 1 FROM feature_pending_runs WHERE request_id = 'busy-1' FOR UPDATE"
         )
-        await asyncio.wait_for(make_runs(client, ["busy-1"], offset=71), timeout=30)
+        await asyncio.wait_for(make_runs(client, owners, ["busy-1"], offset=71), timeout=30)
         await tx.rollback()
     finally:
         await folder.close()

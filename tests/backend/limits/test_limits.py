@@ -122,10 +122,18 @@ async def test_slots_of_a_killed_process_expire(two_backends, stub_states, artif
     engine.mode = "ok"
     conn = await asyncpg.connect(env["DATABASE_URL"])
     try:
-        live = "SELECT count(*) FROM work_leases WHERE client_key = $1 AND expires_at >= now()"
-        assert await conn.fetchval(live, "client-kill") == 1  # the dead process's slot
+        # The dead process's slot: its lease row is still there, never released (whether or
+        # not its 3 s have already run out by now: the count does not depend on the clock).
+        leases = await conn.fetch(
+            "SELECT lease_id FROM work_leases WHERE client_key = $1", "client-kill"
+        )
+        assert len(leases) == 1, leases
+        lease_id = leases[0]["lease_id"]
+        # It runs out: the same row, still there (nobody released it), no longer live.
+        expired = "SELECT expires_at < now() FROM work_leases WHERE lease_id = $1"
         deadline = time.monotonic() + 15
-        while await conn.fetchval(live, "client-kill"):
+        while not (ran_out := await conn.fetchval(expired, lease_id)):
+            assert ran_out is not None, "the dead process's lease was released, not left to expire"
             assert time.monotonic() < deadline, "the dead process's lease never expired"
             await asyncio.sleep(0.25)
     finally:

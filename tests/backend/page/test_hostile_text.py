@@ -7,6 +7,7 @@ made to answer such text on cue; the stubs' answers are held to the real service
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +16,7 @@ from backend.app import create_app
 from tests.backend.conftest import backend_settings
 from tests.backend.page.test_page import PAGE, open_page
 from tests.backend.stubs import HOSTILE
+from tests.support.browser import drop_provoked
 from tests.support.databases import create_database
 from tests.support.servers import serve_app
 
@@ -51,6 +53,10 @@ def test_sae_description_and_upstream_error_are_text(page, stub_backend_url, stu
     assert message.endswith(HOSTILE) and "engine rejected the request" in message
     assert "upstream: engine" in page.locator("#error-meta").text_content()
     assert_nothing_injected(page)
+    # The engine's rejection (422) is in the console (Chromium logs every failed resource).
+    drop_provoked(
+        page, r"^console error: Failed to load resource: .*status of 422 .*/activations/run\)$"
+    )
     assert page.problems == []
 
 
@@ -66,4 +72,9 @@ def test_run_id_in_the_address_is_text(page, stub_backend_url, where, hostile):
         "request_id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,127}$'",
     )
     assert_nothing_injected(page)
+    # The refused read of that id (404 or 422, as above) is in the console: that one only.
+    refused = re.escape(f"{PAGE}/{quote(hostile, safe='')}")
+    drop_provoked(
+        page, rf"^console error: Failed to load resource: .*status of 4(04|22) .*{refused}\)$"
+    )
     assert page.problems == []
