@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     playground_max_prompt_chars: int = Field(16_000, ge=1, le=100_000)
     playground_max_tokens: int = Field(2048, ge=1, le=8192)
     # Worst-case positions x sae_top_k and stored timeline bytes of one run, checked before any
-    # GPU work from the prompt's bytes and max_tokens (backend/activations/budget.py).
+    # GPU work from the prompt's bytes and max_tokens, or the engine's exact token count when
+    # that bound is over (backend/activations/budget.py).
     playground_max_timeline_features: int = Field(1_000_000, ge=1, le=100_000_000)
     # Bytes: the JSON timeline and its packed copy together (budget.py's upper bound; stored
     # sizes come out lower, JSONB being compressed). 8 MiB: ~4,800 positions at the default

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from backend.activations.departure import ClientLeft, unless_client_leaves
 from backend.activations.derive import RowFilter
@@ -163,7 +164,13 @@ async def health(service: HealthDep):
 @router.get("/{request_id}", response_model=ActivationRunResponse, responses=ERROR_RESPONSES)
 async def get_run(request_id: RequestId, service: RunsDep, base_url: PublicBaseDep):
     """The stored run; 404 unknown, 410 when its preview was pruned."""
-    return OrjsonResponse(await service.get_run(request_id, base_url))
+    # A run with a timeline (up to PLAYGROUND_MAX_TIMELINE_BYTES) is streamed: the stored
+    # timeline JSON is written as fetched between the parts of its envelope, never copied into
+    # one answer (the same bytes as one OrjsonResponse; json_parts.py).
+    read = await service.get_run(request_id, base_url)
+    if read.timeline_json is None:
+        return OrjsonResponse(read.view)
+    return StreamingResponse(read.chunks(), media_type=OrjsonResponse.media_type)
 
 
 @router.get("/{request_id}/rows", response_model=RowsResponse, responses=ERROR_RESPONSES)

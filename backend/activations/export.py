@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from backend.activations import derive
+from backend.activations import derive, json_parts
 from backend.activations.packed import OUTPUT, SPECIAL, Timeline
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -100,11 +100,24 @@ def csv_chunks(timeline: Timeline | None, tokens: list[str], output_start: int) 
 
 
 def json_chunks(
-    run: Any, timeline: Timeline | None, tokens: list[str] | None, output_start: int
+    run: Any,
+    timeline: Timeline | None,
+    tokens: list[str] | None,
+    output_start: int,
+    run_timeline_json: str | None = None,
 ) -> Iterator[bytes]:
-    """``{"run", "top_features", "rows"}``; the rows written a chunk at a time."""
+    """``{"run", "top_features", "rows"}``; the rows written a chunk at a time. With
+    ``run_timeline_json`` the run's timeline is in its ``json_parts.SLOT`` and is written from
+    that text a slice at a time."""
     top = derive.top_features(timeline, limit=EXPORT_TOP_FEATURES) if timeline is not None else []
-    yield b'{"run":' + orjson.dumps(run) + b',"top_features":' + orjson.dumps(top) + b',"rows":['
+    after_run = b',"top_features":' + orjson.dumps(top) + b',"rows":['
+    if run_timeline_json is None:
+        yield b'{"run":' + orjson.dumps(run) + after_run
+    else:
+        head, tail = json_parts.envelope(run)
+        yield b'{"run":' + head
+        yield from json_parts.part_chunks(run_timeline_json)
+        yield tail + after_run
     if timeline is not None:
         total = timeline.n_features
         for offset in range(0, total, ROWS_PER_JSON_CHUNK):

@@ -58,12 +58,15 @@ class RunExporter:
             return Download(
                 export.csv_chunks(timeline, tokens, output_start), name, export.CSV_MEDIA_TYPE
             )
-        run = (
-            views.failed_run_view(row, public_base_url)
-            if failed
-            else views.stored_run_view(row, timeline, public_base_url)
-        )
-        chunks = export.json_chunks(run, timeline, tokens, output_start)
+        run_json: str | None = None
+        if failed:
+            run = views.failed_run_view(row, public_base_url)
+        elif timeline is None:
+            run = views.stored_run_view(row, None, public_base_url)
+        else:  # the stored timeline JSON is written as fetched, not copied (json_parts.py)
+            run = views.stored_run_view(row, timeline, public_base_url, slot=True)
+            run_json = row["feature_timeline"]
+        chunks = export.json_chunks(run, timeline, tokens, output_start, run_json)
         return Download(chunks, name, export.JSON_MEDIA_TYPE)
 
     async def comparison(self, q: CompareQuery) -> Download:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import asyncpg
 import orjson
 
 from backend.activations import cursor as runs_cursor
-from backend.activations import derive, packed, results, views
+from backend.activations import derive, json_parts, packed, results, views
 from backend.activations.steering_views import with_pair
 from backend.db import pairs, run_reads
 from backend.db.pool import connection
@@ -24,6 +25,21 @@ class StoredTimeline:
     timeline: packed.Timeline | None
     tokens: list[str] | None
     output_start: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRead:
+    """One run read: its view and, for a run with a stored timeline, that timeline's JSON text
+    as fetched, which the view does not embed (its place is ``json_parts.SLOT``): the answer is
+    written around it in parts (``chunks``), the bytes ``OrjsonResponse`` would write."""
+
+    view: results.RunView
+    timeline_json: str | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The answer in parts (a run with a timeline only)."""
+        assert self.timeline_json is not None
+        return json_parts.around(self.view, self.timeline_json)
 
 
 def load_timeline(packed_bytes: bytes | None, timeline_json: str | None) -> packed.Timeline:
@@ -42,20 +58,22 @@ class RunReader:
     def _conn(self):
         return connection(self.pool, self._db_timeout)
 
-    async def get_run(self, request_id: str, public_base_url: str) -> results.RunView:
+    async def get_run(self, request_id: str, public_base_url: str) -> RunRead:
+        """404 unknown, 410 pruned (raised before any answer starts)."""
         async with self._conn() as conn:
             row = await run_reads.get_run(conn, request_id)
             pair = await pairs.get_pair(conn, request_id) if row is not None else None
         if row is None:
             raise NotFound(f"no run {request_id!r}")
         if row["status"] == "failed" or (row["status"] == "stopped" and not row["stored"]):
-            return with_pair(views.failed_run_view(row, public_base_url), pair)
+            return RunRead(with_pair(views.failed_run_view(row, public_base_url), pair))
         if row["pruned_at"] is not None or not row["stored"]:
             raise Gone(f"run {request_id!r}: its preview was pruned")
-        timeline = None
-        if row["p_sae_id"] is not None:
-            timeline = load_timeline(row["timeline_packed"], row["feature_timeline"])
-        return with_pair(views.stored_run_view(row, timeline, public_base_url), pair)
+        if row["p_sae_id"] is None:
+            return RunRead(with_pair(views.stored_run_view(row, None, public_base_url), pair))
+        timeline = load_timeline(row["timeline_packed"], row["feature_timeline"])
+        view = views.stored_run_view(row, timeline, public_base_url, slot=True)
+        return RunRead(with_pair(view, pair), row["feature_timeline"])
 
     async def _timeline(self, request_id: str, *, with_tokens: bool) -> StoredTimeline:
         async with self._conn() as conn:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from backend.activations.budget import check_timeline_budget
+from backend.activations.budget import max_positions, over_budget
 from backend.activations.extraction import extract
 from backend.activations.limits import check_run_limits
 from backend.activations.ownership import OWNER_HEADER, RunOwnership
@@ -36,7 +36,7 @@ from backend.activations.views import run_view
 from backend.activations.writer import RunWriter
 from backend.metrics import BackendMetrics
 from backend.settings import Settings
-from backend.upstreams.engine import EngineClient, GenerateRequest
+from backend.upstreams.engine import EngineClient, GenerateRequest, TokenizeRequest
 from backend.upstreams.sae import SaeClient
 from common.errors import ApiError
 from common.timing import elapsed_ms
@@ -73,6 +73,29 @@ class ActivationService:
         if plan.collect and self.check_sae is not None:
             await self.check_sae(plan.sae_id, plan.sae_layer)
 
+    async def _check_budget(self, req: ActivationRunRequest, plan: RunPlan) -> None:
+        """422 ``timeline_too_large`` when the run's timeline could be over a cap (budget.py):
+        the cheap bound from the prompt's bytes first; only when that is over a cap, the
+        engine's exact token count of the prompt (+ ``max_tokens``) decides. Before the claim,
+        so a refusal leaves nothing; a failed count is the engine's 502/503/504."""
+        if not plan.collect:
+            return
+        caps = {
+            "max_features": self.settings.playground_max_timeline_features,
+            "max_bytes": self.settings.playground_max_timeline_bytes,
+        }
+        bound = max_positions(req.prompt, req.max_tokens)
+        if over_budget(bound, req.sae_top_k, exact=False, **caps) is None:
+            return
+        count = await self.engine.count_tokens(
+            TokenizeRequest(
+                text=req.prompt, chat=req.chat, parse_special_tokens=req.parse_special_tokens
+            )
+        )
+        refusal = over_budget(count + req.max_tokens, req.sae_top_k, exact=True, **caps)
+        if refusal is not None:
+            raise refusal
+
     async def run(
         self, req: ActivationRunRequest, public_base_url: str, owner_token: str | None = None
     ) -> RunView:
@@ -82,6 +105,7 @@ class ActivationService:
             return await self.steering.run(req, public_base_url, owner_token)
         start = time.perf_counter()
         plan = self._plan(req)
+        await self._check_budget(req, plan)
         await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         if new_token is None:  # a re-run: no longer in a steering pair
@@ -134,17 +158,10 @@ class ActivationService:
         return run_view(replace(record, timings=replace(record.timings, db=db_ms)), public_base_url)
 
     def _plan(self, req: ActivationRunRequest) -> RunPlan:
-        """Check the configured caps and resolve the defaults."""
+        """Check the configured caps and resolve the defaults (the timeline's budget may need
+        the engine: ``_check_budget``, awaited before the claim)."""
         check_run_limits(req, self.settings)
         collect = req.collect_activations and req.inline_sae
-        if collect:
-            check_timeline_budget(
-                req.prompt,
-                req.max_tokens,
-                req.sae_top_k,
-                max_features=self.settings.playground_max_timeline_features,
-                max_bytes=self.settings.playground_max_timeline_bytes,
-            )
         known = {
             self.settings.playground_default_model_id,
             *self.settings.playground_activation_models,
@@ -199,6 +216,7 @@ class ActivationService:
             return await open_pair_stream(self.steering, req, public_base_url, owner_token)
         start = time.perf_counter()
         plan = self._plan(req)
+        await self._check_budget(req, plan)
         await self._check_sae(plan)
         new_token = await self.ownership.claim(plan.request_id, owner_token)
         if new_token is None:  # a re-run: no longer in a steering pair

@@ -67,6 +67,7 @@ class SteeringRuns:
         """The steered id as any run's (409 ``run_owned``); with ``compare`` the default's id
         (a re-run's earlier default, else a new one) under the same owner token."""
         items = steer_items(req, plan, self.settings)
+        await self.service._check_budget(req, plan)
         await self.service._check_sae(plan)
         new_token = await self.service.ownership.claim(plan.request_id, owner_token)
         new_ids = [plan.request_id] if new_token is not None else []

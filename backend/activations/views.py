@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from backend.activations import derive, packed
+from backend.activations.json_parts import SLOT
 from backend.activations.permalink import page_url
 from backend.activations.record import KEEPS_OUTPUT, RunRecord, RunStatus, RunTimings
 from backend.activations.results import (
@@ -43,12 +44,16 @@ def preview_view(
     sae_top_k: int,
     timeline_json: bytes | str,
     timeline: packed.Timeline,
+    *,
+    slot: bool = False,
 ) -> PreviewView:
+    """``slot``: the timeline's place is ``json_parts.SLOT``, for the caller to stream
+    ``timeline_json`` into (``json_parts.around``)."""
     return {
         "sae_id": sae_id,
         "sae_layer": sae_layer,
         "sae_top_k": sae_top_k,
-        "feature_timeline": orjson.Fragment(timeline_json),
+        "feature_timeline": SLOT if slot else orjson.Fragment(timeline_json),
         "top_features": derive.top_features(timeline, limit=PREVIEW_TOP_FEATURES),
         "row_count": timeline.n_features,
     }
@@ -155,10 +160,16 @@ def failed_run_view(row: asyncpg.Record, public_base_url: str) -> RunView:
 
 
 def stored_run_view(
-    row: asyncpg.Record, timeline: packed.Timeline | None, public_base_url: str
+    row: asyncpg.Record,
+    timeline: packed.Timeline | None,
+    public_base_url: str,
+    *,
+    slot: bool = False,
 ) -> RunView:
     """A stored successful (or stopped) run, its preview derived from ``timeline`` when it
-    has one; a stopped run also names why it ended (``client_closed``)."""
+    has one; a stopped run also names why it ended (``client_closed``). ``slot``: the stored
+    timeline JSON (``row["feature_timeline"]``) is not embedded, its place is
+    ``json_parts.SLOT`` (streamed reads)."""
     preview = None
     if timeline is not None:
         preview = preview_view(
@@ -167,6 +178,7 @@ def stored_run_view(
             row["p_sae_top_k"],
             row["feature_timeline"],
             timeline,
+            slot=slot,
         )
     return _run_view(
         public_base_url=public_base_url,

@@ -1,11 +1,12 @@
-"""The generation engine (vLLM, at PLAYGROUND_ACTIVATIONS_HF_URL): POST /generate."""
+"""The generation engine (vLLM, at PLAYGROUND_ACTIVATIONS_HF_URL): POST /generate, and
+POST /tokenize (the exact prompt token count the timeline budget may need)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from backend.upstreams.client import EventStream, JsonUpstream, open_event_stream
 from common.errors import UpstreamError
@@ -57,6 +58,36 @@ class GenerateResponse(BaseModel):
     finish_reason: str | None = Field(None, max_length=64, pattern=NO_NUL)
 
 
+class TokenizeRequest(BaseModel):
+    """engine/generation/protocol.py ``TokenizeRequest``: the IDs /generate would feed for
+    ``text`` with the same ``chat`` and ``parse_special_tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    chat: bool = True
+    parse_special_tokens: bool = False
+
+
+class TokenizeResponse(BaseModel):
+    """engine/generation/protocol.py ``TokenizeResponse``; ``count`` must be the IDs' count."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token_ids: list[TokenId]
+    tokens: list[str]
+    count: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _counted(self) -> TokenizeResponse:
+        if self.count != len(self.token_ids) or len(self.tokens) != len(self.token_ids):
+            raise ValueError(
+                f"count {self.count} for {len(self.token_ids)} token ids and "
+                f"{len(self.tokens)} tokens"
+            )
+        return self
+
+
 class PromptEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -77,6 +108,7 @@ class TokenEvent(BaseModel):
 _UNSTEERED = {"steer"}
 StreamEvent = PromptEvent | TokenEvent | GenerateResponse
 _RESPONSE = TypeAdapter(GenerateResponse)
+_TOKENIZED = TypeAdapter(TokenizeResponse)
 _EVENTS: dict[str, type[BaseModel]] = {
     "prompt": PromptEvent,
     "token": TokenEvent,
@@ -124,6 +156,16 @@ class EngineClient:
         body = request.model_dump(exclude=_UNSTEERED if request.steer is None else None)
         result, _ = await self.upstream.call("POST", "/generate", _RESPONSE, json=body)
         return result
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
+        result, _ = await self.upstream.call(
+            "POST", "/tokenize", _TOKENIZED, json=request.model_dump()
+        )
+        return result
+
+    async def count_tokens(self, request: TokenizeRequest) -> int:
+        """The exact number of tokens /generate would feed for this text."""
+        return (await self.tokenize(request)).count
 
     async def open_stream(self, request: GenerateRequest) -> GenerationStream:
         """Start a streamed generation; the engine's up-front errors raise here."""

@@ -41,6 +41,7 @@ def reset_stubs(stub_states):
         state.output_len = None
         state.dense = False
         state.calls.clear()
+        state.tokenize_calls.clear()
         state.request_ids.clear()
         state.lookups.clear()
         state.drifts.clear()

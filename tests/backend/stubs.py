@@ -72,6 +72,9 @@ class StubState:
     dense: bool = False
     health_calls: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # Engine only: bodies of POST /tokenize, kept apart from ``calls`` (no GPU work: the
+    # backend's timeline budget asks for a long prompt's exact count before any /generate).
+    tokenize_calls: list[dict[str, Any]] = field(default_factory=list)
     # X-Request-ID of each call in ``calls`` (the backend passes its request's id on).
     request_ids: list[str | None] = field(default_factory=list)
     # GETs of the SAE catalog routes (/saes, labels, features), kept apart from ``calls``: the
@@ -181,6 +184,17 @@ def engine_app(state: StubState) -> FastAPI:
         return answer(state, engine_protocol.HealthResponse, {
             "status": "ok", "model_id": DEFAULT_MODEL, "backend": "vllm", "device": "cpu",
             "max_model_len": 131072, "in_flight": 0, "aborted": 0,
+        })  # fmt: skip
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request):
+        body = await request.json()
+        state.tokenize_calls.append(body)
+        if (fault := await _fault(state)) is not None:
+            return fault
+        ids = prompt_token_ids(body["text"], body.get("chat", True))
+        return answer(state, engine_protocol.TokenizeResponse, {
+            "token_ids": ids, "tokens": [f"p{t}" for t in ids], "count": len(ids),
         })  # fmt: skip
 
     @app.post("/generate")

@@ -93,17 +93,17 @@ async def test_configured_caps(db_uri, db, stub_urls, stub_states):
 
     with serve_app(create_app(settings)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            # Worst case of "abc": 3 bytes + 64 template tokens + 8 = 75 positions.
+            # Cheap bound of "abc": 3 bytes + 64 template tokens + 8 = 75 positions; over a
+            # cap, the engine's exact count decides: 13 tokens (stub chat template) + 8 = 21.
             refused = [
                 (await run(http, prompt="x" * 11, request_id="cap-prompt"), "invalid_request"),
                 (await run(http, prompt="abc", max_tokens=9, request_id="cap-tok"),
                  "invalid_request"),
-                # 75 x 14 = 1050 features > 1000.
-                (await run(http, prompt="abc", sae_top_k=14, request_id="cap-feat"),
+                # 21 x 48 = 1008 features > 1000.
+                (await run(http, prompt="abc", sae_top_k=48, request_id="cap-feat"),
                  "timeline_too_large"),
-                # JSON and packed copy: 75 x (209 + 2 x 76) = 27075 bytes > 22000 (1 feature:
-                # 21375, under).
-                (await run(http, prompt="abc", sae_top_k=2, max_tokens=8, request_id="cap-bytes",
+                # JSON and packed copy: 21 x (209 + 14 x 76) = 26733 bytes > 22000.
+                (await run(http, prompt="abc", sae_top_k=14, max_tokens=8, request_id="cap-bytes",
                            collect_activations=True), "timeline_too_large"),
             ]  # fmt: skip
             for response, code in refused:
@@ -116,11 +116,13 @@ async def test_configured_caps(db_uri, db, stub_urls, stub_states):
             # At the caps exactly: accepted.
             at_cap = await run(http, prompt="x" * 10, max_tokens=8, collect_activations=False)
             assert at_cap.status_code == 200, at_cap.text
-            # 75 x 13 = 975 features, under; its bytes are not.
-            assert (await run(http, prompt="abc", sae_top_k=13)).status_code == 422
+            # Over the cheap bound (75 x (209 + 2 x 76) = 27075 bytes) but not exactly (21 x
+            # 361 = 7581): accepted; 21 x 47 = 987 features, under, but its bytes are not.
+            assert (await run(http, prompt="abc", sae_top_k=2)).status_code == 200
+            assert (await run(http, prompt="abc", sae_top_k=47)).status_code == 422
             assert (await run(http, prompt="abc", sae_top_k=1)).status_code == 200
             # Without activations the timeline caps do not apply.
-            no_sae = await run(http, prompt="abc", sae_top_k=14, collect_activations=False)
+            no_sae = await run(http, prompt="abc", sae_top_k=48, collect_activations=False)
             assert no_sae.status_code == 200, no_sae.text
 
 

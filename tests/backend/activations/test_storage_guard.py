@@ -14,9 +14,10 @@ from tests.support.servers import serve_app
 
 RUN = "/playground/activations/run"
 CAP = 8 << 20  # the default playground_max_timeline_bytes
-# 20 prompt bytes + 64 template tokens + 760 = 844 positions x 128 features: the budget's
-# largest run at sae_top_k 128 (844 x 9,937 bytes <= 8 MiB).
-MAXIMUM = {"prompt": "m" * 20, "max_tokens": 760, "sae_top_k": 128}
+# 30 prompt tokens (the stub engine's count, chat template included: the budget asks the engine
+# once the cheap bound, 20 bytes + 64 + 814, is over) + 814 = 844 positions x 128 features: the
+# budget's largest run at sae_top_k 128 (844 x 9,937 bytes <= 8 MiB; 845 are over).
+MAXIMUM = {"prompt": "m" * 20, "max_tokens": 814, "sae_top_k": 128}
 
 
 async def stored_bytes(db, request_id: str) -> int:
@@ -41,7 +42,7 @@ async def test_maximum_run_under_the_cap_then_the_quota_refuses(db_uri, stub_url
     )
     with serve_app(create_app(settings)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            over = await http.post(RUN, json={**MAXIMUM, "max_tokens": 800})
+            over = await http.post(RUN, json={**MAXIMUM, "max_tokens": 815})
             assert over.status_code == 422 and over.json()["error"]["code"] == "timeline_too_large"
             first = await http.post(RUN, json={**MAXIMUM, "request_id": "maximum-run"})
             assert first.status_code == 200, first.text

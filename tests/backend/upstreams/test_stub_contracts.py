@@ -13,6 +13,7 @@ from tests.support.contracts import ContractDrift, conforming
 
 ANALYZE = {"token_ids": [128000, 9906, 1917], "feature_ids": [5, 9], "sae_id": "s", "layer": 1}
 GENERATE = {"prompt": "hi", "max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
+TOKENIZE = {"text": "hi", "chat": False, "parse_special_tokens": True}
 EXTRACT = {"token_ids": [128000, 9906, 1917], "sae_id": "s", "layer": 1, "top_k": 3}
 
 
@@ -55,6 +56,7 @@ async def test_every_stub_route_answers_on_contract(stub_urls, stub_states, mode
         answers = [
             await http.get(stub_urls["engine"] + "/health"),
             await http.post(stub_urls["engine"] + "/generate", json=GENERATE),
+            await http.post(stub_urls["engine"] + "/tokenize", json=TOKENIZE),
             await http.get(stub_urls["sae"] + "/health"),
             await http.get(stub_urls["sae"] + "/saes"),
             await http.get(stub_urls["sae"] + "/saes/llama_scope_lxr_8x/16/labels"),
@@ -69,7 +71,7 @@ async def test_every_stub_route_answers_on_contract(stub_urls, stub_states, mode
     assert drifts == []
     assert all(a.json() for a in answers)  # JSON, as every real answer is
     if mode == "ok":
-        assert [a.status_code for a in answers] == [200] * 5 + [404, 200, 200, 422, 200, 200]
+        assert [a.status_code for a in answers] == [200] * 6 + [404, 200, 200, 422, 200, 200]
     stub_states["sae"].drifts.clear()
 
 
