@@ -19,7 +19,7 @@ from backend.activations.reads import load_timeline
 from backend.activations.steering_views import with_pair
 from backend.activations.views import stored_run_view
 from backend.app import create_app
-from backend.db import pairs, queries
+from backend.db import pairs, run_reads
 from common.responses import OrjsonResponse
 from tests.backend.conftest import backend_settings
 
@@ -31,7 +31,7 @@ LARGE = {"prompt": "a large run to read back", "max_tokens": 300, "sae_top_k": 6
 async def whole_answer(db, request_id: str, base_url: str) -> bytes:
     """What the route answered before it streamed: the view, timeline embedded, in one
     ``OrjsonResponse`` (the old code path, from the same stored rows)."""
-    row = await queries.get_run(db, request_id)
+    row = await run_reads.get_run(db, request_id)
     pair = await pairs.get_pair(db, request_id)
     timeline = load_timeline(row["timeline_packed"], row["feature_timeline"])
     return bytes(OrjsonResponse(with_pair(stored_run_view(row, timeline, base_url), pair)).body)
