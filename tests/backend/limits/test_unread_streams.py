@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from contextlib import contextmanager
 
 import asyncpg
 import httpx
@@ -24,15 +25,16 @@ ATTACKERS = [f"127.0.0.{i}" for i in range(2, 6)]
 BIG = {"max_tokens": 1500, "sae_top_k": 128}
 
 
-@pytest.fixture(scope="module")
-def backend(pg_uri, stub_urls, artifacts_dir):
-    db = create_database(pg_uri, prefix="unread", migrate=True)
+@contextmanager
+def unread_backend(pg_uri, stub_urls, artifacts_dir, name: str, per_client: int, ceiling: int):
+    """A `playground backend` process whose GPU slots come back only by the hand-back."""
+    db = create_database(pg_uri, prefix=name, migrate=True)
     env = {
         "DATABASE_URL": db,
         "PLAYGROUND_ACTIVATIONS_HF_URL": stub_urls["engine"],
         "PLAYGROUND_SAE_URL": stub_urls["sae"],
-        "PLAYGROUND_GPU_IN_FLIGHT_PER_CLIENT": "1",
-        "PLAYGROUND_GPU_IN_FLIGHT_GLOBAL": str(len(ATTACKERS)),
+        "PLAYGROUND_GPU_IN_FLIGHT_PER_CLIENT": str(per_client),
+        "PLAYGROUND_GPU_IN_FLIGHT_GLOBAL": str(ceiling),
         "PLAYGROUND_GPU_RESERVE_NEW": "0",  # only the slot hand-back may admit the newcomer
         "PLAYGROUND_CLIENT_SEND_TIMEOUT_S": "2",
         "PLAYGROUND_STREAM_QUEUE_FRAMES": "8",
@@ -42,9 +44,15 @@ def backend(pg_uri, stub_urls, artifacts_dir):
         "PLAYGROUND_MAX_TIMELINE_BYTES": str(64 << 20),
     }
     with serve_subcommand(
-        ["backend", "--no-migrate"], log_path=artifacts_dir / "unread.log", env=env
+        ["backend", "--no-migrate"], log_path=artifacts_dir / f"{name}.log", env=env
     ) as url:
         yield url, db
+
+
+@pytest.fixture(scope="module")
+def backend(pg_uri, stub_urls, artifacts_dir):
+    with unread_backend(pg_uri, stub_urls, artifacts_dir, "unread", 1, len(ATTACKERS)) as started:
+        yield started
 
 
 def unread_stream(url: str, source: str, request_id: str, **extra) -> socket.socket:
@@ -123,24 +131,9 @@ PAIR_ATTACKERS = ATTACKERS[:1]
 
 @pytest.fixture(scope="module")
 def pair_backend(pg_uri, stub_urls, artifacts_dir):
-    db = create_database(pg_uri, prefix="unread_pairs", migrate=True)
-    env = {
-        "DATABASE_URL": db,
-        "PLAYGROUND_ACTIVATIONS_HF_URL": stub_urls["engine"],
-        "PLAYGROUND_SAE_URL": stub_urls["sae"],
-        "PLAYGROUND_GPU_IN_FLIGHT_PER_CLIENT": "2",
-        "PLAYGROUND_GPU_IN_FLIGHT_GLOBAL": str(2 * len(PAIR_ATTACKERS)),
-        "PLAYGROUND_GPU_RESERVE_NEW": "0",
-        "PLAYGROUND_CLIENT_SEND_TIMEOUT_S": "2",
-        "PLAYGROUND_STREAM_QUEUE_FRAMES": "8",
-        "PLAYGROUND_RATE_GPU_PER_WINDOW": "100",
-        "PLAYGROUND_SAE_TIMEOUT_S": "120",
-        "PLAYGROUND_MAX_TIMELINE_BYTES": str(64 << 20),
-    }
-    with serve_subcommand(
-        ["backend", "--no-migrate"], log_path=artifacts_dir / "unread_pairs.log", env=env
-    ) as url:
-        yield url, db
+    ceiling = 2 * len(PAIR_ATTACKERS)
+    with unread_backend(pg_uri, stub_urls, artifacts_dir, "unread_pairs", 2, ceiling) as started:
+        yield started
 
 
 async def test_unread_steered_pairs_hold_no_slot(pair_backend, stub_states):
