@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.activations = ActivationService(
                 settings, pool, engine, sae, on_stored=folder.poke, metrics=metrics
             )
-            app.state.activations.check_sae = catalog.resolve  # sae_id/layer before generating
+            app.state.activations.check_sae = catalog.check_known  # sae_id/layer before generating
             app.state.runs = RunReader(settings, pool)
             app.state.compare = RunComparer(settings, pool)
             app.state.export = RunExporter(settings, pool, app.state.compare)

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from backend.settings import Settings
 
 
-def get_public_base_url(request: Request) -> str:
+async def get_public_base_url(request: Request) -> str:
     """The origin that links are built from: ``PUBLIC_BASE_URL``, else the request's own."""
     settings: Settings = request.app.state.settings
     return (settings.public_base_url or str(request.base_url)).rstrip("/")

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     # Concurrency slots are leases: renewed every third of this while held, expired after it
     # when their process is gone.
     playground_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
-    # Slots kept free for clients holding none (backend/limits/fair_share.py): a client that
+    # Slots kept free for clients holding none (migration 0023, the admission): a client that
     # holds a slot takes another only while at least this many stay free (half the default
     # ceiling: a second slot only while the deployment is less than half busy).
     playground_gpu_reserve_new: int = Field(8, ge=0, le=100_000)

@@ -44,19 +44,19 @@ from common.responses import OrjsonResponse
 router = APIRouter(prefix="/playground/activations", tags=["activations"])
 
 
-def get_activations(request: Request) -> ActivationService:
+async def get_activations(request: Request) -> ActivationService:
     return request.app.state.activations
 
 
-def get_runs(request: Request) -> RunReader:
+async def get_runs(request: Request) -> RunReader:
     return request.app.state.runs
 
 
-def get_health(request: Request) -> HealthService:
+async def get_health(request: Request) -> HealthService:
     return request.app.state.health
 
 
-def get_explorer(request: Request) -> FeatureExplorer:
+async def get_explorer(request: Request) -> FeatureExplorer:
     return request.app.state.explorer
 
 

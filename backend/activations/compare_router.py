@@ -24,11 +24,11 @@ SegmentQ = Annotated[Literal["all", "prompt", "output"], Query()]
 ThresholdQ = Annotated[float, Query(ge=0, le=MAX_THRESHOLD)]
 
 
-def get_compare(request: Request) -> RunComparer:
+async def get_compare(request: Request) -> RunComparer:
     return request.app.state.compare
 
 
-def get_export(request: Request) -> RunExporter:
+async def get_export(request: Request) -> RunExporter:
     return request.app.state.export
 
 

@@ -35,8 +35,12 @@ class FramePacing:
     async def put(self, frame: bytes) -> None:
         if self.detached or self._closed:
             return
+        if not self._queue.full():  # the common case: room, no waiting, no timer
+            self._queue.put_nowait(frame)
+            return
         try:
-            await asyncio.wait_for(self._queue.put(frame), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._queue.put(frame)
         except TimeoutError:
             self.detached = True
             logger.info("stream client read nothing for %.0f s: detached", self._timeout)

@@ -2,7 +2,7 @@
 ``X-Playground-Timing: 1`` and answered in the first ``token`` event as ``timing_ms``
 (milliseconds since the request reached the backend's outermost middleware).
 
-Stages, in order: ``admitted`` (the limits' two statements), ``route`` (body read and
+Stages, in order: ``admitted`` (the admission's one statement), ``route`` (body read and
 validated), ``claimed`` (the run id's claim), ``engine_open`` (the engine answered the stream's
 headers), ``engine_prompt`` and ``engine_token`` (its ``prompt`` and first ``token`` events
 parsed), ``queued`` (our ``token`` frame handed to the response). What the client sees past

@@ -29,6 +29,17 @@ _UNAVAILABLE = (
 )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own (an open transaction rolled
+    back, listeners dropped), so a release costs no round trip. asyncpg's default sends
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release, a second
+    round trip for each use of a connection, one of them on every run's way to its first token.
+    Safe because no pooled connection keeps session state: settings are changed only for a
+    transaction (``set_config(..., true)``), advisory locks are transaction locks, nothing
+    LISTENs, cursors live in transactions; whatever needs more (prune) opens its own
+    connection. tests/backend/db/test_pool.py holds these."""
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     if not settings.database_url:
         raise RuntimeError("database_url must be resolved before the app starts")
@@ -37,6 +48,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         min_size=settings.playground_db_pool_min,
         max_size=settings.playground_db_pool_max,
         timeout=settings.playground_connect_timeout_s,
+        reset=keep_session,
         command_timeout=settings.playground_db_timeout_s,
         server_settings=(
             {} if settings.playground_durable_writes else {"synchronous_commit": "off"}

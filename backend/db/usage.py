@@ -16,18 +16,6 @@ async def add_bytes(conn: asyncpg.Connection, client_key: str, nbytes: int) -> N
     )
 
 
-async def bytes_today(conn: asyncpg.Connection, client_key: str) -> tuple[int, float]:
-    """(bytes stored today by this client, seconds until the UTC day ends)."""
-    row = await conn.fetchrow(
-        "SELECT coalesce((SELECT bytes FROM client_byte_usage WHERE client_key = $1 "
-        "AND day = (now() AT TIME ZONE 'UTC')::date), 0) AS bytes, "
-        "extract(epoch FROM date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day' "
-        "- (now() AT TIME ZONE 'UTC'))::float8 AS left_s",
-        client_key,
-    )
-    return row["bytes"], row["left_s"]
-
-
 async def prune_usage(conn: asyncpg.Connection, keep_days: int = 2) -> None:
     await conn.execute(
         "DELETE FROM client_byte_usage WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int",

@@ -32,19 +32,19 @@ from common.responses import OrjsonResponse
 router = APIRouter(prefix="/playground/features", tags=["features"])
 
 
-def get_features(request: Request) -> FeatureService:
+async def get_features(request: Request) -> FeatureService:
     return request.app.state.features
 
 
-def get_catalog(request: Request) -> SaeCatalog:
+async def get_catalog(request: Request) -> SaeCatalog:
     return request.app.state.catalog
 
 
-def get_explorer(request: Request) -> FeatureExplorer:
+async def get_explorer(request: Request) -> FeatureExplorer:
     return request.app.state.explorer
 
 
-def get_search(request: Request) -> LabelSearch:
+async def get_search(request: Request) -> LabelSearch:
     return request.app.state.search
 
 

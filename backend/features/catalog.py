@@ -38,6 +38,10 @@ RETRY_S = 30.0
 UNKNOWN_RECHECK_S = 1200.0
 MAX_LABEL_CHARS = 500
 MAX_WORDS_CHARS = 4000  # a feature's context words (searched, never shown)
+# A run's "is this SAE known" is remembered this long per process once answered yes: it is on
+# every run's way to its first token, and an SAE, once listed, stays in the cache.
+KNOWN_MEMO_S = 30.0
+KNOWN_MEMO_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ class SaeCatalog:
         self._lock = asyncio.Lock()
         self._last_attempt = float("-inf")
         self._last_listing = float("-inf")  # the last listing the service answered
+        self._known: dict[tuple[str, int], float] = {}  # (sae_id, layer) -> when resolved
 
     def _conn(self):
         return connection(self.pool, self._db_timeout)
@@ -120,6 +125,18 @@ class SaeCatalog:
                 code="sae_not_found",
             )
         return _entry(row)
+
+    async def check_known(self, sae_id: str, layer: int) -> None:
+        """``resolve``'s 404 for an SAE nobody serves, or nothing; a yes is remembered for
+        ``KNOWN_MEMO_S`` (no database round trip for the runs meanwhile)."""
+        key = (sae_id, layer)
+        resolved_at = self._known.get(key)
+        if resolved_at is not None and time.monotonic() - resolved_at < KNOWN_MEMO_S:
+            return
+        await self.resolve(sae_id, layer)
+        if len(self._known) >= KNOWN_MEMO_MAX:  # bounded: ids come from strangers
+            self._known.clear()
+        self._known[key] = time.monotonic()
 
     def _known_unknown(self, row: asyncpg.Record | None) -> bool:
         """Not in the cache, and the service's listing, recent enough, did not have it."""

@@ -13,7 +13,7 @@ from common.errors import ERROR_RESPONSES
 router = APIRouter(prefix="/playground", tags=["injection"])
 
 
-def get_injection(request: Request) -> InjectionProxy:
+async def get_injection(request: Request) -> InjectionProxy:
     return request.app.state.injection
 
 

@@ -3,8 +3,9 @@
 Classes: ``gpu`` (run, features/extract|analyze, chat/completions: each call may drive a GPU)
 and ``read`` (everything else). Per client and class: a request rate per fixed window and a
 number of requests in flight; for ``gpu`` also a ceiling on work in flight for the whole
-deployment. Counters and slots live in Postgres (backend/db/limits.py), so they hold across
-processes; slots are leases this process renews while it holds them.
+deployment, shared fairly (the rules: migrations/versions/0023_admission_function.py). Counters
+and slots live in Postgres (backend/db/limits.py), so they hold across processes; slots are
+leases this process renews while it holds them. One request's admission is one round trip.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import asyncpg
 
 from backend.db import limits as sql
 from backend.db.pool import connection
-from backend.limits.fair_share import FairShare
 from backend.limits.identity import ClientIdentity
+from backend.limits.quota import quota_exceeded
 from backend.limits.slot import Slot
 from backend.settings import Settings
 from common.defaults import PAGE_PATH
-from common.errors import Overloaded, RateLimited, ServiceUnavailable
+from common.errors import ApiError, Overloaded, RateLimited, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class ClassLimits:
     per_window: int
     per_client_in_flight: int
     global_in_flight: int | None
+    # Slots kept for clients holding none, taken by no client that holds one already.
+    reserve_new: int = 0
 
 
 class Limiter:
@@ -81,20 +84,13 @@ class Limiter:
                 settings.playground_rate_gpu_per_window,
                 settings.playground_gpu_in_flight_per_client,
                 settings.playground_gpu_in_flight_global,
+                settings.playground_gpu_reserve_new,
             ),
             "read": ClassLimits(
                 settings.playground_rate_read_per_window,
                 settings.playground_read_in_flight_per_client,
                 None,
             ),
-        }
-        self.shares = {
-            name: FairShare(
-                limits.per_client_in_flight,
-                limits.global_in_flight,
-                settings.playground_gpu_reserve_new if name == "gpu" else 0,
-            )
-            for name, limits in self.classes.items()
         }
         self._held: set[uuid.UUID] = set()
         self._heartbeat: asyncio.Task | None = None
@@ -108,58 +104,80 @@ class Limiter:
 
     # -- admission -----------------------------------------------------------------------------
 
-    async def admit(self, client_key: str, klass: str, *, fail_open: bool = False) -> Slot | None:
-        """Count the request and take a slot; raise RateLimited (429) or Overloaded (503)
-        instead when over a limit, ServiceUnavailable (503) when Postgres cannot say (unless
-        ``fail_open``: then None, no slot). The caller releases the slot (``Slot.release``,
-        idempotent) when the work is over."""
+    async def admit(
+        self,
+        client_key: str,
+        klass: str,
+        *,
+        fail_open: bool = False,
+        daily_quota: int | None = None,
+    ) -> Slot | None:
+        """Count the request and take a slot (one round trip); raise RateLimited (429) or
+        Overloaded (503) instead when over a limit, 429 ``quota_exceeded`` when a storing
+        route's client stored ``daily_quota`` bytes today, ServiceUnavailable (503) when
+        Postgres cannot say (unless ``fail_open``: then None, no slot). The caller releases the
+        slot (``Slot.release``, idempotent) when the work is over."""
         limits = self.classes[klass]
+        ask = sql.AdmissionAsk(
+            client_key=client_key,
+            route_class=klass,
+            window=self.window,
+            per_window=limits.per_window,
+            lease_id=uuid.uuid4(),
+            ttl=self.ttl,
+            per_client=limits.per_client_in_flight,
+            ceiling=limits.global_in_flight,
+            reserve=limits.reserve_new,
+            quota_bytes=daily_quota,
+        )
         try:
             async with connection(self.pool, self._timeout) as conn:
-                hits, remaining_s = await sql.hit_window(conn, client_key, klass, self.window)
-                if hits > limits.per_window:
-                    raise RateLimited(
-                        f"over {limits.per_window} {klass} requests per "
-                        f"{self.window.total_seconds():.0f} s for this client",
-                        retry_after_s=remaining_s,
-                    )
-                lease, refused = await sql.acquire_lease(
-                    conn,
-                    client_key=client_key,
-                    route_class=klass,
-                    decide=self.shares[klass].decide,
-                    ttl=self.ttl,
-                )
+                admission = await sql.admit(conn, ask)
         except ServiceUnavailable:
             if not fail_open:
                 raise  # no limits, no work: unlimited reads are a flood's open door
             logger.warning("limits unavailable (postgres); letting a health check through")
             return None
+        if admission.refused is not None:
+            raise self._refusal(admission, limits, klass, daily_quota)
+        self._held.add(ask.lease_id)
+
+        async def release() -> None:
+            self._held.discard(ask.lease_id)
+            await self._release(ask.lease_id)
+
+        return Slot(release, client_key)
+
+    def _refusal(
+        self, admission: sql.Admission, limits: ClassLimits, klass: str, quota: int | None
+    ) -> ApiError:
+        refused = admission.refused
+        if refused == "quota":
+            assert quota is not None and admission.used_bytes is not None
+            return quota_exceeded(admission.used_bytes, quota, admission.retry_s or 1)
+        if refused == "window":
+            return RateLimited(
+                f"over {limits.per_window} {klass} requests per "
+                f"{self.window.total_seconds():.0f} s for this client",
+                retry_after_s=admission.retry_s or 1,
+            )
         if refused == "client":
-            raise RateLimited(
+            return RateLimited(
                 f"this client already has {limits.per_client_in_flight} {klass} requests in flight",
                 retry_after_s=1,
             )
         if refused == "share":
-            raise RateLimited(
+            return RateLimited(
                 f"this client holds its fair share of the deployment's {klass} slots while "
                 "others are waiting",
                 retry_after_s=1,
             )
-        if refused == "global":
-            raise Overloaded(
-                f"the deployment is at its ceiling of {limits.global_in_flight} {klass} "
-                "requests in flight",
-                retry_after_s=2,
-            )
-        assert lease is not None
-        self._held.add(lease)
-
-        async def release() -> None:
-            self._held.discard(lease)
-            await self._release(lease)
-
-        return Slot(release, client_key)
+        assert refused == "global", refused
+        return Overloaded(
+            f"the deployment is at its ceiling of {limits.global_in_flight} {klass} "
+            "requests in flight",
+            retry_after_s=2,
+        )
 
     async def _release(self, lease: uuid.UUID) -> None:
         try:

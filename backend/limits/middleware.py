@@ -41,11 +41,20 @@ class LimitsMiddleware:
             await self.app(scope, receive, send)
             return
         client_key = limiter.client_key(scope)
-        guard: StorageGuard | None = getattr(scope["app"].state, "storage_guard", None)
+        guard: StorageGuard | None = (
+            getattr(scope["app"].state, "storage_guard", None)
+            if (scope["method"], scope["path"]) in STORING_ROUTES
+            else None
+        )
         try:
-            if guard is not None and (scope["method"], scope["path"]) in STORING_ROUTES:
-                await guard.check(client_key)  # 429 quota_exceeded, 507 storage_full
-            slot = await limiter.admit(client_key, klass, fail_open=fails_open(scope["path"]))
+            if guard is not None:
+                await guard.check_size()  # 507 storage_full
+            slot = await limiter.admit(
+                client_key,
+                klass,
+                fail_open=fails_open(scope["path"]),
+                daily_quota=guard.quota if guard is not None else None,  # 429 quota_exceeded
+            )
         except ApiError as exc:
             metrics = getattr(scope["app"].state, "metrics", None)
             if metrics is not None:
@@ -66,7 +75,9 @@ class LimitsMiddleware:
                 if not headers.get(b"content-type", b"").startswith(b"text/event-stream"):
                     await slot.release()  # a plain answer: the GPU work is over
             try:
-                await asyncio.wait_for(send(message), timeout)
+                # asyncio.timeout, not wait_for: no task made per send (one per token event).
+                async with asyncio.timeout(timeout):
+                    await send(message)
             except TimeoutError:
                 slot.client_dropped = True
                 raise ClientDropped from None

@@ -27,7 +27,7 @@ router = APIRouter()
 CLIENT_CLOSED = 499
 
 
-def get_service(request: Request) -> GenerationService:
+async def get_service(request: Request) -> GenerationService:
     return request.app.state.generation
 
 

@@ -34,7 +34,7 @@ router = APIRouter(tags=["sae"])
 CLIENT_CLOSED = 499
 
 
-def get_service(request: Request) -> SaeService:
+async def get_service(request: Request) -> SaeService:
     return request.app.state.sae_service
 
 

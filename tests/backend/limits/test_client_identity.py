@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from datetime import timedelta
 
+import asyncpg
 import httpx
 import pytest
 
-from backend.db.limits import SlotCounts
-from backend.limits.fair_share import FairShare
+from backend.db import limits as sql
 from backend.limits.identity import ClientIdentity, address_key
 from tests.support.databases import create_database
 from tests.support.servers import serve_subcommand
@@ -53,15 +55,93 @@ def test_web_server_path_keys_on_the_address_modal_puts_first() -> None:
     assert identity.key(scope("10.0.0.1")) == "10.0.0.1"  # no header: the peer
 
 
-def test_fair_share_rules() -> None:
-    share = FairShare(per_client=3, ceiling=4, reserve=1)
-    assert share.decide(SlotCounts(mine=0, everyone=3, clients=3)) is None  # a newcomer
-    assert share.decide(SlotCounts(mine=0, everyone=4, clients=3)) == "global"
-    assert share.decide(SlotCounts(mine=3, everyone=3, clients=1)) == "client"
-    assert share.decide(SlotCounts(mine=2, everyone=3, clients=2)) == "share"  # 4 // 2
-    assert share.decide(SlotCounts(mine=1, everyone=2, clients=2)) is None
-    assert share.decide(SlotCounts(mine=1, everyone=3, clients=2)) == "share"  # reserve kept
-    assert FairShare(per_client=2, ceiling=None).decide(SlotCounts(1, 500, 400)) is None
+async def hold(db: asyncpg.Connection, client: str, n: int) -> None:
+    """``n`` live gpu leases of ``client``, as earlier admissions left them."""
+    for _ in range(n):
+        await db.execute(
+            "INSERT INTO work_leases VALUES ($1, $2, 'gpu', now() + interval '1 minute')",
+            uuid.uuid4(),
+            client,
+        )
+
+
+async def admit(db: asyncpg.Connection, client: str, **limits) -> str | None:
+    ask = sql.AdmissionAsk(
+        client_key=client,
+        route_class="gpu",
+        window=timedelta(seconds=600),
+        per_window=limits.pop("per_window", 1000),
+        lease_id=uuid.uuid4(),
+        ttl=timedelta(seconds=30),
+        per_client=limits.pop("per_client", 3),
+        ceiling=limits.pop("ceiling", 4),
+        reserve=limits.pop("reserve", 1),
+        **limits,
+    )
+    admission = await sql.admit(db, ask)
+    taken = await db.fetchval("SELECT count(*) FROM work_leases WHERE lease_id = $1", ask.lease_id)
+    assert taken == (admission.refused is None)  # a lease exactly when admitted
+    return admission.refused
+
+
+async def test_fair_share_rules(db: asyncpg.Connection) -> None:
+    """The admission function's slot rules (migration 0023), one case per rule, on Postgres."""
+    cases = [  # (leases held: this client, others by client; expected refusal)
+        (0, [1, 1, 1], None),  # a newcomer takes one of the last (reserved) slots
+        (0, [2, 1, 1], "global"),
+        (3, [], "client"),
+        (2, [1], "share"),  # its share: 4 // 2 holders
+        (1, [1], None),
+        (1, [1, 1], "share"),  # one more would leave fewer free than the reserve
+    ]
+    for mine, others, expected in cases:
+        await db.execute("DELETE FROM work_leases")
+        await hold(db, "me", mine)
+        for i, n in enumerate(others):
+            await hold(db, f"other{i}", n)
+        assert await admit(db, "me") == expected, (mine, others)
+    await db.execute("DELETE FROM work_leases")
+    await hold(db, "me", 1)
+    for i in range(400):
+        await hold(db, f"c{i}", 1)
+    assert await admit(db, "me", per_client=2, ceiling=None, reserve=0) is None  # no ceiling
+    await db.execute("DELETE FROM work_leases WHERE expires_at > now() - interval '1 day'")
+    await db.execute(  # an expired lease counts for nothing (and is cleaned up)
+        "INSERT INTO work_leases VALUES ($1, 'me', 'gpu', now() - interval '1 second')",
+        uuid.uuid4(),
+    )
+    assert await admit(db, "me", per_client=1) is None
+
+
+async def test_window_and_quota_refusals(db: asyncpg.Connection) -> None:
+    """The window counts refused hits too; the quota is checked before the window (a refused
+    quota costs no hit); each refusal says how long until it lifts."""
+    await db.execute("DELETE FROM work_leases")
+    assert await admit(db, "w", per_window=2, per_client=9) is None
+    assert await admit(db, "w", per_window=2, per_client=9) is None
+    assert await admit(db, "w", per_window=2, per_client=9) == "window"
+    hits = await db.fetchval("SELECT hits FROM rate_limit_windows WHERE client_key = 'w'")
+    assert hits == 3
+    await db.execute(
+        "INSERT INTO client_byte_usage VALUES ('q', (now() AT TIME ZONE 'UTC')::date, 500)"
+    )
+    ask = sql.AdmissionAsk(
+        "q",
+        "gpu",
+        timedelta(seconds=600),
+        5,
+        uuid.uuid4(),
+        timedelta(seconds=30),
+        3,
+        4,
+        1,
+        quota_bytes=500,
+    )
+    refused = await sql.admit(db, ask)
+    assert (refused.refused, refused.used_bytes) == ("quota", 500)
+    assert 0 < refused.retry_s <= 86_400
+    assert await db.fetchval("SELECT count(*) FROM rate_limit_windows WHERE client_key = 'q'") == 0
+    assert await admit(db, "q", quota_bytes=501) is None
 
 
 def backend_env(pg_uri: str, stub_urls: dict[str, str], prefix: str, **extra: str) -> dict:
