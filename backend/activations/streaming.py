@@ -6,7 +6,7 @@ Events (contracts.md, "Streaming (SSE)"): ``started``, ``token`` per output toke
 ``features`` (timeline entries for the positions just computed), then ``done`` (the blocking
 answer) or ``error`` (the error body).
 
-Features: the prompt's as soon as the engine has tokenized it (while the answer is generated),
+Features: the prompt's once the second token is out (while the rest of the answer is generated),
 then the output's as it grows, each chunk only the positions not yet sent, through the SAE
 service's incremental extraction (``/extract_features`` with this run's ``stream_id``: its KV
 cache there runs only the new positions; where the cache is gone it recomputes the prefix).
@@ -150,9 +150,11 @@ class StreamedRun:
             self.features = asyncio.create_task(self._features())
 
     async def _relay_tokens(self) -> None:
-        """Relay the engine's events; start the feature worker with the first token (the
-        prompt's chunk then runs beside the rest of the answer, not beside the first token's
-        step: where engine and SAE share processors that would delay the first token)."""
+        """Relay the engine's events; start the feature worker with the second token, or the
+        answer's end (the prompt's chunk then runs beside the rest of the answer, never beside
+        the first token's prefill or its way to the client: where the SAE service shares the
+        processors with the engine, the backend and the client, its forward there delayed the
+        first token's arrival by ~1 ms p50 on the 2-core box; docs/backend.md)."""
         answer: GenerateResponse | None = None
         async for event in self.stream.events():
             if isinstance(event, PromptEvent):
@@ -172,7 +174,8 @@ class StreamedRun:
                     token["timing_ms"] = self.clock.as_dict()
                 await self._put("token", token)
                 self.grown.set()
-                self._start_features()
+                if len(self.output_ids) > 1:  # not beside the first token's way out
+                    self._start_features()
             else:
                 answer = event
         assert answer is not None  # GenerationStream ends with the answer or raises

@@ -80,10 +80,12 @@ async def test_a_dropped_stream_releases_its_sae_cache(client, stub_states):
     engine.output_len, engine.stream_gap_s = 30, 0.1
     sae.mode, sae.slow_s = "slow", 0.6
     body = {"prompt": "leaving", "max_tokens": 30}
+    tokens = 0
     async with client.stream("POST", RUN, json=body, headers={"accept": sse.MEDIA_TYPE}) as r:
         async for event, _ in sse.aparse(r.aiter_lines()):
-            if event == "token":
-                break  # the feature worker starts with the first token
+            tokens += event == "token"
+            if tokens == 3:  # the feature worker starts with the second; its chunk is out now
+                break
     deadline = asyncio.get_running_loop().time() + 10
     while not (releases := [c for c in sae.calls if c.get("stream_end")]):
         assert asyncio.get_running_loop().time() < deadline, "no release reached the SAE"
