@@ -91,10 +91,3 @@ async def release_lease(conn: asyncpg.Connection, lease_id: uuid.UUID) -> None:
     await conn.execute(
         f"WITH d AS (DELETE FROM work_leases WHERE lease_id = $1) SELECT {ASYNC_COMMIT}", lease_id
     )
-
-
-async def live_leases(conn: asyncpg.Connection, route_class: str) -> int:
-    return await conn.fetchval(
-        "SELECT count(*) FROM work_leases WHERE route_class = $1 AND expires_at >= now()",
-        route_class,
-    )

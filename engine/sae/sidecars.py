@@ -10,8 +10,9 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from engine.sae.encoder import SaeMeta
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SaeKey = tuple[str, int]
+T = TypeVar("T")
 LABELS_FILENAME = "labels.json"
 EXAMPLES_FILENAME = "feature_examples.jsonl"
 EXAMPLES_FORMAT = "playground.feature_examples/1"
@@ -97,31 +99,31 @@ class Sidecars:
     def has_examples(self, meta: SaeMeta) -> bool:
         return (meta.folder / self.examples_filename).is_file()
 
-    def labels(self, meta: SaeMeta) -> dict[int, str]:
+    def _once(self, cache: dict[SaeKey, T], meta: SaeMeta, read: Callable[[], T]) -> T:
+        """``read()`` for this SAE the first time it is asked, the kept answer after."""
         key = (meta.sae_id, meta.layer)
         with self._lock:
-            if key not in self._labels:
-                self._labels[key] = read_labels(meta.folder / self.labels_filename)
-            return self._labels[key]
+            if key not in cache:
+                cache[key] = read()
+            return cache[key]
+
+    def labels(self, meta: SaeMeta) -> dict[int, str]:
+        return self._once(
+            self._labels, meta, lambda: read_labels(meta.folder / self.labels_filename)
+        )
 
     def context_words(self, meta: SaeMeta) -> dict[int, str]:
         """feature id -> the words of its examples' contexts (``{}`` without an examples file)."""
-        key = (meta.sae_id, meta.layer)
-        with self._lock:
-            if key not in self._words:
-                self._words[key] = read_context_words(meta.folder / self.examples_filename)
-            return self._words[key]
+        return self._once(
+            self._words, meta, lambda: read_context_words(meta.folder / self.examples_filename)
+        )
 
     def examples(self, meta: SaeMeta, feature_id: int) -> list[dict]:
         """The feature's examples (``[]`` when it has none or the SAE has no examples file)."""
         path = meta.folder / self.examples_filename
         if not path.is_file():
             return []
-        key = (meta.sae_id, meta.layer)
-        with self._lock:
-            if key not in self._examples:
-                self._examples[key] = index_examples(path)
-            where = self._examples[key].get(feature_id)
+        where = self._once(self._examples, meta, lambda: index_examples(path)).get(feature_id)
         if where is None:
             return []
         offset, length = where
